@@ -1,0 +1,220 @@
+"""The runtime every actor process shares: bus connection, handler table, heartbeats, poll loop.
+
+An actor is a subclass with a ``NAME``, a ``setup()`` that binds its sockets, handlers declared
+with ``@handles("type")``, and a ``status()`` that rides on every heartbeat (so the supervisor
+can answer ``weave status`` without fanning out requests to processes that may be restarting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+from weavenet import bus, log
+from weavenet.bus import BusError, Envelope
+
+HEARTBEAT_INTERVAL = 1.0
+
+Handler = Callable[[Any, Envelope], dict[str, Any] | None]
+
+
+def handles(type_: str) -> Callable[[Handler], Handler]:
+    """Declare a method as the handler of one request type."""
+
+    def mark(fn: Handler) -> Handler:
+        fn._handles = type_  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def load_config(run_dir: Path) -> dict[str, Any]:
+    with open(bus.Endpoints(run_dir).config, "rb") as f:
+        return msgpack.unpackb(f.read(), raw=False)
+
+
+class Actor:
+    NAME = "actor"
+    HANDLERS: dict[str, Handler] = {}
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        table: dict[str, Handler] = {}
+        for base in reversed(cls.__mro__):
+            for attr in vars(base).values():
+                t = getattr(attr, "_handles", None)
+                if t is not None:
+                    table[t] = attr
+        cls.HANDLERS = table
+
+    def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.endpoints = bus.Endpoints(run_dir)
+        self.state_dir = Path(config["state_dir"])
+        self.inc = random.getrandbits(63)
+        self.started = time.time()
+        self.log = log.configure(
+            actor=self.NAME, inc=self.inc, state_dir=self.state_dir,
+            debug=bool(config.get("debug")),
+        )
+        self.ctx = zmq.Context()
+        self.running = True
+        self._parent = os.getppid()
+        self._readers: dict[Any, Callable[[], None]] = {}
+        self._timers: list[tuple[float, int, float, Callable[[], None]]] = []
+        self._timer_seq = 0
+        self.poller = zmq.Poller()
+        self.sup = self.ctx.socket(zmq.DEALER)
+        self.sup.setsockopt(zmq.IDENTITY, self.NAME.encode())
+        self.sup.setsockopt(zmq.LINGER, 0)
+        self.sup.connect(self.endpoints.actors)
+        self.add_reader(self.sup, self._on_bus)
+
+    # -- wiring helpers for subclasses ------------------------------------------------------
+    def add_reader(self, sock_or_fd: Any, callback: Callable[[], None]) -> None:
+        self._readers[sock_or_fd] = callback
+        self.poller.register(sock_or_fd, zmq.POLLIN)
+
+    def remove_reader(self, sock_or_fd: Any) -> None:
+        if self._readers.pop(sock_or_fd, None) is not None:
+            self.poller.unregister(sock_or_fd)
+
+    def every(self, interval: float, callback: Callable[[], None],
+              first: float | None = None) -> None:
+        self._timer_seq += 1
+        due = time.monotonic() + (interval if first is None else first)
+        heapq.heappush(self._timers, (due, self._timer_seq, interval, callback))
+
+    def subscribe_events(self, *topics: str) -> zmq.Socket:
+        sub = self.ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        for t in topics:
+            sub.setsockopt(zmq.SUBSCRIBE, t.encode())
+        sub.connect(self.endpoints.events)
+        return sub
+
+    def publish(self, topic: str, data: dict[str, Any]) -> None:
+        """Ask the supervisor to publish an event on its PUB socket."""
+        self.send_sup(bus.request("event", {"topic": topic, "data": data}, src=self.NAME,
+                                  inc=self.inc))
+
+    def send_sup(self, env: Envelope) -> None:
+        try:
+            self.sup.send(bus.encode(env), zmq.NOBLOCK)
+        except zmq.Again:
+            self.log.warning("bus_full_dropped", type=env.type)
+
+    # -- overridables -----------------------------------------------------------------------
+    def setup(self) -> None:
+        """Bind sockets and register readers and timers."""
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    def teardown(self) -> None:
+        """Release resources on a graceful stop. Kernel state is left alone."""
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _on_bus(self) -> None:
+        while True:
+            try:
+                data = self.sup.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                env = bus.decode(data)
+            except bus.EnvelopeError as exc:
+                self.log.warning("bad_envelope", reason=str(exc))
+                continue
+            if env.is_reply:
+                self.on_reply(env)
+                continue
+            self.send_sup(self.dispatch(env))
+
+    def on_reply(self, env: Envelope) -> None:
+        """Replies to requests this actor sent through the supervisor."""
+
+    def dispatch(self, env: Envelope) -> Envelope:
+        """The one error boundary of the actor: every handler failure becomes an error reply."""
+        handler = self.HANDLERS.get(env.type)
+        if handler is None:
+            return bus.reply(env, src=self.NAME, inc=self.inc,
+                             error=(bus.USAGE, f"{self.NAME} does not handle {env.type!r}"))
+        try:
+            body = handler(self, env)
+        except BusError as exc:
+            return bus.reply(env, src=self.NAME, inc=self.inc, error=(exc.code, exc.reason))
+        except Exception as exc:
+            self.log.exception("handler_failed", type=env.type)
+            return bus.reply(env, src=self.NAME, inc=self.inc, error=(bus.FAILED, str(exc)))
+        return bus.reply(env, body or {}, src=self.NAME, inc=self.inc)
+
+    def _heartbeat(self) -> None:
+        if os.getppid() != self._parent:
+            # The supervisor is gone; an orphaned actor must not keep the TAP or ports.
+            self.log.warning("supervisor_gone")
+            self.running = False
+            return
+        self.send_sup(bus.request(
+            "actor.heartbeat",
+            {"pid": os.getpid(), "started": self.started, "status": self.status()},
+            src=self.NAME, inc=self.inc,
+        ))
+
+    def _stop(self, *_: Any) -> None:
+        self.running = False
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        self.setup()
+        self.every(HEARTBEAT_INTERVAL, self._heartbeat)
+        self.send_sup(bus.request("actor.ready", {"pid": os.getpid(), "started": self.started},
+                                  src=self.NAME, inc=self.inc))
+        self.log.info("actor_ready")
+        try:
+            while self.running:
+                timeout = 1000.0
+                if self._timers:
+                    timeout = max(0.0, (self._timers[0][0] - time.monotonic()) * 1000)
+                # pyzmq retries poll() itself after a signal handler returns.
+                events = self.poller.poll(timeout)
+                for sock, _ in events:
+                    cb = self._readers.get(sock)
+                    if cb is not None:
+                        cb()
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    _, seq, interval, cb = heapq.heappop(self._timers)
+                    heapq.heappush(self._timers, (now + interval, seq, interval, cb))
+                    cb()
+        finally:
+            self.teardown()
+            self.log.info("actor_stopped")
+            self.ctx.destroy(linger=0)
+        return 0
+
+
+def main(actor_cls: type[Actor], argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"actors.{actor_cls.NAME}")
+    parser.add_argument("run_dir")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    config = load_config(run_dir)
+    return actor_cls(run_dir, config).run()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run an actor module, e.g. python -m actors.netconf RUN_DIR")
