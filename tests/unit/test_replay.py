@@ -130,8 +130,9 @@ def test_window_agrees_with_reference_model(width: int, start: int, offsets: lis
 @given(
     width=st.sampled_from([1, 64, 1024]),
     seqs=st.lists(
-        st.one_of(st.integers(min_value=0, max_value=3000),
-                  st.integers(min_value=0, max_value=MAX_SEQ)),
+        st.one_of(
+            st.integers(min_value=0, max_value=3000), st.integers(min_value=0, max_value=MAX_SEQ)
+        ),
         max_size=100,
     ),
 )
