@@ -1,0 +1,244 @@
+"""The router port seen from userspace: a TAP device carrying virtio-net headers.
+
+The capture actor opens the bridge's router port (created persistent by `weavenet.hostnet`)
+with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and turns on TSO/checksum offloads, so the kernel
+hands us whole TCP super-frames (up to 64 KiB) with a `VnetHeader` that says how to finish
+them (partial checksum, segmentation) instead of segmenting them for us. Writing a frame back
+with its header lets the far side's kernel do that work. Every item read or written is
+`VnetHeader bytes + Ethernet frame`.
+
+The header is 10 bytes: `struct virtio_net_hdr`. The 12-byte variant appends `num_buffers`,
+which only means something for virtio's mergeable receive buffers; a TAP reader has no use
+for it, and 10 + 14 (Ethernet) also keeps the IP header 4-byte aligned in the buffer.
+Fields are little-endian: that is the host order on the platforms we run on (x86-64,
+aarch64), and on a big-endian host we ask the kernel for little-endian headers
+(TUNSETVNETLE), so the bytes mean the same on every peer.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+import sys
+from dataclasses import dataclass
+
+TUN_DEVICE = "/dev/net/tun"
+IFNAMSIZ = 16
+
+# ifr_flags for TUNSETIFF (linux/if_tun.h)
+IFF_TUN = 0x0001
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+IFF_TUN_EXCL = 0x8000
+
+# TUNSETOFFLOAD flags: what the kernel may hand us unfinished
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
+TUN_F_UFO = 0x10
+TUN_F_USO4 = 0x20  # Linux >= 6.2
+TUN_F_USO6 = 0x40
+
+WANTED_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_USO4 | TUN_F_USO6
+# Tried in order when the kernel refuses a set (EINVAL): older kernels lack USO, some lack ECN.
+_OFFLOAD_FALLBACKS = (
+    WANTED_OFFLOADS,
+    TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN,
+    TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
+    TUN_F_CSUM,
+    0,
+)
+
+
+def _iow(type_char: str, nr: int, size: int) -> int:
+    # asm-generic _IOW encoding (x86, arm, arm64, riscv, s390); ppc/mips/sparc differ.
+    return (1 << 30) | (size << 16) | (ord(type_char) << 8) | nr
+
+
+TUNSETIFF = _iow("T", 202, 4)
+TUNSETPERSIST = _iow("T", 203, 4)
+TUNSETOFFLOAD = _iow("T", 208, 4)
+TUNSETVNETHDRSZ = _iow("T", 216, 4)
+TUNSETVNETLE = _iow("T", 220, 4)
+
+# struct virtio_net_hdr
+VNET_HDR_LEN = 10
+_VNET_FMT = struct.Struct("<BBHHHH")
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 0x01
+VIRTIO_NET_HDR_F_DATA_VALID = 0x02
+VIRTIO_NET_HDR_GSO_NONE = 0
+VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_UDP = 3
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
+VIRTIO_NET_HDR_GSO_UDP_L4 = 5
+VIRTIO_NET_HDR_GSO_ECN = 0x80
+
+# The largest item a read can return: header, Ethernet with two VLAN tags, and a 64 KiB IP
+# GSO super-frame (the TAP keeps the default gso_max_size; BIG TCP is not enabled on it).
+# Same bound as weavenet.dataplane.MAX_FRAME_LEN.
+MAX_ITEM = VNET_HDR_LEN + 14 + 2 * 4 + 0xFFFF
+
+
+class TapError(OSError):
+    """Opening or configuring the TAP device failed."""
+
+
+class VnetHeaderError(ValueError):
+    """A buffer too short to hold a virtio-net header."""
+
+
+@dataclass(frozen=True, slots=True)
+class VnetHeader:
+    flags: int = 0
+    gso_type: int = VIRTIO_NET_HDR_GSO_NONE
+    hdr_len: int = 0
+    gso_size: int = 0
+    csum_start: int = 0
+    csum_offset: int = 0
+
+    @classmethod
+    def parse(cls, buf: bytes | bytearray | memoryview) -> VnetHeader:
+        if len(buf) < VNET_HDR_LEN:
+            raise VnetHeaderError(f"need {VNET_HDR_LEN} bytes for a vnet header, got {len(buf)}")
+        return cls(*_VNET_FMT.unpack_from(buf, 0))
+
+    def build(self) -> bytes:
+        try:
+            return _VNET_FMT.pack(
+                self.flags, self.gso_type, self.hdr_len,
+                self.gso_size, self.csum_start, self.csum_offset,
+            )
+        except struct.error as exc:
+            raise VnetHeaderError(f"vnet header field out of range: {exc}") from exc
+
+    @property
+    def is_gso(self) -> bool:
+        return (self.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE
+
+    @property
+    def needs_csum(self) -> bool:
+        return bool(self.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)
+
+
+_PLAIN = bytes(VNET_HDR_LEN)
+
+
+def plain_header() -> bytes:
+    """The header for a complete frame: no checksum to finish, no segmentation."""
+    return _PLAIN
+
+
+def split_item(item: bytes | memoryview) -> tuple[VnetHeader, memoryview]:
+    """Split one read item into its header and its Ethernet frame (no copy of the frame)."""
+    view = memoryview(item)
+    return VnetHeader.parse(view), view[VNET_HDR_LEN:]
+
+
+@dataclass(frozen=True, slots=True)
+class TapHandle:
+    fd: int
+    ifname: str
+    vnet_hdr: bool
+    offloads: int  # TUN_F_* flags the kernel accepted
+
+
+def _ifreq(name: str, flags: int) -> bytes:
+    raw = name.encode("ascii")
+    if not raw or len(raw) >= IFNAMSIZ:
+        raise TapError(errno.EINVAL, f"bad interface name {name!r}")
+    # struct ifreq is 40 bytes on 64-bit: the name, then the ifr_flags short, then padding
+    return struct.pack(f"{IFNAMSIZ}sH22x", raw, flags)
+
+
+def set_offloads(fd: int, wanted: int = WANTED_OFFLOADS) -> int:
+    """Ask for `wanted` offloads, dropping what this kernel refuses; return what was set."""
+    for flags in (wanted, *[f & wanted for f in _OFFLOAD_FALLBACKS]):
+        try:
+            fcntl.ioctl(fd, TUNSETOFFLOAD, flags)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            continue
+        return flags
+    return 0  # unreachable in practice: 0 is always accepted
+
+
+def open_tap_handle(name: str, vnet_hdr: bool = True) -> TapHandle:
+    """Attach to (or create, non-persistently) the TAP `name` in the current netns."""
+    flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+    ifr = _ifreq(name, flags)
+    fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, ifr)
+        except OSError as exc:
+            # EBUSY: another process holds this single-queue TAP (a second capture running).
+            raise TapError(exc.errno, f"cannot attach TAP {name}: {exc.strerror}") from exc
+        offloads = 0
+        if vnet_hdr:
+            if sys.byteorder == "big":
+                fcntl.ioctl(fd, TUNSETVNETLE, struct.pack("i", 1))
+            fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+            offloads = set_offloads(fd)
+        else:
+            # Without headers we cannot be told about partial checksums or GSO, so the kernel
+            # must finish every frame before handing it over.
+            fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return TapHandle(fd=fd, ifname=name, vnet_hdr=vnet_hdr, offloads=offloads)
+
+
+def open_tap(name: str, vnet_hdr: bool = True) -> int:
+    """A non-blocking fd on TAP `name` with virtio-net headers and TSO/checksum offloads on."""
+    return open_tap_handle(name, vnet_hdr).fd
+
+
+def create_persistent_tap(name: str) -> None:
+    """Create TAP `name` so it outlives the fd that made it (TUNSETPERSIST).
+
+    IFF_VNET_HDR and IFF_NO_PI are per-open flags, not properties of the device: a later
+    open may ask for them whatever was used here. Fails with EBUSY if the TAP exists and is
+    held open, with EINVAL if `name` exists but is not a TAP.
+    """
+    fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, IFF_TAP | IFF_NO_PI))
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    except OSError as exc:
+        raise TapError(exc.errno, f"cannot create TAP {name}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
+def read_batch(fd: int, max_frames: int = 64, bufsize: int = MAX_ITEM) -> list[bytes]:
+    """Read up to `max_frames` items (vnet header + frame) without blocking."""
+    items: list[bytes] = []
+    while len(items) < max_frames:
+        try:
+            items.append(os.read(fd, bufsize))
+        except BlockingIOError:
+            break
+    return items
+
+
+# Refusals that concern one frame, not the port: a full queue (EAGAIN/ENOBUFS), a header
+# the kernel rejects (EINVAL: malformed input from a peer must not kill capture), a port
+# that is down (EIO). The caller counts a drop.
+_DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EINVAL, errno.EIO, errno.EMSGSIZE})
+
+
+def write_frame(fd: int, data: bytes | bytearray | memoryview) -> bool:
+    """Write one item (vnet header + frame); False when the kernel refused it."""
+    try:
+        os.write(fd, data)
+    except OSError as exc:
+        if exc.errno in _DROP_ERRNOS:
+            return False
+        raise
+    return True
