@@ -131,6 +131,9 @@ class SessionKeys:
     _expected_remote_proof: bytes
 
     def verify_remote_proof(self, proof: bytes) -> None:
+        """Raise `PasswordMismatch` unless `proof` is the remote side's proof for this session."""
+        if not isinstance(proof, bytes):
+            raise PasswordMismatch("malformed password proof")
         if not hmac.compare_digest(proof, self._expected_remote_proof):
             raise PasswordMismatch("password mismatch")
 
@@ -151,13 +154,16 @@ class SessionKeys:
 
 
 def _int_field(value: int) -> bytes:
-    if value < 0:
-        raise ValueError("transcript integers are non-negative")
+    # Hello fields come off the network: anything odd is a handshake failure, not a crash
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**256:
+        raise HandshakeError(f"transcript integer out of range: {value!r}")
     raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
     return len(raw).to_bytes(1, "big") + raw  # length prefix keeps the encoding unambiguous
 
 
 def _party_field(party: HandshakeParty) -> bytes:
+    if not isinstance(party.name, str) or not 0 < len(party.name) < 1024:
+        raise HandshakeError("malformed peer name in handshake")
     name = party.name.encode()
     return (
         len(name).to_bytes(2, "big")

@@ -121,6 +121,22 @@ def test_password_proof_fails_with_different_password() -> None:
         a.verify_remote_proof(b.local_proof)
 
 
+@pytest.mark.parametrize("proof", [b"", b"x" * 32, "not bytes", None, 42])
+def test_malformed_or_wrong_proof_is_a_mismatch_not_a_crash(proof: object) -> None:
+    _, b = both_sides()
+    with pytest.raises(PasswordMismatch):
+        b.verify_remote_proof(proof)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"uid": -1}, {"uid": "1"}, {"connection_id": 2**300}, {"name": ""}, {"name": b"raw"}],
+)
+def test_malformed_remote_hello_fields_are_a_handshake_error(change: dict[str, object]) -> None:
+    with pytest.raises(HandshakeError):
+        derive_session_keys(password(), A_PRIV, Role.INITIATOR, A, replace(B, **change))
+
+
 def test_reflected_proof_does_not_verify() -> None:
     a, b = both_sides()
     with pytest.raises(PasswordMismatch):
