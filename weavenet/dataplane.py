@@ -1,0 +1,72 @@
+"""Batches of frames between actors over ZeroMQ (capture <-> forwarder <-> crypto).
+
+A batch is one multipart message: a small msgpack map (always ``v`` and ``n``, plus whatever
+the sender adds, e.g. ``src``/``dst`` peers or ``via``) followed by one raw part per frame.
+Frames are never packed inside msgpack: with ``copy=False`` ZeroMQ hands each part over
+without copying it, and the receiver slices it as a memoryview.
+
+Nothing here touches a socket; parts may be ``bytes``, ``memoryview`` or ``zmq.Frame``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from weavenet.frame import ETH_HLEN, VLAN_HLEN, VNET_HDR_LEN, Buffer
+
+VERSION = 1
+MAX_BATCH = 4096  # frames per batch
+MAX_HEADER_LEN = 4096
+# A GSO super-frame: a 64 KiB IP packet behind a vnet header and a doubly tagged Ethernet header.
+MAX_FRAME_LEN = 0xFFFF + VNET_HDR_LEN + ETH_HLEN + 2 * VLAN_HLEN
+
+
+class BatchError(ValueError):
+    """A malformed batch: bad header, count mismatch, empty or oversized frame."""
+
+
+def encode_batch(header: dict[str, Any], frames: Sequence[Buffer]) -> list[Buffer]:
+    """Parts for ``socket.send_multipart(parts, copy=False)``; ``header`` must not use v/n."""
+    if not frames:
+        raise BatchError("a batch needs at least one frame")
+    if len(frames) > MAX_BATCH:
+        raise BatchError(f"{len(frames)} frames exceed the batch limit {MAX_BATCH}")
+    head = msgpack.packb({**header, "v": VERSION, "n": len(frames)})
+    return [head, *frames]
+
+
+def _buffer(part: Any) -> Buffer:
+    # zmq.Frame (copy=False) exposes its memory as .buffer; bytes/memoryview pass through.
+    buf = getattr(part, "buffer", part)
+    if not isinstance(buf, bytes | bytearray | memoryview):
+        raise BatchError(f"unsupported part type {type(part).__name__}")
+    return buf
+
+
+def decode_batch(parts: Sequence[Any]) -> tuple[dict[str, Any], list[Buffer]]:
+    if len(parts) < 2:
+        raise BatchError(f"batch of {len(parts)} parts has no frames")
+    raw = _buffer(parts[0])
+    if len(raw) > MAX_HEADER_LEN:
+        raise BatchError(f"batch header of {len(raw)} bytes is too long")
+    try:
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise BatchError(f"undecodable batch header: {exc}") from None
+    if not isinstance(header, dict):
+        raise BatchError("batch header is not a map")
+    if header.get("v") != VERSION:
+        raise BatchError(f"unknown batch version {header.get('v')!r}")
+    n = header.get("n")
+    if type(n) is not int or n != len(parts) - 1:
+        raise BatchError(f"batch header says {n!r} frames, got {len(parts) - 1}")
+    if n > MAX_BATCH:
+        raise BatchError(f"{n} frames exceed the batch limit {MAX_BATCH}")
+    frames = [_buffer(p) for p in parts[1:]]
+    for frame in frames:
+        if not 0 < len(frame) <= MAX_FRAME_LEN:
+            raise BatchError(f"frame of {len(frame)} bytes out of range")
+    return header, frames
