@@ -1,0 +1,294 @@
+"""The peer protocol on TCP 6783: a fixed header, then length-prefixed msgpack messages.
+
+Stream layout::
+
+    b"weavenet" | min_version:u8 | max_version:u8          (ProtocolHeader, once, each direction)
+    length:u32be | msgpack map {"type": str, ...fields}      (one Message, repeated)
+
+Decoding is sans-IO and incremental: ``Decoder.feed(data)`` returns what is complete and keeps the
+rest. Anything malformed, oversized, truncated or unknown raises a ``WireError`` subclass; the
+actor closes that connection and logs the reason. Decoders ignore unknown keys (fields are only
+ever added); a changed meaning gets a new type name.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import msgpack
+
+from weavenet.peer import MAX_NICKNAME_LEN, PeerIdentityError, PeerName
+from weavenet.topology import PeerRecord, TopologyDecodeError, decode_records, encode_record
+
+MAGIC = b"weavenet"
+PROTOCOL_MIN_VERSION = 1
+PROTOCOL_MAX_VERSION = 1
+MAX_MESSAGE_SIZE = 8 * 1024 * 1024
+PUBLIC_KEY_LEN = 32
+MAX_REASON_LEN = 1024
+
+_HEADER = struct.Struct(">8sBB")
+_LENGTH = struct.Struct(">I")
+HEADER_SIZE = _HEADER.size
+
+
+class WireError(Exception):
+    """Input from a peer that we refuse; the connection it came on should be closed."""
+
+
+class BadMagic(WireError):
+    """The stream does not start with the weavenet header (not a weavenet peer)."""
+
+
+class MalformedHeader(WireError):
+    """The header's version range is impossible."""
+
+
+class OversizedMessage(WireError):
+    """A length prefix above the size limit."""
+
+
+class MalformedMessage(WireError):
+    """Bytes that are not a valid message of a known type."""
+
+
+class UnknownMessageType(WireError):
+    """A well-formed message of a type this version does not know."""
+
+
+class TruncatedInput(WireError):
+    """The stream ended in the middle of the header or a message."""
+
+
+@dataclass(frozen=True)
+class ProtocolHeader:
+    min_version: int
+    max_version: int
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Handshake: who we are for this connection. Sent once, after the headers."""
+
+    TYPE: ClassVar[str] = "hello"
+    name: PeerName
+    nickname: str
+    uid: int
+    conn_id: int  # random per connection; both ids combined identify the connection
+    encrypt: bool
+    public_key: bytes | None = None  # X25519 ephemeral key, present iff encrypt
+    udp_port: int = 6783
+
+
+@dataclass(frozen=True)
+class TopologyUpdate:
+    """Peer records: incremental (what improved) or full (on connect and periodically)."""
+
+    TYPE: ClassVar[str] = "topology"
+    records: tuple[PeerRecord, ...]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Keeps an idle TCP connection alive (UDP heartbeats prove the data path separately)."""
+
+    TYPE: ClassVar[str] = "heartbeat"
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Established:
+    """'Your UDP heartbeats reach me': the receiver may mark the connection established."""
+
+    TYPE: ClassVar[str] = "established"
+
+
+@dataclass(frozen=True)
+class Goodbye:
+    """Why the sender is closing the connection (refused handshake, duplicate, shutdown)."""
+
+    TYPE: ClassVar[str] = "goodbye"
+    reason: str
+
+
+Message = Hello | TopologyUpdate | Heartbeat | Established | Goodbye
+
+
+# -- encoding --------------------------------------------------------------------------------------
+
+
+def encode_header(
+    min_version: int = PROTOCOL_MIN_VERSION, max_version: int = PROTOCOL_MAX_VERSION
+) -> bytes:
+    return _HEADER.pack(MAGIC, min_version, max_version)
+
+
+def _body(msg: Message) -> dict[str, Any]:
+    if isinstance(msg, TopologyUpdate):
+        return {"records": [encode_record(r) for r in msg.records]}
+    return {f.name: getattr(msg, f.name) for f in fields(msg)}
+
+
+def encode(msg: Message, max_size: int = MAX_MESSAGE_SIZE) -> bytes:
+    """One framed message, ready to write to the socket."""
+    body = msgpack.packb({"type": msg.TYPE, **_body(msg)}, use_bin_type=True)
+    if len(body) > max_size:
+        raise OversizedMessage(f"{msg.TYPE} message of {len(body)} bytes exceeds {max_size}")
+    return _LENGTH.pack(len(body)) + body
+
+
+# -- decoding --------------------------------------------------------------------------------------
+
+
+def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = obj.get(key)
+    # bool is an int subclass; an int field must not accept True.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MalformedMessage(f"field {key!r} missing or of the wrong type")
+    return value
+
+
+def _uint(obj: dict[str, Any], key: str, bits: int) -> int:
+    value = _get(obj, key, int)
+    if not 0 <= value < (1 << bits):
+        raise MalformedMessage(f"field {key!r} out of range")
+    return value
+
+
+def _short_str(obj: dict[str, Any], key: str, limit: int) -> str:
+    value = _get(obj, key, str)
+    if len(value) > limit:
+        raise MalformedMessage(f"field {key!r} longer than {limit}")
+    return value
+
+
+def _hello(obj: dict[str, Any]) -> Hello:
+    try:
+        name = PeerName(_get(obj, "name", str))
+    except PeerIdentityError as exc:
+        raise MalformedMessage(str(exc)) from None
+    encrypt = _get(obj, "encrypt", bool)
+    key = obj.get("public_key")
+    if key is not None and (not isinstance(key, bytes) or len(key) != PUBLIC_KEY_LEN):
+        raise MalformedMessage("public_key must be 32 bytes")
+    if encrypt != (key is not None):
+        raise MalformedMessage("public_key must be present exactly when encrypt is set")
+    port = _uint(obj, "udp_port", 16)
+    if port == 0:
+        raise MalformedMessage("udp_port must be non-zero")
+    return Hello(
+        name=name,
+        nickname=_short_str(obj, "nickname", MAX_NICKNAME_LEN),
+        uid=_uint(obj, "uid", 64),
+        conn_id=_uint(obj, "conn_id", 64),
+        encrypt=encrypt,
+        public_key=key,
+        udp_port=port,
+    )
+
+
+def _topology(obj: dict[str, Any]) -> TopologyUpdate:
+    try:
+        return TopologyUpdate(decode_records(obj.get("records")))
+    except TopologyDecodeError as exc:
+        raise MalformedMessage(str(exc)) from None
+
+
+_DECODERS = {
+    Hello.TYPE: _hello,
+    TopologyUpdate.TYPE: _topology,
+    Heartbeat.TYPE: lambda o: Heartbeat(_uint(o, "seq", 64)),
+    Established.TYPE: lambda o: Established(),
+    Goodbye.TYPE: lambda o: Goodbye(_short_str(o, "reason", MAX_REASON_LEN)),
+}
+
+
+def decode_message(body: bytes) -> Message:
+    """One message from its msgpack body (the length prefix already removed)."""
+    try:
+        obj = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        # ValueError covers ExtraData, FormatError, StackError and bad UTF-8.
+        raise MalformedMessage(f"not msgpack: {type(exc).__name__}") from None
+    if not isinstance(obj, dict):
+        raise MalformedMessage("message must be a map")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise MalformedMessage("message has no type")
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise UnknownMessageType(f"unknown message type {kind[:64]!r}")
+    return decoder(obj)
+
+
+def decode_header(data: bytes) -> ProtocolHeader:
+    magic, lo, hi = _HEADER.unpack(data)
+    if magic != MAGIC:
+        raise BadMagic("not a weavenet peer (bad magic)")
+    if lo == 0 or lo > hi:
+        raise MalformedHeader(f"impossible protocol version range {lo}..{hi}")
+    return ProtocolHeader(lo, hi)
+
+
+class Decoder:
+    """Incremental decoder for one direction of one connection.
+
+    The first item out is the ``ProtocolHeader``; messages follow. After a ``WireError`` the
+    decoder stays failed: the connection is beyond repair.
+    """
+
+    def __init__(self, max_message_size: int = MAX_MESSAGE_SIZE) -> None:
+        self.max_message_size = max_message_size
+        self._buf = bytearray()
+        self._header_done = False
+        self._error: WireError | None = None
+
+    def feed(self, data: bytes) -> list[ProtocolHeader | Message]:
+        if self._error is not None:
+            raise self._error
+        self._buf += data
+        out: list[ProtocolHeader | Message] = []
+        try:
+            self._drain(out)
+        except WireError as exc:
+            self._error = exc
+            raise
+        return out
+
+    def _drain(self, out: list[ProtocolHeader | Message]) -> None:
+        buf = self._buf
+        if not self._header_done:
+            # Check the magic as soon as it can be wrong, so garbage is refused without waiting.
+            seen = bytes(buf[: len(MAGIC)])
+            if not MAGIC.startswith(seen):
+                raise BadMagic("not a weavenet peer (bad magic)")
+            if len(buf) < HEADER_SIZE:
+                return
+            out.append(decode_header(bytes(buf[:HEADER_SIZE])))
+            del buf[:HEADER_SIZE]
+            self._header_done = True
+        pos = 0
+        while len(buf) - pos >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(buf, pos)
+            if length > self.max_message_size:
+                raise OversizedMessage(f"message of {length} bytes exceeds {self.max_message_size}")
+            if length == 0:
+                raise MalformedMessage("empty message")
+            end = pos + _LENGTH.size + length
+            if len(buf) < end:
+                break
+            out.append(decode_message(bytes(buf[pos + _LENGTH.size : end])))
+            pos = end
+        del buf[:pos]
+
+    def close(self) -> None:
+        """The peer closed the stream: leftover bytes mean it stopped mid-message."""
+        if self._error is None and self._buf:
+            self._error = TruncatedInput(f"stream ended with {len(self._buf)} undecoded bytes")
+            raise self._error
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
