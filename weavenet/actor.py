@@ -180,7 +180,7 @@ class Actor:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self.setup()
-        self.every(HEARTBEAT_INTERVAL, self._heartbeat)
+        self.every(HEARTBEAT_INTERVAL, self._heartbeat, first=0.0)
         self.send_sup(bus.request("actor.ready", {"pid": os.getpid(), "started": self.started},
                                   src=self.NAME, inc=self.inc))
         self.log.info("actor_ready")

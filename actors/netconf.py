@@ -1,0 +1,180 @@
+"""The netconf actor: the only process that changes the host's network configuration.
+
+It ensures the `weave` bridge and the router's TAP port at start, and handles `attach`,
+`detach`, `expose`, `hide` and `ps` requests relayed by the supervisor. Every operation is an
+idempotent ensure, so a restarted netconf changes nothing that is already right; nothing is
+torn down when it stops (that is `weave reset`'s job).
+
+Attachments are recorded in WEAVE_STATE_DIR/attachments.json so `weave ps` and the in-use
+check know them; entries whose namespace is gone (the container exited) are dropped.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+from typing import Any
+
+from weavenet import hostnet, veth
+from weavenet.actor import Actor, handles, main
+from weavenet.bus import FAILED, BusError, Envelope
+
+BRIDGE = "weave"
+
+
+class Netconf(Actor):
+    NAME = "netconf"
+
+    def setup(self) -> None:
+        self.mtu = int(self.config.get("mtu", 1410))
+        rng = self.config.get("range")
+        self.range = ipaddress.ip_network(rng) if rng else None
+        self.db_path = self.state_dir / "attachments.json"
+        self.attachments: dict[str, dict[str, Any]] = self._load()
+        hostnet.ensure_bridge(BRIDGE, mtu=self.mtu)
+        hostnet.ensure_router_port(BRIDGE, mtu=self.mtu)
+        self.every(5.0, self._prune)
+        self.log.info("bridge_ready", bridge=BRIDGE, mtu=self.mtu,
+                      attachments=len(self.attachments))
+
+    # -- the attachment record -------------------------------------------------------------
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.db_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save(self) -> None:
+        tmp = self.db_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.attachments, indent=1))
+        os.replace(tmp, self.db_path)
+
+    def _prune(self) -> None:
+        gone = [k for k, a in self.attachments.items() if not os.path.exists(a["netns"])
+                or not _same_ns(a)]
+        for k in gone:
+            self.log.info("container_gone", key=k)
+            del self.attachments[k]
+        if gone:
+            self._save()
+
+    # -- checks ------------------------------------------------------------------------------
+    def _check(self, cidrs: list[str], key: str | None) -> list[ipaddress.IPv4Interface]:
+        self._prune()
+        out = []
+        exposed = {ipaddress.ip_interface(c).ip for c in hostnet.bridge_addresses(BRIDGE)}
+        for text in cidrs:
+            iface = ipaddress.ip_interface(text)
+            if self.range is not None and not iface.network.subnet_of(self.range):
+                raise BusError(FAILED, f"{text} is outside the weave network {self.range}")
+            if iface.ip in exposed:
+                raise BusError(FAILED, f"{iface.ip} is already in use by this host (weave expose)")
+            for k, a in self.attachments.items():
+                if k != key and any(ipaddress.ip_interface(c).ip == iface.ip for c in a["cidrs"]):
+                    raise BusError(FAILED, f"{iface.ip} is already in use by {a['label']}")
+            out.append(iface)
+        return out
+
+    # -- handlers ----------------------------------------------------------------------------
+    @handles("attach")
+    def attach(self, env: Envelope) -> dict[str, Any]:
+        target = env.body.get("target") or {}
+        cidrs = [str(c) for c in env.body.get("cidrs", [])]
+        self._check(cidrs, target.get("key"))
+        if env.body.get("check_only"):
+            return {}
+        key, netns = str(target["key"]), str(target["netns"])
+        rec = self.attachments.get(key)
+        if rec is not None and not _same_ns({"netns": netns, "ino": rec.get("ino")}):
+            rec = None  # the same container restarted: a new namespace
+        info: dict[str, Any] = {}
+        for c in cidrs:
+            info = veth.attach(netns, c, bridge=BRIDGE, mtu=self.mtu)
+        rec = {
+            "key": key, "label": target.get("label") or key,
+            "container_id": target.get("container_id"), "pid": target.get("pid"),
+            "netns": netns, "ino": _ns_inode(netns), "mac": info.get("mac"),
+            "host_ifname": info.get("host_ifname"),
+            "cidrs": list(info.get("addresses", cidrs)),
+        }
+        self.attachments[key] = rec
+        self._save()
+        self.log.info("container_attached", key=key, cidrs=cidrs, mac=rec["mac"])
+        return {"mac": rec["mac"], "cidrs": rec["cidrs"]}
+
+    @handles("detach")
+    def detach(self, env: Envelope) -> dict[str, Any]:
+        target = env.body.get("target") or {}
+        key, netns = str(target["key"]), str(target["netns"])
+        cidrs = [str(c) for c in env.body.get("cidrs", [])]
+        present = set(veth.container_addresses(netns))
+        missing = [c for c in cidrs if c not in present]
+        if missing:
+            raise BusError(FAILED, f"{target.get('label')} is not attached to {', '.join(missing)}")
+        for c in cidrs:
+            veth.detach(netns, c)
+        left = veth.container_addresses(netns)
+        if left and key in self.attachments:
+            self.attachments[key]["cidrs"] = left
+        else:
+            self.attachments.pop(key, None)
+        self._save()
+        self.log.info("container_detached", key=key, cidrs=cidrs)
+        return {"cidrs": left}
+
+    @handles("expose")
+    def expose(self, env: Envelope) -> dict[str, Any]:
+        cidr = str(env.body["cidr"])
+        if cidr not in hostnet.bridge_addresses(BRIDGE):
+            self._check([cidr], None)
+        hostnet.expose(cidr, bridge=BRIDGE)
+        self.log.info("host_exposed", cidr=cidr)
+        return {}
+
+    @handles("hide")
+    def hide(self, env: Envelope) -> dict[str, Any]:
+        cidr = str(env.body["cidr"])
+        if cidr not in hostnet.bridge_addresses(BRIDGE):
+            raise BusError(FAILED, f"{cidr} is not exposed on this host")
+        hostnet.hide(cidr, bridge=BRIDGE)
+        self.log.info("host_hidden", cidr=cidr)
+        return {}
+
+    @handles("ps")
+    def ps(self, env: Envelope) -> dict[str, Any]:
+        self._prune()
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
+        with hostnet.rtnl() as ipr:
+            link = hostnet.get_link(ipr, BRIDGE)
+        return {
+            "bridge": BRIDGE,
+            "bridge_mac": hostnet.link_summary(link)["mac"] if link is not None else None,
+            "mtu": self.mtu,
+            "exposed": hostnet.bridge_addresses(BRIDGE),
+            "attachments": [
+                {k: a[k] for k in ("key", "label", "container_id", "mac", "cidrs")}
+                for a in self.attachments.values()
+            ],
+        }
+
+
+def _ns_inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _same_ns(rec: dict[str, Any]) -> bool:
+    """A pid can be reused; the namespace inode tells whether it is still the same container."""
+    ino = rec.get("ino")
+    return ino is None or _ns_inode(rec["netns"]) == ino
+
+
+if __name__ == "__main__":
+    sys.exit(main(Netconf))

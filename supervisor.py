@@ -1,0 +1,401 @@
+"""weave-supervisor: the router's root process.
+
+It spawns the actors (netconf, capture, crypto, forwarder, gossip) as separate processes, in
+that order, each after the previous said ``actor.ready``; watches their heartbeats; restarts a
+crashed or silent actor under a RestartPolicy; owns the CLI's control socket and the single
+event PUB socket. Kernel state (bridge, veths, addresses) belongs to no process, so nothing
+here tears it down: a restart of any actor, or of the whole router, leaves containers alone.
+
+Sockets (all under WEAVE_RUN_DIR): ctl.sock ROUTER (CLI), actors.sock ROUTER (actors' DEALERs),
+events.sock PUB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+import weavenet
+from weavenet import bus, log
+from weavenet.bus import Envelope
+from weavenet.restart import RestartPolicy, RestartSettings
+
+ACTOR_ORDER = ("netconf", "capture", "crypto", "forwarder", "gossip")
+READY_TIMEOUT = 20.0
+HEARTBEAT_TIMEOUT = 6.0
+REQUEST_TIMEOUT = 15.0
+STOP_GRACE = 5.0
+
+# Which actor answers which CLI request; the supervisor relays, it does not interpret.
+REQUEST_ROUTES = {
+    "attach": "netconf",
+    "detach": "netconf",
+    "expose": "netconf",
+    "hide": "netconf",
+    "ps": "netconf",
+    "connect": "gossip",
+    "forget": "gossip",
+}
+
+
+@dataclass
+class ActorProc:
+    name: str
+    policy: RestartPolicy
+    proc: subprocess.Popen[bytes] | None = None
+    state: str = "stopped"  # starting | running | restarting | failed | stopped
+    started_wall: float = 0.0
+    started_mono: float = 0.0
+    last_heartbeat: float = 0.0
+    restart_at: float | None = None
+    inc: int = 0
+    status: dict[str, Any] = field(default_factory=dict)
+    exit_reason: str = ""
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def describe(self, now_wall: float) -> dict[str, Any]:
+        alive = self.state in ("starting", "running")
+        return {
+            "name": self.name,
+            "state": self.state,
+            "pid": self.pid if alive else None,
+            "uptime": round(now_wall - self.started_wall, 1) if alive else 0.0,
+            "restarts": self.policy.restarts,
+            "last_exit": self.exit_reason,
+            "status": self.status,
+        }
+
+
+@dataclass
+class Pending:
+    client: bytes
+    actor: str
+    deadline: float
+
+
+class Supervisor:
+    def __init__(self, run_dir: Path, config: dict[str, Any],
+                 settings: RestartSettings | None = None) -> None:
+        self.run_dir = run_dir
+        self.config = config
+        self.endpoints = bus.Endpoints(run_dir)
+        self.state_dir = Path(config["state_dir"])
+        self.inc = int.from_bytes(os.urandom(8), "big") >> 1
+        self.started = time.time()
+        self.log = log.configure(actor="supervisor", inc=self.inc, state_dir=self.state_dir,
+                                 debug=bool(config.get("debug")),
+                                 stderr=bool(config.get("foreground")))
+        self.actors = {n: ActorProc(n, RestartPolicy(settings)) for n in ACTOR_ORDER}
+        self.start_queue = list(ACTOR_ORDER)
+        self.pending: dict[str, Pending] = {}
+        self.stopping = False
+        self.ctx = zmq.Context()
+
+    # -- sockets ----------------------------------------------------------------------------
+    def bind(self) -> None:
+        self.endpoints.prepare()
+        for path in self.endpoints.socket_files():
+            path.unlink(missing_ok=True)
+        with open(self.endpoints.config, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(msgpack.packb(self.config))
+        self.ctl = self._socket(zmq.ROUTER, self.endpoints.ctl)
+        self.bus = self._socket(zmq.ROUTER, self.endpoints.actors)
+        # A restarted actor reconnects with the same identity; let it take over the old route.
+        self.bus.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.pub = self._socket(zmq.PUB, self.endpoints.events)
+        for path in self.endpoints.socket_files()[:3]:
+            os.chmod(path, 0o600)
+        self.endpoints.pidfile.write_text(f"{os.getpid()}\n")
+
+    def _socket(self, kind: int, addr: str) -> zmq.Socket:
+        s = self.ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, 0)
+        s.bind(addr)
+        return s
+
+    def emit(self, topic: str, data: dict[str, Any]) -> None:
+        env = bus.request("event", {"topic": topic, "data": data}, src="supervisor", inc=self.inc)
+        self.pub.send_multipart([topic.encode(), bus.encode(env)])
+
+    # -- actors -----------------------------------------------------------------------------
+    def spawn(self, a: ActorProc) -> None:
+        env = dict(os.environ)
+        # Actors import `actors.*` and `weavenet.*` from wherever this file was imported.
+        here = str(Path(__file__).resolve().parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+        a.proc = subprocess.Popen(
+            [sys.executable, "-m", f"actors.{a.name}", str(self.run_dir)],
+            env=env, stdin=subprocess.DEVNULL, close_fds=True,
+        )
+        a.state = "starting"
+        a.started_wall = time.time()
+        a.started_mono = time.monotonic()
+        a.last_heartbeat = a.started_mono
+        a.restart_at = None
+        a.status = {}
+        a.policy.on_start()
+        self.log.info("actor_started", name=a.name, child=a.proc.pid)
+        self.emit("actor.started", {"name": a.name, "pid": a.proc.pid})
+
+    def on_exit(self, a: ActorProc, reason: str) -> None:
+        a.exit_reason = reason
+        a.proc = None
+        for rid, p in list(self.pending.items()):
+            if p.actor == a.name:
+                self._answer(rid, p, error=(bus.UNAVAILABLE, f"{a.name} exited ({reason})"))
+        if self.stopping:
+            a.state = "stopped"
+            return
+        delay = a.policy.on_exit()
+        if delay is None:
+            a.state = "failed"
+            self.log.error("actor_failed", name=a.name, reason=reason,
+                           restarts=a.policy.restarts)
+            self.emit("actor.failed", {"name": a.name, "reason": reason})
+            if a.name in self.start_queue:
+                self.start_queue.remove(a.name)
+            return
+        a.state = "restarting"
+        a.restart_at = time.monotonic() + delay
+        self.log.warning("actor_exited", name=a.name, reason=reason, restart_in=round(delay, 2))
+        self.emit("actor.exited", {"name": a.name, "reason": reason})
+
+    def reap(self) -> None:
+        now = time.monotonic()
+        for a in self.actors.values():
+            if a.proc is None:
+                continue
+            rc = a.proc.poll()
+            if rc is not None:
+                reason = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+                self.on_exit(a, reason)
+            elif a.state == "starting" and now - a.started_mono > READY_TIMEOUT:
+                self.log.error("actor_not_ready", name=a.name)
+                a.proc.kill()
+            elif a.state == "running" and now - a.last_heartbeat > HEARTBEAT_TIMEOUT:
+                # A wedged actor is as bad as a dead one; kill it so the restart path takes over.
+                self.log.error("actor_silent", name=a.name)
+                a.proc.kill()
+
+    def schedule(self) -> None:
+        now = time.monotonic()
+        for a in self.actors.values():
+            if a.state == "restarting" and a.restart_at is not None and now >= a.restart_at:
+                self.spawn(a)
+        # Ordered first start: the next actor starts once the previous one is ready.
+        if self.start_queue and not any(a.state == "starting" for a in self.actors.values()):
+            a = self.actors[self.start_queue.pop(0)]
+            if a.state == "stopped":
+                self.spawn(a)
+
+    # -- messages ---------------------------------------------------------------------------
+    def on_actor_message(self) -> None:
+        while True:
+            try:
+                ident, data = self.bus.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue
+            name = ident.decode(errors="replace")
+            a = self.actors.get(name)
+            try:
+                env = bus.decode(data)
+            except bus.EnvelopeError as exc:
+                self.log.warning("bad_envelope", src=name, reason=str(exc))
+                continue
+            if a is None:
+                continue
+            if env.is_reply:
+                p = self.pending.pop(env.in_reply_to or "", None)
+                if p is not None:
+                    self.ctl.send_multipart([p.client, bus.encode(env)])
+                continue
+            if env.type == "actor.ready":
+                a.state = "running"
+                a.inc = env.inc
+                a.last_heartbeat = time.monotonic()
+                self.log.info("actor_ready", name=a.name, child=env.body.get("pid"))
+                self.emit("actor.ready", {"name": a.name, "pid": env.body.get("pid")})
+            elif env.type == "actor.heartbeat":
+                a.last_heartbeat = time.monotonic()
+                st = env.body.get("status")
+                if isinstance(st, dict):
+                    a.status = st
+            elif env.type == "event":
+                topic = env.body.get("topic")
+                if isinstance(topic, str):
+                    self.pub.send_multipart([topic.encode(), data])
+            elif env.type == "request":
+                self.relay_between_actors(a, env)
+
+    def relay_between_actors(self, a: ActorProc, env: Envelope) -> None:
+        """An actor asking another one (body: {to, type, body}); the reply goes back to it."""
+        target = self.actors.get(str(env.body.get("to")))
+        inner = bus.Envelope(type=str(env.body.get("type")), body=env.body.get("body") or {},
+                             id=env.id, src=a.name, inc=a.inc, ts=env.ts)
+        if target is not None and target.state == "running":
+            self.pending[env.id] = Pending(b"@" + a.name.encode(), target.name,
+                                           time.monotonic() + REQUEST_TIMEOUT)
+            self.bus.send_multipart([target.name.encode(), bus.encode(inner)])
+
+    def on_ctl(self) -> None:
+        while True:
+            try:
+                frames = self.ctl.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                continue
+            client, data = frames
+            try:
+                env = bus.decode(data)
+            except bus.EnvelopeError as exc:
+                self.log.warning("bad_ctl_envelope", reason=str(exc))
+                continue
+            self.handle_ctl(client, env)
+
+    def handle_ctl(self, client: bytes, env: Envelope) -> None:
+        def answer(body: dict[str, Any] | None = None,
+                   error: tuple[str, str] | None = None) -> None:
+            r = bus.reply(env, body, src="supervisor", inc=self.inc, error=error)
+            self.ctl.send_multipart([client, bus.encode(r)])
+
+        if env.type == "status":
+            answer(self.status())
+        elif env.type == "stop":
+            answer({"stopping": True})
+            self.stopping = True
+        elif env.type in REQUEST_ROUTES:
+            target = self.actors[REQUEST_ROUTES[env.type]]
+            if target.state != "running":
+                answer(error=(bus.UNAVAILABLE,
+                              f"the {target.name} actor is {target.state}; try again shortly"))
+                return
+            self.pending[env.id] = Pending(client, target.name,
+                                           time.monotonic() + REQUEST_TIMEOUT)
+            self.bus.send_multipart([target.name.encode(), bus.encode(env)])
+        else:
+            answer(error=(bus.USAGE, f"unknown request {env.type!r}"))
+
+    def _answer(self, rid: str, p: Pending, error: tuple[str, str]) -> None:
+        self.pending.pop(rid, None)
+        stub = Envelope(type="reply", id=rid)
+        r = bus.reply(stub, src="supervisor", inc=self.inc, error=error)
+        if p.client.startswith(b"@"):
+            self.bus.send_multipart([p.client[1:], bus.encode(r)])
+        else:
+            self.ctl.send_multipart([p.client, bus.encode(r)])
+
+    def expire_pending(self) -> None:
+        now = time.monotonic()
+        for rid, p in list(self.pending.items()):
+            if now > p.deadline:
+                self._answer(rid, p, error=(bus.FAILED, f"{p.actor} did not answer in time"))
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "version": weavenet.__version__,
+            "pid": os.getpid(),
+            "uptime": round(now - self.started, 1),
+            "range": self.config.get("range"),
+            "ip": self.config.get("ip"),
+            "port": self.config.get("port"),
+            "encryption": bool(self.config.get("encryption")),
+            "actors": [a.describe(now) for a in self.actors.values()],
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def run(self) -> int:
+        self.bind()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.log.info("router_starting", version=weavenet.__version__,
+                      range=self.config.get("range"), peers=self.config.get("peers"))
+        poller = zmq.Poller()
+        poller.register(self.ctl, zmq.POLLIN)
+        poller.register(self.bus, zmq.POLLIN)
+        try:
+            while not self.stopping:
+                for sock, _ in poller.poll(100):
+                    if sock is self.ctl:
+                        self.on_ctl()
+                    else:
+                        self.on_actor_message()
+                self.reap()
+                self.schedule()
+                self.expire_pending()
+        finally:
+            self.shutdown()
+        return 0
+
+    def _on_signal(self, *_: Any) -> None:
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        self.stopping = True
+        self.log.info("router_stopping")
+        for name in reversed(ACTOR_ORDER):
+            a = self.actors[name]
+            if a.proc is None:
+                continue
+            a.proc.terminate()
+            try:
+                a.proc.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                self.log.warning("actor_kill", name=name)
+                a.proc.kill()
+                a.proc.wait()
+            a.proc = None
+            a.state = "stopped"
+        self.ctx.destroy(linger=0)
+        for path in self.endpoints.socket_files():
+            path.unlink(missing_ok=True)
+        self.endpoints.pidfile.unlink(missing_ok=True)
+        self.endpoints.config.unlink(missing_ok=True)
+        self.log.info("router_stopped")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="weave-supervisor", description=__doc__.splitlines()[0])
+    p.add_argument("--run-dir", default=str(bus.run_dir_from_env()))
+    p.add_argument("--state-dir", default=str(bus.state_dir_from_env()))
+    p.add_argument("--config", help="msgpack launch config written by `weave launch`")
+    p.add_argument("--foreground", action="store_true", help="also log to stderr")
+    p.add_argument("--debug", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config: dict[str, Any] = {}
+    if args.config:
+        with open(args.config, "rb") as f:
+            config = msgpack.unpackb(f.read(), raw=False)
+        os.unlink(args.config)
+    config.setdefault("state_dir", args.state_dir)
+    config.setdefault("port", 6783)
+    config["debug"] = bool(config.get("debug") or args.debug)
+    config["foreground"] = args.foreground
+    Path(config["state_dir"]).mkdir(parents=True, exist_ok=True)
+    os.chmod(config["state_dir"], 0o700)
+    return Supervisor(Path(args.run_dir), config).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

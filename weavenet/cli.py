@@ -1,0 +1,387 @@
+"""`weave`: the command line. Each command is a short function; the router does the work.
+
+Exit status: 0 ok, 1 operational failure, 2 usage error. Every error is one line on stderr.
+The seed's single-dash options (`-password`, `-debug`) are accepted beside the double-dash ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import msgpack
+
+import weavenet
+from weavenet import bus, client, log
+from weavenet.bus import FAILED, USAGE, BusError
+from weavenet.containers import docker_remove, docker_run, resolve
+from weavenet.statusview import format_ps, format_status
+
+DEFAULT_PORT = 6783
+LAUNCH_TIMEOUT = 40.0
+STOP_TIMEOUT = 30.0
+
+
+class UsageError(BusError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(USAGE, reason)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# -- validation -----------------------------------------------------------------------------
+def parse_cidr(text: str) -> ipaddress.IPv4Interface:
+    if "/" not in text:
+        raise UsageError(f"{text!r} is not IP/CIDR (e.g. 10.0.1.1/24)")
+    try:
+        iface = ipaddress.ip_interface(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a valid IP/CIDR") from None
+    if not isinstance(iface, ipaddress.IPv4Interface):
+        raise UsageError(f"{text!r}: only IPv4 application networks are supported")
+    net = iface.network
+    if net.prefixlen < 31 and iface.ip in (net.network_address, net.broadcast_address):
+        raise UsageError(f"{text!r} is the network's own or broadcast address")
+    return iface
+
+
+def parse_cidrs(text: str) -> list[str]:
+    return [str(parse_cidr(part)) for part in text.split(",") if part] or [str(parse_cidr(text))]
+
+
+def parse_peer(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, str(DEFAULT_PORT)
+    if not host or any(c.isspace() for c in host):
+        raise UsageError(f"{text!r} is not a peer address (host[:port])")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{text!r}: invalid port")
+    return f"{host}:{port}"
+
+
+def normalise_single_dash(argv: list[str]) -> list[str]:
+    """The seed writes `-password X` and `-debug`; argparse wants two dashes for long options."""
+    long_opts = {"-password", "-password-file", "-debug", "-name", "-nickname", "-port",
+                 "-mtu", "-router", "-no-fastdp"}
+    out = []
+    for a in argv:
+        head = a.split("=", 1)[0]
+        out.append("-" + a if head in long_opts else a)
+    return out
+
+
+# -- context ----------------------------------------------------------------------------------
+class Ctx:
+    def __init__(self) -> None:
+        self.run_dir = bus.run_dir_from_env()
+        self.state_dir = bus.state_dir_from_env()
+
+    def call(self, type_: str, body: dict[str, Any] | None = None,
+             timeout: float = 20.0) -> dict[str, Any]:
+        return client.call(self.run_dir, type_, body, timeout).body
+
+    def running_pid(self) -> int | None:
+        return client.router_pid(self.run_dir)
+
+
+# -- commands -------------------------------------------------------------------------------
+def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
+    p = Parser(prog="weave launch", description="start the router on this host")
+    p.add_argument("args", nargs="*", metavar="[IP/CIDR] [PEER...]")
+    p.add_argument("--password")
+    p.add_argument("--password-file")
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--name", help="peer name (MAC-like); default: persisted in WEAVE_STATE_DIR")
+    p.add_argument("--nickname")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--mtu", type=int, default=1410)
+    p.add_argument("--no-fastdp", action="store_true")
+    p.add_argument("--router", choices=("process", "container"), default="process")
+    a = p.parse_args(normalise_single_dash(argv))
+    if a.router == "container":
+        raise UsageError("weave launch: --router container is not supported yet; use process")
+    if not 0 < a.port < 65536:
+        raise UsageError("weave launch: --port must be 1-65535")
+    if not 576 <= a.mtu <= 65535:
+        raise UsageError("weave launch: --mtu must be between 576 and 65535")
+    rest = list(a.args)
+    ip = rng = None
+    if rest and "/" in rest[0]:
+        iface = parse_cidr(rest.pop(0))
+        ip, rng = str(iface.ip), str(iface.network)
+    peers = [parse_peer(x) for x in rest]
+    if a.password or a.password_file or os.environ.get("WEAVE_PASSWORD"):
+        raise UsageError("weave launch: encryption (-password) is not available yet")
+    pid = ctx.running_pid()
+    if pid is not None:
+        raise BusError(FAILED, f"weave is already running (pid {pid}); `weave stop` first")
+    config = {
+        "ip": ip, "range": rng, "peers": peers, "port": a.port, "mtu": a.mtu,
+        "name": a.name, "nickname": a.nickname, "fastdp": not a.no_fastdp,
+        "debug": a.debug, "state_dir": str(ctx.state_dir),
+    }
+    return start_router(ctx, config)
+
+
+def start_router(ctx: Ctx, config: dict[str, Any]) -> int:
+    bus.Endpoints(ctx.run_dir).prepare()
+    ctx.state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(ctx.state_dir, 0o700)
+    fd, cfg_path = tempfile.mkstemp(prefix="launch-", dir=ctx.run_dir)
+    with os.fdopen(fd, "wb") as f:
+        f.write(msgpack.packb(config))
+    here = str(Path(__file__).resolve().parent.parent)
+    pythonpath = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+    # The supervisor is a daemon: its own session, so the terminal's signals never reach it.
+    with open(ctx.state_dir / "supervisor.stderr", "ab") as errlog:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "--run-dir", str(ctx.run_dir),
+             "--state-dir", str(ctx.state_dir), "--config", cfg_path],
+            stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog, start_new_session=True,
+            close_fds=True, env=dict(os.environ, PYTHONPATH=pythonpath),
+        )
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BusError(FAILED, f"the router exited at start (status {proc.returncode}); "
+                           f"see {ctx.state_dir / 'supervisor.stderr'}")
+        try:
+            st = ctx.call("status", timeout=2)
+        except BusError:
+            time.sleep(0.1)
+            continue
+        states = {x["name"]: x["state"] for x in st["actors"]}
+        failed = [n for n, s in states.items() if s == "failed"]
+        if failed:
+            raise BusError(FAILED, f"the router started but {', '.join(failed)} failed; "
+                           "see `weave logs`")
+        if all(s == "running" for s in states.values()):
+            return 0
+        time.sleep(0.1)
+    raise BusError(FAILED, "the router did not become ready in time; see `weave logs`")
+
+
+def _target_args(prog: str, argv: list[str]) -> tuple[list[str], str]:
+    p = Parser(prog=prog)
+    p.add_argument("cidrs", metavar="IP/CIDR[,IP/CIDR...]")
+    p.add_argument("container", metavar="CONTAINER")
+    a = p.parse_args(argv)
+    return parse_cidrs(a.cidrs), a.container
+
+
+def cmd_attach(ctx: Ctx, argv: list[str]) -> int:
+    cidrs, spec = _target_args("weave attach", argv)
+    ctx.call("status")  # a clear "not running" before touching Docker
+    target = resolve(spec)
+    ctx.call("attach", {"target": target.as_body(), "cidrs": cidrs})
+    return 0
+
+
+def cmd_detach(ctx: Ctx, argv: list[str]) -> int:
+    cidrs, spec = _target_args("weave detach", argv)
+    ctx.call("status")
+    target = resolve(spec)
+    ctx.call("detach", {"target": target.as_body(), "cidrs": cidrs})
+    return 0
+
+
+def cmd_run(ctx: Ctx, argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: weave run IP/CIDR[,IP/CIDR...] <docker run args>")
+        return 0 if argv else 2
+    cidrs = parse_cidrs(argv[0])
+    if len(argv) < 2:
+        raise UsageError("weave run: missing docker run arguments (at least an image)")
+    # Check everything the router can check before a container exists, so that a refusal
+    # leaves nothing behind.
+    ctx.call("attach", {"cidrs": cidrs, "check_only": True})
+    cid = docker_run(argv[1:])
+    try:
+        target = resolve(cid)
+        ctx.call("attach", {"target": target.as_body(), "cidrs": cidrs})
+    except BusError:
+        docker_remove(cid)
+        raise
+    print(cid)
+    return 0
+
+
+def cmd_expose(ctx: Ctx, argv: list[str]) -> int:
+    p = Parser(prog="weave expose")
+    p.add_argument("cidr", metavar="IP/CIDR")
+    ctx.call("expose", {"cidr": str(parse_cidr(p.parse_args(argv).cidr))})
+    return 0
+
+
+def cmd_hide(ctx: Ctx, argv: list[str]) -> int:
+    p = Parser(prog="weave hide")
+    p.add_argument("cidr", metavar="IP/CIDR")
+    ctx.call("hide", {"cidr": str(parse_cidr(p.parse_args(argv).cidr))})
+    return 0
+
+
+def cmd_connect(ctx: Ctx, argv: list[str]) -> int:
+    p = Parser(prog="weave connect")
+    p.add_argument("peers", nargs="+", metavar="PEER")
+    ctx.call("connect", {"peers": [parse_peer(x) for x in p.parse_args(argv).peers]})
+    return 0
+
+
+def cmd_forget(ctx: Ctx, argv: list[str]) -> int:
+    p = Parser(prog="weave forget")
+    p.add_argument("peers", nargs="+", metavar="PEER")
+    ctx.call("forget", {"peers": [parse_peer(x) for x in p.parse_args(argv).peers]})
+    return 0
+
+
+def cmd_status(ctx: Ctx, argv: list[str]) -> int:
+    p = Parser(prog="weave status")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    st = ctx.call("status")
+    print(json.dumps(st, indent=2, sort_keys=True) if a.json else format_status(st))
+    return 0
+
+
+def cmd_ps(ctx: Ctx, argv: list[str]) -> int:
+    Parser(prog="weave ps").parse_args(argv)
+    print(format_ps(ctx.call("ps")), end="")
+    return 0
+
+
+def cmd_version(ctx: Ctx, argv: list[str]) -> int:
+    Parser(prog="weave version").parse_args(argv)
+    print(f"weave script {weavenet.__version__}")
+    try:
+        print(f"weave router {ctx.call('status', timeout=5)['version']}")
+    except BusError:
+        print("weave router not running")
+    return 0
+
+
+def cmd_logs(ctx: Ctx, argv: list[str]) -> int:
+    p = Parser(prog="weave logs")
+    p.add_argument("-f", "--follow", action="store_true")
+    a = p.parse_args(argv)
+    path = log.log_path(ctx.state_dir)
+    if not path.exists():
+        raise BusError(FAILED, f"no logs yet ({path} does not exist)")
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
+        sys.stdout.flush()
+        while a.follow:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)
+    return 0
+
+
+def stop_router(ctx: Ctx) -> bool:
+    pid = ctx.running_pid()
+    if pid is None:
+        return False
+    try:
+        ctx.call("stop", timeout=5)
+    except BusError:
+        os.kill(pid, 15)  # the control socket is gone or wedged; SIGTERM does the same
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while client.router_pid(ctx.run_dir) == pid and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if client.router_pid(ctx.run_dir) == pid:
+        raise BusError(FAILED, f"the router (pid {pid}) did not stop in {STOP_TIMEOUT:.0f}s")
+    return True
+
+
+def cmd_stop(ctx: Ctx, argv: list[str]) -> int:
+    Parser(prog="weave stop").parse_args(argv)
+    if not stop_router(ctx):
+        raise client.NotRunning("weave is not running")
+    return 0
+
+
+def cmd_reset(ctx: Ctx, argv: list[str]) -> int:
+    Parser(prog="weave reset").parse_args(argv)
+    stop_router(ctx)
+    from weavenet import hostnet
+
+    hostnet.teardown()
+    for d in (ctx.run_dir, ctx.state_dir):
+        shutil.rmtree(d, ignore_errors=True)
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable[[Ctx, list[str]], int], str]] = {
+    "launch": (cmd_launch, "[IP/CIDR] [PEER...] [-password PW] [-debug]  start the router"),
+    "run": (cmd_run, "IP/CIDR[,...] <docker run args>  docker run -d, then attach"),
+    "attach": (cmd_attach, "IP/CIDR[,...] CONTAINER  put a running container on a network"),
+    "detach": (cmd_detach, "IP/CIDR[,...] CONTAINER  take it off again"),
+    "expose": (cmd_expose, "IP/CIDR  give this host an address on an application network"),
+    "hide": (cmd_hide, "IP/CIDR  take that address away"),
+    "connect": (cmd_connect, "PEER...  add peers (host[:port]) at run time"),
+    "forget": (cmd_forget, "PEER...  drop peers"),
+    "status": (cmd_status, "[--json]  the router, its actors, peers and containers"),
+    "ps": (cmd_ps, "containers on the weave network, with MACs and addresses"),
+    "version": (cmd_version, "versions of this script and the running router"),
+    "logs": (cmd_logs, "[-f]  the router's JSON logs (filter with jq)"),
+    "stop": (cmd_stop, "stop the router; local containers keep talking"),
+    "reset": (cmd_reset, "stop and remove every trace: bridge, veths, state"),
+}
+
+CONTAINER_HELP = """\
+CONTAINER is a Docker id or name, or pid:N / netns:/path for namespaces outside Docker.
+Environment: WEAVE_RUN_DIR (default /run/weave), WEAVE_STATE_DIR (default /var/lib/weave),
+DOCKER_HOST, WEAVE_PASSWORD. Exit status: 0 ok, 1 failure, 2 usage error."""
+
+
+def usage() -> str:
+    lines = ["usage: weave COMMAND [ARGS]", ""]
+    lines += [f"  weave {name:8} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines + ["", CONTAINER_HELP])
+
+
+def fail(message: str, code: int) -> int:
+    print(f"weave: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        return fail(f"unknown command {name!r}; see `weave --help`", 2)
+    try:
+        return COMMANDS[name][0](Ctx(), rest)
+    except BusError as exc:
+        return fail(exc.reason, 2 if exc.code == USAGE else 1)
+    except KeyboardInterrupt:
+        return 130
+    except PermissionError as exc:
+        return fail(f"permission denied: {exc.filename or exc} (weave needs root)", 1)
+    except OSError as exc:
+        return fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

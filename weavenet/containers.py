@@ -1,0 +1,107 @@
+"""Finding the network namespace of a container, and `weave run`'s `docker run -d`.
+
+A target is a Docker container (id or name, through the Docker SDK, honouring DOCKER_HOST),
+``pid:N`` or ``netns:/path`` for namespaces outside Docker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from weavenet.bus import FAILED, USAGE, BusError
+
+
+@dataclass(frozen=True)
+class Target:
+    netns: str  # a path the kernel accepts as a namespace file
+    key: str  # what attachments are recorded under: the container id, or the spec
+    label: str  # what the user typed, for messages
+    container_id: str | None = None
+    pid: int | None = None
+
+    def as_body(self) -> dict[str, Any]:
+        return {"netns": self.netns, "key": self.key, "label": self.label,
+                "container_id": self.container_id, "pid": self.pid}
+
+
+def _docker_client() -> Any:
+    import docker  # imported late: `weave status` should not pay for it
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:
+        raise BusError(FAILED, f"cannot reach Docker: {_first_line(exc)}") from None
+    return client
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return text.splitlines()[0]
+
+
+def resolve(spec: str) -> Target:
+    if spec.startswith("pid:"):
+        try:
+            pid = int(spec[4:])
+        except ValueError:
+            raise BusError(USAGE, f"invalid pid in {spec!r}") from None
+        path = f"/proc/{pid}/ns/net"
+        if not os.path.exists(path):
+            raise BusError(FAILED, f"no process with pid {pid}")
+        return Target(netns=path, key=spec, label=spec, pid=pid)
+    if spec.startswith("netns:"):
+        path = spec[6:]
+        if not path or not os.path.exists(path):
+            raise BusError(FAILED, f"no network namespace at {path!r}")
+        return Target(netns=path, key=spec, label=spec)
+    import docker.errors
+
+    client = _docker_client()
+    try:
+        c = client.containers.get(spec)
+    except docker.errors.NotFound:
+        raise BusError(FAILED, f"no such container: {spec}") from None
+    except docker.errors.APIError as exc:
+        raise BusError(FAILED, f"docker: {_first_line(exc)}") from None
+    state = c.attrs.get("State", {})
+    pid = int(state.get("Pid") or 0)
+    if not state.get("Running") or pid <= 0:
+        raise BusError(FAILED, f"container {spec} is not running")
+    return Target(netns=f"/proc/{pid}/ns/net", key=c.id, label=spec, container_id=c.id, pid=pid)
+
+
+def _has_network_flag(args: list[str]) -> bool:
+    return any(a in ("--net", "--network") or a.startswith(("--net=", "--network="))
+               for a in args)
+
+
+def docker_run(args: list[str]) -> str:
+    """`docker run -d ARGS`; returns the new container's id. stderr passes through to the user."""
+    exe = shutil.which("docker")
+    if exe is None:
+        raise BusError(FAILED, "the docker command is not installed")
+    extra: list[str] = []
+    if not _has_network_flag(args):
+        # A daemon without its default bridge (--bridge=none) cannot start a container on the
+        # default network; weave's interface is added on top of whatever Docker provides.
+        client = _docker_client()
+        if not client.networks.list(names=["bridge"]):
+            extra = ["--network=none"]
+    proc = subprocess.run([exe, "run", "-d", *extra, *args], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        msg = proc.stderr.strip().splitlines()
+        raise BusError(FAILED, msg[-1] if msg else f"docker run failed ({proc.returncode})")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def docker_remove(container_id: str) -> None:
+    exe = shutil.which("docker")
+    if exe:
+        subprocess.run([exe, "rm", "-f", container_id], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)

@@ -1,0 +1,82 @@
+"""Human-readable renderings of the router's status and of `weave ps`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _actor(st: dict[str, Any], name: str) -> dict[str, Any]:
+    for a in st.get("actors", []):
+        if a["name"] == name:
+            return a.get("status") or {}
+    return {}
+
+
+def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows]
+
+
+def format_status(st: dict[str, Any]) -> str:
+    gossip = _actor(st, "gossip")
+    netconf = _actor(st, "netconf")
+    forwarder = _actor(st, "forwarder")
+    peer = gossip.get("peer") or {}
+    lines = [f"weave router {st.get('version')}"]
+    if peer:
+        lines.append(f"        Peer: {peer.get('name')} ({peer.get('nickname')})")
+    rng = st.get("range")
+    lines.append(f"       Range: {rng or 'not set'}" + (f" (router {st['ip']})" if rng else ""))
+    lines.append(f"  Encryption: {'on' if st.get('encryption') else 'off'}")
+    lines.append(f"        Port: {st.get('port')} (TCP and UDP)")
+    lines.append(f"  Supervisor: pid {st.get('pid')}, up {st.get('uptime')}s")
+    lines += ["", "Actors:"]
+    rows = [["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"]]
+    for a in st.get("actors", []):
+        rows.append([a["name"], a["state"], str(a["pid"] or "-"), f"{a['uptime']}s",
+                     str(a["restarts"]), a.get("last_exit") or "-"])
+    lines += _table(rows)
+    peers = gossip.get("peers")
+    if peers is not None:
+        lines += ["", f"Peers: {len(peers)}"]
+        lines += _table([["NAME", "NICKNAME", "CONNECTIONS"]] + [
+            [p["name"], p.get("nickname", ""), str(p.get("connections", 0))] for p in peers])
+    conns = gossip.get("connections")
+    if conns is not None:
+        lines += ["", f"Connections: {len(conns)}"]
+        lines += _table([["ADDRESS", "PEER", "STATE", "INFO"]] + [
+            [c.get("address", ""), c.get("peer") or "-", c.get("state", ""),
+             c.get("info") or ""] for c in conns])
+    routes = gossip.get("routes")
+    if routes:
+        lines += ["", "Routes (destination via next hop):"]
+        lines += _table([[dst, "via", hop] for dst, hop in sorted(routes.items())])
+    if forwarder:
+        c = forwarder.get("counters", {})
+        lines += ["", f"Forwarder: {forwarder.get('macs', 0)} MACs learned; "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))]
+    atts = netconf.get("attachments")
+    if atts is not None:
+        lines += ["", f"Containers: {len(atts)}"]
+        lines += _table([["CONTAINER", "MAC", "ADDRESSES"]] + [
+            [short(x), x.get("mac") or "-", " ".join(x.get("cidrs", []))] for x in atts])
+    if netconf.get("exposed"):
+        lines += ["", "Exposed: " + " ".join(netconf["exposed"])]
+    return "\n".join(lines)
+
+
+def short(att: dict[str, Any]) -> str:
+    cid = att.get("container_id")
+    return cid[:12] if cid else str(att.get("label") or att.get("key"))
+
+
+def format_ps(ps: dict[str, Any]) -> str:
+    lines = []
+    if ps.get("exposed"):
+        lines.append(f"weave:expose {ps.get('bridge_mac') or '-'} " + " ".join(ps["exposed"]))
+    for x in ps.get("attachments", []):
+        lines.append(f"{short(x)} {x.get('mac') or '-'} " + " ".join(x.get("cidrs", [])))
+    return "".join(line + "\n" for line in lines)
