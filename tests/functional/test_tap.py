@@ -1,0 +1,330 @@
+"""The router port from userspace: virtio-net headers, offloads, reading and injecting frames.
+
+Root tests build a throwaway host namespace with the weave bridge, its router TAP and a
+"container" namespace, and run inside the host namespace the way the capture actor does
+(see test_hostnet.py for why the test thread is moved with setns). Frames seen inside the
+container are read with an AF_PACKET socket created in its namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import struct
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from weavenet import hostnet, tap, veth
+from weavenet.netns import socket_in_netns
+
+needs_root = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)"),
+    pytest.mark.skipif(not os.path.exists(tap.TUN_DEVICE), reason="no /dev/net/tun"),
+    pytest.mark.timeout(60),
+]
+
+ROOT_NETNS_INODE = os.stat("/proc/thread-self/ns/net").st_ino
+ETHERTYPE_TEST = 0x88B5  # IEEE 802 local experimental EtherType
+ETHERTYPE_ARP = 0x0806
+ETHERTYPE_IPV4 = 0x0800
+
+
+# --- the header, no kernel needed ----------------------------------------------------------
+
+
+def test_vnet_header_round_trips_every_field() -> None:
+    hdr = tap.VnetHeader(flags=tap.VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                         gso_type=tap.VIRTIO_NET_HDR_GSO_TCPV4 | tap.VIRTIO_NET_HDR_GSO_ECN,
+                         hdr_len=66, gso_size=1398, csum_start=34, csum_offset=16)
+    raw = hdr.build()
+    assert len(raw) == tap.VNET_HDR_LEN == 10
+    assert raw == bytes([1, 0x81, 66, 0, 0x76, 0x05, 34, 0, 16, 0])  # little-endian u16s
+    assert tap.VnetHeader.parse(raw + b"frame") == hdr
+    assert hdr.is_gso and hdr.needs_csum
+
+
+def test_plain_header_is_all_zeros_and_means_a_finished_frame() -> None:
+    plain = tap.VnetHeader.parse(tap.plain_header())
+    assert tap.plain_header() == bytes(10)
+    assert plain == tap.VnetHeader() and not plain.is_gso and not plain.needs_csum
+
+
+@pytest.mark.parametrize("size", [0, 1, 9])
+def test_vnet_header_rejects_a_short_buffer(size: int) -> None:
+    with pytest.raises(tap.VnetHeaderError):
+        tap.VnetHeader.parse(bytes(size))
+    with pytest.raises(tap.VnetHeaderError):
+        tap.split_item(bytes(size))
+
+
+def test_vnet_header_refuses_to_build_out_of_range_fields() -> None:
+    with pytest.raises(tap.VnetHeaderError):
+        tap.VnetHeader(gso_size=70000).build()
+    with pytest.raises(tap.VnetHeaderError):
+        tap.VnetHeader(flags=-1).build()
+
+
+def test_split_item_gives_the_frame_after_the_header() -> None:
+    item = tap.VnetHeader(csum_start=34).build() + b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06"
+    hdr, frame = tap.split_item(item)
+    assert hdr.csum_start == 34 and bytes(frame) == item[10:]
+
+
+# --- fixtures for the kernel tests -------------------------------------------------------
+
+
+@dataclass
+class Site:
+    host: str  # host namespace path (the test thread runs inside it)
+    container: str  # a container namespace path, attached as 10.0.1.1/24
+    mac: str  # the container's ethwe MAC
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    from pyroute2 import netns
+
+    root_links = subprocess.run(["ip", "-j", "link", "show"], capture_output=True).stdout
+    names = [f"wnt{role}{uuid.uuid4().hex[:6]}" for role in "hc"]
+    for name in names:
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    host, cont = (f"/var/run/netns/{n}" for n in names)
+    netns.pushns(host)
+    try:
+        assert os.stat("/proc/thread-self/ns/net").st_ino == os.stat(host).st_ino
+        hostnet.ensure_bridge()
+        hostnet.ensure_router_port()
+        att = veth.attach(cont, "10.0.1.1/24")
+        yield Site(host=host, container=cont, mac=att["mac"])
+    finally:
+        netns.popns()
+        assert os.stat("/proc/thread-self/ns/net").st_ino == ROOT_NETNS_INODE
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    after = subprocess.run(["ip", "-j", "link", "show"], capture_output=True).stdout
+    assert _link_ids(after) == _link_ids(root_links), "the root namespace's links changed"
+
+
+def _link_ids(ip_json: bytes) -> set[tuple[int, str]]:
+    return {(link["ifindex"], link["ifname"]) for link in json.loads(ip_json)}
+
+
+def wait_port_forwarding(site: Site, timeout: float = 5.0) -> None:
+    """Opening the TAP turns its carrier on; the bridge learns that through linkwatch, which
+    may batch the event for up to a second. Frames sent before the port forwards are lost."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = ns_run(site.host, "bridge", "-j", "link", "show", "dev", hostnet.ROUTER_PORT)
+        ports = json.loads(out.stdout or "[]")
+        if ports and ports[0].get("state") == "forwarding":
+            return
+        assert time.monotonic() < deadline, f"router port not forwarding: {ports}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def tap_fd(site: Site) -> Iterator[int]:
+    fd = tap.open_tap(hostnet.ROUTER_PORT)
+    try:
+        wait_port_forwarding(site)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+@pytest.fixture
+def container_raw(site: Site) -> Iterator[socket.socket]:
+    """An AF_PACKET socket on the container's ethwe for the test EtherType."""
+    ns_fd = os.open(site.container, os.O_RDONLY)
+    try:
+        sock = socket_in_netns(ns_fd, socket.AF_PACKET, socket.SOCK_RAW,
+                               socket.htons(ETHERTYPE_TEST))
+    finally:
+        os.close(ns_fd)
+    sock.bind(("ethwe", ETHERTYPE_TEST))
+    yield sock
+    sock.close()
+
+
+def ns_run(path: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nsenter", f"--net={path}", *argv],
+                          capture_output=True, text=True, timeout=20)
+
+
+def read_until(
+    fd: int, match: Callable[[bytes], bool], timeout: float = 5.0
+) -> tuple[bytes, list[bytes]]:
+    """Read items until one matches; return it and everything read before it."""
+    deadline = time.monotonic() + timeout
+    seen: list[bytes] = []
+    while time.monotonic() < deadline:
+        select.select([fd], [], [], 0.1)
+        for item in tap.read_batch(fd):
+            if match(item):
+                return item, seen
+            seen.append(item)
+    raise AssertionError(f"no matching frame within {timeout}s ({len(seen)} others seen)")
+
+
+def ethertype_of(frame: bytes | memoryview) -> int:
+    return struct.unpack_from("!H", frame, 12)[0]
+
+
+def craft_frame(src: bytes, nonce: bytes, dst: bytes = b"\xff" * 6) -> bytes:
+    return dst + src + struct.pack("!H", ETHERTYPE_TEST) + nonce.ljust(46, b"\0")
+
+
+# --- the kernel tests -------------------------------------------------------------------
+
+
+class TestRouterPort:
+    pytestmark = needs_root
+
+    def test_persistent_tap_opens_with_vnet_header_and_offloads(self, site: Site) -> None:
+        handle = tap.open_tap_handle(hostnet.ROUTER_PORT)
+        try:
+            wanted = tap.TUN_F_CSUM | tap.TUN_F_TSO4 | tap.TUN_F_TSO6
+            assert handle.vnet_hdr and handle.offloads & wanted == wanted
+            info = self._tun_info(site)
+            assert info["vnet_hdr"] is True and info["persist"] is True
+            with pytest.raises(tap.TapError) as busy:
+                tap.open_tap(hostnet.ROUTER_PORT)  # single queue: one reader at a time
+            assert busy.value.errno == 16  # EBUSY
+        finally:
+            os.close(handle.fd)
+        # Persistent: the port survives its reader closing and stays on the bridge.
+        ports = {p["name"]: p for p in hostnet.bridge_ports()}
+        assert ports[hostnet.ROUTER_PORT]["kind"] == "tun"
+        os.close(tap.open_tap(hostnet.ROUTER_PORT))
+
+    @staticmethod
+    def _tun_info(site: Site) -> dict:
+        out = ns_run(site.host, "ip", "-j", "-d", "link", "show", hostnet.ROUTER_PORT)
+        return json.loads(out.stdout)[0]["linkinfo"]["info_data"]
+
+    def test_reads_the_arp_broadcast_a_container_sends(self, site: Site, tap_fd: int) -> None:
+        pinger = subprocess.Popen(
+            ["nsenter", f"--net={site.container}", "ping", "-c", "3", "-i", "0.3", "10.0.1.99"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            src = mac_bytes(site.mac)
+
+            def is_arp_from_container(item: bytes) -> bool:
+                frame = item[tap.VNET_HDR_LEN:]
+                return frame[6:12] == src and ethertype_of(frame) == ETHERTYPE_ARP
+
+            item, _ = read_until(tap_fd, is_arp_from_container)
+        finally:
+            pinger.kill()
+            pinger.wait()
+        hdr, frame = tap.split_item(item)
+        assert hdr == tap.VnetHeader()  # a small complete frame: nothing for us to finish
+        assert bytes(frame[:6]) == b"\xff" * 6
+        assert bytes(frame[38:42]) == bytes([10, 0, 1, 99])  # ARP target protocol address
+
+    def test_tcp_syn_arrives_with_its_partial_checksum_described(
+        self, site: Site, tap_fd: int
+    ) -> None:
+        # A static neighbour sends the SYN straight out, to a MAC only the TAP side can have.
+        far_mac = "02:00:00:00:00:99"
+        done = ns_run(site.container, "ip", "neigh", "replace", "10.0.1.99", "lladdr", far_mac,
+                      "dev", "ethwe", "nud", "permanent")
+        assert done.returncode == 0, done.stderr
+        client = subprocess.Popen(
+            ["nsenter", f"--net={site.container}", "python3", "-c",
+             "import socket; socket.create_connection(('10.0.1.99', 6783), timeout=2)"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def is_syn(item: bytes) -> bool:
+                frame = item[tap.VNET_HDR_LEN:]
+                return (frame[:6] == mac_bytes(far_mac) and ethertype_of(frame) == ETHERTYPE_IPV4
+                        and frame[14 + 9] == socket.IPPROTO_TCP)
+
+            item, _ = read_until(tap_fd, is_syn)
+        finally:
+            client.kill()
+            client.wait()
+        hdr, frame = tap.split_item(item)
+        # The container's kernel left the TCP checksum to "hardware": the header says where.
+        assert hdr.needs_csum and not hdr.is_gso
+        assert (hdr.csum_start, hdr.csum_offset) == (14 + 20, 16)
+        assert len(frame) >= hdr.csum_start + hdr.csum_offset + 2
+
+    def test_frame_written_with_a_plain_header_reaches_the_container(
+        self, site: Site, tap_fd: int, container_raw: socket.socket
+    ) -> None:
+        remote_mac = bytes.fromhex("02aabbccdd01")
+        nonce = uuid.uuid4().bytes
+        assert tap.write_frame(tap_fd, tap.plain_header() + craft_frame(remote_mac, nonce))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([container_raw], [], [], 0.2)
+            if ready:
+                data = container_raw.recv(2048)
+                if nonce in data:
+                    assert data[6:12] == remote_mac
+                    break
+        else:
+            raise AssertionError("the injected frame never reached the container")
+        # The bridge learned the remote MAC on the router port, so replies go back to us.
+        fdb = json.loads(ns_run(site.host, "bridge", "-j", "fdb", "show", "br", "weave").stdout)
+        assert any(e["mac"] == "02:aa:bb:cc:dd:01" and e["ifname"] == hostnet.ROUTER_PORT
+                   for e in fdb)
+
+    def test_write_frame_returns_false_when_the_kernel_refuses(self, site: Site,
+                                                               tap_fd: int) -> None:
+        frame = craft_frame(bytes.fromhex("02aabbccdd02"), b"refused")
+        bad = tap.VnetHeader(flags=tap.VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start=4000,
+                             csum_offset=16).build()
+        assert tap.write_frame(tap_fd, bad + frame) is False  # EINVAL: malformed header
+        assert tap.write_frame(tap_fd, b"\0" * 4) is False  # shorter than the header
+        ns_run(site.host, "ip", "link", "set", hostnet.ROUTER_PORT, "down")
+        assert tap.write_frame(tap_fd, tap.plain_header() + frame) is False  # EIO: port down
+        with pytest.raises(OSError):
+            tap.write_frame(-1, tap.plain_header() + frame)  # a bug, not a drop
+
+    def test_read_batch_stops_at_max_frames_and_never_blocks(
+        self, site: Site, tap_fd: int, container_raw: socket.socket
+    ) -> None:
+        src = mac_bytes(site.mac)
+        nonces = [uuid.uuid4().bytes for _ in range(5)]
+        for nonce in nonces:
+            container_raw.send(craft_frame(src, nonce))
+        select.select([tap_fd], [], [], 2)
+        time.sleep(0.1)  # let all five cross the bridge; read_batch never waits for more
+        first = tap.read_batch(tap_fd, max_frames=2)
+        assert len(first) == 2
+        got = first
+        deadline = time.monotonic() + 5
+        while not all(any(n in item for item in got) for n in nonces):
+            assert time.monotonic() < deadline, "not all five test frames came out of the TAP"
+            select.select([tap_fd], [], [], 0.1)
+            got += tap.read_batch(tap_fd)
+        started = time.monotonic()
+        tap.read_batch(tap_fd)  # whatever is left (maybe nothing): returns at once
+        assert time.monotonic() - started < 0.5
+
+    def test_without_vnet_header_items_are_bare_ethernet(
+        self, site: Site, container_raw: socket.socket
+    ) -> None:
+        fd = tap.open_tap(hostnet.ROUTER_PORT, vnet_hdr=False)
+        try:
+            wait_port_forwarding(site)
+            nonce = uuid.uuid4().bytes
+            container_raw.send(craft_frame(mac_bytes(site.mac), nonce))
+            item, _ = read_until(fd, lambda it: nonce in it)
+            assert item[6:12] == mac_bytes(site.mac) and ethertype_of(item) == ETHERTYPE_TEST
+        finally:
+            os.close(fd)
