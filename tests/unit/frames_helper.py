@@ -54,23 +54,6 @@ def ipv4(
     return bytes(hdr) + payload
 
 
-def tcp(
-    src_ip: bytes,
-    dst_ip: bytes,
-    payload: bytes,
-    *,
-    seq: int = 1000,
-    flags: int = 0x18,
-    sport: int = 40000,
-    dport: int = 5201,
-) -> bytes:
-    """A TCP segment (20-byte header) with a correct checksum over the IPv4 pseudo-header."""
-    hdr = bytearray(struct.pack("!HHIIBBHHH", sport, dport, seq, 1, 5 << 4, flags, 65535, 0, 0))
-    pseudo = src_ip + dst_ip + struct.pack("!BBH", 0, 6, len(hdr) + len(payload))
-    hdr[16:18] = struct.pack("!H", slow_checksum(pseudo + bytes(hdr) + payload))
-    return bytes(hdr) + payload
-
-
 def eth(dst: bytes, src: bytes, etype: int, payload: bytes, *, vnet: bytes = VNET_ZERO) -> bytes:
     return vnet + dst + src + struct.pack("!H", etype) + payload
 
