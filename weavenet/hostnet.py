@@ -273,7 +273,7 @@ def teardown(bridge: str = BRIDGE, router_port: str = ROUTER_PORT) -> list[str]:
     """Delete the container veths on the bridge, the router TAP and the bridge.
 
     Deleting a veth's host side deletes its container side too. Host-side veths with our
-    name prefix are removed even when no longer enslaved (e.g. the bridge was deleted by
+    name prefix are removed even when enslaved to nothing (e.g. the bridge was deleted by
     hand). Other ports (a VXLAN device) are only released by the bridge's deletion: their
     owner removes them. Returns the names of the links deleted; [] when nothing existed.
     """
@@ -287,7 +287,8 @@ def teardown(bridge: str = BRIDGE, router_port: str = ROUTER_PORT) -> list[str]:
             ours = (
                 (bridge_index is not None and msg.get("master") == bridge_index
                  and kind in ("veth", "tun"))
-                or (kind == "veth" and name.startswith(HOST_VETH_PREFIX))
+                or (kind == "veth" and name.startswith(HOST_VETH_PREFIX)
+                    and msg.get("master") is None)
                 or (kind == "tun" and name == router_port)
             )
             if ours and delete_link(ipr, int(msg["index"])):

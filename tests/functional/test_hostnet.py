@@ -287,6 +287,43 @@ def test_second_network_adds_an_address_and_detach_removes_one_at_a_time(
     assert veth.detach(a, "10.0.2.1/24") is False
 
 
+def test_one_namespace_reached_by_two_paths_is_one_attachment(
+    host: str, container: Callable[[], str]
+) -> None:
+    hostnet.ensure_bridge()
+    a = container()
+    sleeper = subprocess.Popen(["nsenter", f"--net={a}", "sleep", "60"])
+    try:
+        by_pid = f"/proc/{sleeper.pid}/ns/net"
+        wait_until(lambda: os.path.exists(by_pid) and os.stat(by_pid).st_ino == _ns_inode(a),
+                   what="sleep to enter the container namespace")
+        first = veth.attach(a, "10.0.1.1/24")
+        second = veth.attach(by_pid, "10.0.2.1/24")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert first["host_ifname"] == second["host_ifname"]
+    assert second["addresses"] == ["10.0.1.1/24", "10.0.2.1/24"]
+    assert [p["kind"] for p in hostnet.bridge_ports()] == ["veth"]
+
+
+def test_replayed_attach_puts_a_veth_back_on_a_recreated_bridge(
+    host: str, container: Callable[[], str]
+) -> None:
+    hostnet.ensure_bridge()
+    a, b = container(), container()
+    att = veth.attach(a, "10.0.1.1/24")
+    veth.attach(b, "10.0.1.2/24")
+    gone = ns_run(host, "ip", "link", "del", "weave")  # someone deletes the bridge by hand
+    assert gone.returncode == 0, gone.stderr
+    assert cannot_ping(b, "10.0.1.1")
+
+    hostnet.ensure_bridge()
+    assert veth.attach(a, "10.0.1.1/24") == att  # what a restarted netconf replays
+    veth.attach(b, "10.0.1.2/24")
+    assert can_ping(b, "10.0.1.1")
+
+
 def test_every_call_is_idempotent(host: str, container: Callable[[], str]) -> None:
     a = container()
     steps: list[tuple[str, Callable[[], object]]] = [
@@ -408,3 +445,14 @@ def test_teardown_leaves_no_bridge_veth_or_tap(host: str, container: Callable[[]
 def test_teardown_when_nothing_exists_is_fine(host: str) -> None:
     assert hostnet.teardown() == []
     assert link_names(host) == {"lo"}
+
+
+def test_teardown_removes_veths_orphaned_by_a_deleted_bridge(
+    host: str, container: Callable[[], str]
+) -> None:
+    hostnet.ensure_bridge()
+    a = container()
+    name = veth.attach(a, "10.0.1.1/24")["host_ifname"]
+    assert ns_run(host, "ip", "link", "del", "weave").returncode == 0
+    assert hostnet.teardown() == [name]
+    assert link_names(host) == {"lo"} and "ethwe" not in link_names(a)
