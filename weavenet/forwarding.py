@@ -124,38 +124,45 @@ class Forwarder:
         unicast = self.routes.unicast
         flood_keys = [(hop, us, self.broadcast_peer) for hop in self.routes.broadcast.get(us, ())]
         send = plan.send
+        # Frames of one flow arrive in runs: decide once per run of identical MAC pairs.
+        # Nothing else can change the cache between two consecutive frames of a run.
+        last_pair = None
+        targets: list[list[Buffer]] = []
+        reason: str | None = None
         for frame in frames:
             if len(frame) < minlen:
                 plan.drop(RUNT)
                 continue
-            src = bytes(frame[off + 6 : off + 12])
-            if src[0] & 1:
-                plan.drop(BAD_SRC_MAC)
-                continue
-            result = learn(src, us, now)
-            if result:
-                plan.learned.append((src, us, result))
-            owner = None if frame[off] & 1 else lookup(bytes(frame[off : off + 6]), now)
-            if owner is None:  # broadcast, multicast or unknown unicast: flood
-                if not flood_keys:
-                    plan.drop(NO_PEERS)
-                for key in flood_keys:
-                    if key in send:
-                        send[key].append(frame)
-                    else:
-                        send[key] = [frame]
-            elif owner == us:
-                plan.drop(LOCAL_DST)
-            else:
-                hop = unicast.get(owner)
-                if hop is None:
-                    plan.drop(NO_ROUTE)
-                    continue
-                key = (hop, us, owner)
-                if key in send:
-                    send[key].append(frame)
+            pair = bytes(frame[off : off + 12])
+            if pair != last_pair:
+                last_pair = pair
+                targets, reason = [], None
+                src = pair[6:]
+                if src[0] & 1:
+                    reason = BAD_SRC_MAC
                 else:
-                    send[key] = [frame]
+                    result = learn(src, us, now)
+                    if result:
+                        plan.learned.append((src, us, result))
+                    owner = None if pair[0] & 1 else lookup(pair[:6], now)
+                    if owner is None:  # broadcast, multicast or unknown unicast: flood
+                        keys = flood_keys
+                        reason = None if flood_keys else NO_PEERS
+                    elif owner == us:
+                        keys, reason = [], LOCAL_DST
+                    elif (hop := unicast.get(owner)) is None:
+                        keys, reason = [], NO_ROUTE
+                    else:
+                        keys = [(hop, us, owner)]
+                    for key in keys:
+                        lst = send.get(key)
+                        if lst is None:
+                            lst = send[key] = []
+                        targets.append(lst)
+            if reason is not None:
+                plan.drop(reason)
+            for lst in targets:
+                lst.append(frame)
         return plan
 
     def received(
@@ -189,30 +196,40 @@ class Forwarder:
                 plan.drop(NO_ROUTE, len(frames))
                 return plan
             relay_keys = [(hop, src_peer, dst_peer)]
-        deliver = is_broadcast or dst_peer == us
         send = plan.send
+        targets = [plan.inject] if is_broadcast or dst_peer == us else []
+        for key in relay_keys:
+            lst = send.get(key)
+            if lst is None:
+                lst = send[key] = []
+            targets.append(lst)
+        last_src = None
+        reason: str | None = None
         for frame in frames:
             if len(frame) < minlen:
                 plan.drop(RUNT)
                 continue
             src = bytes(frame[off + 6 : off + 12])
-            if src[0] & 1:
-                plan.drop(BAD_SRC_MAC)
-                continue
-            entry = macs.entry(src)
-            if entry is not None and entry[0] == us and now - entry[1] < grace:
-                plan.drop(OWN_MAC_FROM_NETWORK)
-                continue
-            result = macs.learn(src, src_peer, now)
-            if result:
-                plan.learned.append((src, src_peer, result))
-            if deliver:
-                plan.inject.append(frame)
-            for key in relay_keys:
-                if key in send:
-                    send[key].append(frame)
+            if src != last_src:  # runs of one source MAC are decided once, as in captured()
+                last_src = src
+                reason = None
+                entry = macs.entry(src)
+                if src[0] & 1:
+                    reason = BAD_SRC_MAC
+                elif entry is not None and entry[0] == us and now - entry[1] < grace:
+                    reason = OWN_MAC_FROM_NETWORK
                 else:
-                    send[key] = [frame]
+                    result = macs.learn(src, src_peer, now)
+                    if result:
+                        plan.learned.append((src, src_peer, result))
+            if reason is not None:
+                plan.drop(reason)
+                continue
+            for lst in targets:
+                lst.append(frame)
+        for key in relay_keys:
+            if not send[key]:
+                del send[key]  # every frame was dropped: no empty send lists for the caller
         return plan
 
     # --- one frame, for tests and slow paths --------------------------------------------------

@@ -186,3 +186,25 @@ def test_routes_can_be_replaced_by_a_plain_snapshot():
     fwd.set_routes({"unicast": {"B": "B"}, "broadcast": {"A": ["B"]}})
     bare = frame(BCAST, MAC_A)[10:]
     assert fwd.decide_captured(bare, 0.0) == [Send("B", "A", None, bare)]
+
+
+def test_decisions_within_a_batch_see_what_earlier_frames_taught():
+    fwd = network(LINE)["A"]
+    x, y = mac(0x21), mac(0x22)
+    plan = fwd.captured([frame(y, x), frame(y, x), frame(x, y), frame(y, x)], 0.0)
+    # y was unknown for the first two frames (flooded), then spoke locally: the last one,
+    # like y's own frame to x, stays on the local bridge
+    assert plan.send == {("B", "A", None): [frame(y, x), frame(y, x)]}
+    assert plan.drops == {LOCAL_DST: 2}
+
+
+def test_received_batch_mixing_foreign_and_own_macs_drops_only_ours():
+    fwd = network(LINE)["B"]
+    fwd.decide_captured(frame(BCAST, MAC_B), 0.0)
+    frames = [frame(BCAST, MAC_A), frame(BCAST, MAC_B), frame(BCAST, MAC_B), frame(BCAST, MAC_A)]
+    plan = fwd.received("A", None, frames, 0.5)
+    assert plan.inject == [frames[0], frames[3]]
+    assert plan.send == {("C", "A", None): [frames[0], frames[3]]}
+    assert plan.drops == {OWN_MAC_FROM_NETWORK: 2}
+    plan = fwd.received("A", None, [frame(BCAST, MAC_B)], 0.6)
+    assert plan.send == {} and plan.inject == []
