@@ -71,7 +71,8 @@ def main() -> None:
     dgrams_pmtu = pack_datagram(frames, 1472, sender=wa, src_peer=wa, dst_peer=wc).datagrams
     dgrams_big = pack_datagram(frames, 65507, sender=wa, src_peer=wa, dst_peer=wc).datagrams
     print(
-        f"batch {n} frames of {size} bytes; {len(dgrams_big)} datagrams of <=65507, "
+        f"batch {n} frames of {size} bytes, flow runs of {run}; "
+        f"{len(dgrams_big)} datagrams of <=65507, "
         f"{len(dgrams_pmtu)} of <=1472"
     )
 

@@ -91,7 +91,7 @@ class PathMtu:
         self._probe: tuple[int, _Pending] | None = None
         self._frag: tuple[int, _Pending] | None = None
         self._next_search = 0.0
-        self._next_frag_test = 0.0
+        self._next_frag_test = float("-inf")  # due at the first poll
         self._check_settled(0.0)
 
     # --- what the forwarder uses ----------------------------------------------------------------
@@ -160,7 +160,7 @@ class PathMtu:
         elif self.settled:
             times.append(self._next_search)
         else:
-            times.append(0.0)
+            times.append(float("-inf"))  # search in progress: poll now
         return min(times)
 
     def on_ack(self, kind: int, token: int, size: int, now: float) -> None:
