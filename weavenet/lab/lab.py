@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -84,7 +85,14 @@ class Lab:
         }
 
     def _save(self) -> None:
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            try:
+                self.base_dir.mkdir(parents=True, exist_ok=True)
+                break
+            except FileNotFoundError:
+                # Another lab's down() removed the empty LABS_ROOT between our two mkdirs.
+                if attempt == 2:
+                    raise
         tmp = self.state_file.with_name(STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(self._state(), indent=1) + "\n")
         tmp.replace(self.state_file)
@@ -233,6 +241,9 @@ class Lab:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             if self.base_dir.exists():
                 problems.append(f"cannot remove {self.base_dir}")
+        if self.base_dir.parent == LABS_ROOT:
+            with contextlib.suppress(OSError):
+                LABS_ROOT.rmdir()  # only succeeds once no other lab is left
         self._procs, self._faults, self.status = [], [], "down"
         if problems:
             raise LabError(f"lab '{self.prefix}' down incomplete: " + "; ".join(problems))
@@ -322,6 +333,14 @@ class Lab:
         if ha is hb:
             raise LabError(f"cannot cut {ha.name} from itself")
         return (ha, hb) if ha.index < hb.index else (hb, ha)
+
+
+def unique_prefix(stem: str = "wt") -> str:
+    """A prefix no lab on this machine uses: stem plus 4 random hex digits."""
+    while True:
+        prefix = f"{stem}{secrets.token_hex(2)}"
+        if not (LABS_ROOT / prefix).exists() and not netns.exists(f"{prefix}-lan"):
+            return prefix
 
 
 def _udp_length_rule(size: int) -> list[str]:
