@@ -3,6 +3,7 @@ and nothing survives down() — not in the root namespace, not in the process ta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,6 +78,22 @@ def test_each_host_has_its_own_weave_dirs_and_docker_host(lab3: Lab) -> None:
         # The console scripts of this Python (weave, weave-lab) are on the host's PATH.
         assert host.run("command -v weave-lab", check=False).returncode == 0
     assert len(seen) == 3
+
+
+def test_run_timeout_kills_the_whole_command_not_just_its_shell(lab3: Lab) -> None:
+    host = lab3.host(2)
+    with pytest.raises(subprocess.TimeoutExpired):
+        host.run("sleep 31 & sleep 32; wait", timeout=0.5)
+
+    def sleepers() -> list[int]:
+        found = []
+        for pid in procs.in_netns([lab_netns.ns_file(host.ns)]):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
+                    found.append(pid)
+        return found
+
+    wait_until(lambda: sleepers() == [], timeout=5, what="sleep processes to die")
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -259,7 +277,7 @@ def test_weave_lab_cli_builds_uses_and_removes_a_lab_across_invocations() -> Non
         assert [h["ip"] for h in status[0]["hosts"]] == ["198.18.0.1", "198.18.0.2"]
         shown = weave_lab("exec", "--prefix", prefix, "host2", "--", "ip", "-o", "addr")
         assert shown.returncode == 0 and "inet 198.18.0.2/24" in shown.stdout
-        exited = weave_lab("exec", "--prefix", prefix, "1", "--", "sh", "-c", "exit 7")
+        exited = weave_lab("exec", "1", "--prefix", prefix, "--", "sh", "-c", "exit 7")
         assert exited.returncode == 7
 
         assert weave_lab("cut", "--prefix", prefix, "1", "2").returncode == 0

@@ -48,7 +48,7 @@ def _prefix(text: str) -> str:
     return text
 
 
-def _parser() -> _Parser:
+def _parser(exec_remainder: bool = True) -> _Parser:
     parser = _Parser(prog=PROG, description="Simulated weave hosts on this machine.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     prefix_help = "lab name: namespace prefix and /run/wl/<prefix> (default wl)"
@@ -68,7 +68,10 @@ def _parser() -> _Parser:
     ex = sub.add_parser("exec", help="run a command on a host")
     ex.add_argument("--prefix", type=_prefix, default="wl", help=prefix_help)
     ex.add_argument("host", metavar="HOST")
-    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
+    if exec_remainder:
+        ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
+    else:
+        ex.set_defaults(cmd=[])
 
     for name, what in (("cut", "drop underlay traffic between"), ("heal", "restore traffic of")):
         p = sub.add_parser(name, help=f"{what} two hosts")
@@ -180,7 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["demo"]:
             # Everything after `demo` is the demo's, options included.
             return _demo(argv[1:])
-        args = _parser().parse_args(argv)
+        command: list[str] = []
+        if argv[:1] == ["exec"] and "--" in argv:
+            # Split at the first "--" ourselves, so options may follow HOST and the
+            # command's own options never meet our parser.
+            cut = argv.index("--")
+            argv, command = argv[:cut], argv[cut + 1 :]
+        args = _parser(exec_remainder=not command).parse_args(argv)
+        if command:
+            args.cmd = command
         return _COMMANDS[args.command](args)
     except _UsageError as e:
         print(f"{PROG}: {e}", file=sys.stderr)

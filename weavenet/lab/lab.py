@@ -156,6 +156,8 @@ class Lab:
         if self.state_file.exists():
             raise LabError(f"lab '{self.prefix}' is already up ({self.state_file}); "
                            f"run: weave-lab down --prefix {self.prefix}")
+        if self.base_dir.exists() and any(self.base_dir.iterdir()):
+            raise LabError(f"lab directory {self.base_dir} exists and is not empty")
         for name in [self.lan_ns, *(h.ns for h in self.hosts)]:
             if netns.exists(name):
                 raise LabError(f"network namespace {name} exists; "
@@ -237,16 +239,31 @@ class Lab:
                 netns.remove(name)
             except LabError as e:
                 problems.append(str(e))
-        if self.base_dir.exists():
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-            if self.base_dir.exists():
-                problems.append(f"cannot remove {self.base_dir}")
+        problems += self._remove_dirs()
         if self.base_dir.parent == LABS_ROOT:
             with contextlib.suppress(OSError):
                 LABS_ROOT.rmdir()  # only succeeds once no other lab is left
         self._procs, self._faults, self.status = [], [], "down"
         if problems:
             raise LabError(f"lab '{self.prefix}' down incomplete: " + "; ".join(problems))
+
+    def _remove_dirs(self) -> list[str]:
+        """Remove what the lab put in base_dir, then base_dir if that left it empty: never a
+        recursive delete of a directory the lab did not fill (base_dir may be caller-given)."""
+        if not self.base_dir.is_dir():
+            return []
+        ours = re.compile(r"^(h\d+|lab\.json(\.tmp)?|busybox-rootfs\.tar(\.tmp)?)$")
+        for entry in self.base_dir.iterdir():
+            if ours.match(entry.name):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        try:
+            self.base_dir.rmdir()
+        except OSError as e:
+            return [f"cannot remove {self.base_dir}: {e.strerror}"]
+        return []
 
     def _namespaces(self) -> list[str]:
         mine = re.compile(rf"^{re.escape(self.prefix)}-(lan|h\d+)$")

@@ -105,16 +105,18 @@ def descendants(roots: Iterable[int]) -> set[int]:
 
 def in_netns(ns_files: Iterable[Path]) -> set[int]:
     """PIDs of processes whose network namespace is one of the given namespace files."""
-    inodes = set()
+    ids = set()
     for path in ns_files:
         with contextlib.suppress(OSError):
-            inodes.add(os.stat(path).st_ino)
-    if not inodes:
+            st = os.stat(path)
+            ids.add((st.st_dev, st.st_ino))
+    if not ids:
         return set()
     found = set()
     for pid in _all_pids():
         with contextlib.suppress(OSError):
-            if os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
+            st = os.stat(f"/proc/{pid}/ns/net")
+            if (st.st_dev, st.st_ino) in ids:
                 found.add(pid)
     return found
 
