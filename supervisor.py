@@ -28,6 +28,7 @@ import zmq
 import weavenet
 from weavenet import bus, log
 from weavenet.bus import Envelope
+from weavenet.peer import Peer
 from weavenet.restart import RestartPolicy, RestartSettings
 
 ACTOR_ORDER = ("netconf", "capture", "crypto", "forwarder", "gossip")
@@ -317,6 +318,8 @@ class Supervisor:
             "ip": self.config.get("ip"),
             "port": self.config.get("port"),
             "encryption": bool(self.config.get("encryption")),
+            "peer": {"name": self.config.get("peer_name"),
+                     "nickname": self.config.get("nickname")},
             "actors": [a.describe(now) for a in self.actors.values()],
         }
 
@@ -394,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     config["foreground"] = args.foreground
     Path(config["state_dir"]).mkdir(parents=True, exist_ok=True)
     os.chmod(config["state_dir"], 0o700)
+    # The identity is settled once, before any actor starts, so they all agree on it.
+    me = Peer.create(config["state_dir"], name=config.get("name"),
+                     nickname=config.get("nickname") or os.environ.get("WEAVE_NICKNAME"))
+    config["peer_name"], config["nickname"] = str(me.name), me.nickname
     return Supervisor(Path(args.run_dir), config).run()
 
 

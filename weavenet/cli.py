@@ -25,6 +25,7 @@ import weavenet
 from weavenet import bus, client, log
 from weavenet.bus import FAILED, USAGE, BusError
 from weavenet.containers import docker_remove, docker_run, resolve
+from weavenet.peer import PeerIdentityError, PeerName
 from weavenet.statusview import format_ps, format_status
 
 DEFAULT_PORT = 6783
@@ -126,6 +127,11 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
         iface = parse_cidr(rest.pop(0))
         ip, rng = str(iface.ip), str(iface.network)
     peers = [parse_peer(x) for x in rest]
+    if a.name is not None:
+        try:
+            PeerName(a.name)
+        except PeerIdentityError as exc:
+            raise UsageError(f"weave launch: {exc}") from None
     if a.password or a.password_file or os.environ.get("WEAVE_PASSWORD"):
         raise UsageError("weave launch: encryption (-password) is not available yet")
     pid = ctx.running_pid()

@@ -24,7 +24,7 @@ def format_status(st: dict[str, Any]) -> str:
     gossip = _actor(st, "gossip")
     netconf = _actor(st, "netconf")
     forwarder = _actor(st, "forwarder")
-    peer = gossip.get("peer") or {}
+    peer = gossip.get("peer") or st.get("peer") or {}
     lines = [f"weave router {st.get('version')}"]
     if peer:
         lines.append(f"        Peer: {peer.get('name')} ({peer.get('nickname')})")
