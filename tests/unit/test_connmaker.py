@@ -1,0 +1,183 @@
+"""ConnectionMaker: what to dial and when, with a fake clock."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from weavenet.connmaker import (
+    ConnectionMaker,
+    Source,
+    TargetState,
+    discovery_candidates,
+    normalize_address,
+)
+from weavenet.peer import Peer, PeerName
+from weavenet.topology import Connection, PeerRecord, Peers
+
+P1 = PeerName("02:00:00:00:00:01")
+P2 = PeerName("02:00:00:00:00:02")
+P3 = PeerName("02:00:00:00:00:03")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def maker(seed: int = 1) -> tuple[ConnectionMaker, Clock]:
+    clock = Clock()
+    return ConnectionMaker(clock=clock, rng=random.Random(seed)), clock
+
+
+def state(cm: ConnectionMaker, address: str) -> TargetState:
+    return next(t.state for t in cm.targets() if t.address == address)
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("host1", "host1:6783"),
+        ("198.18.0.1:7000", "198.18.0.1:7000"),
+        ("[fd00::1]:7000", "[fd00::1]:7000"),
+        ("fd00::1", "[fd00::1]:6783"),
+        (" host1:06783 ", "host1:6783"),
+    ],
+)
+def test_addresses_get_the_default_port(raw: str, expected: str) -> None:
+    assert normalize_address(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", ":6783", "host:0", "host:99999", "host:x", "[fd00::1"])
+def test_bad_addresses_are_refused(raw: str) -> None:
+    with pytest.raises(ValueError):
+        normalize_address(raw)
+
+
+def test_launch_targets_are_dialled_at_once_and_only_once() -> None:
+    cm, clock = maker()
+    cm.add(["host1", "host2:7000"], Source.LAUNCH)
+    assert cm.due() == ["host1:6783", "host2:7000"]
+    assert cm.due() == []  # still connecting
+    assert state(cm, "host1:6783") is TargetState.CONNECTING
+
+
+def test_failures_back_off_randomly_from_2s_by_1_5_up_to_the_cap() -> None:
+    cm, clock = maker(seed=3)
+    cm.add(["host1"], Source.LAUNCH)
+    expected_interval = 2.0
+    for _ in range(20):
+        assert cm.due() == ["host1:6783"]
+        cm.failed("host1:6783", "connection refused")
+        delay = cm.next_due() - clock.now  # type: ignore[operator]
+        assert expected_interval / 2 <= delay <= expected_interval * 1.5
+        clock.now += delay - 0.01
+        assert cm.due() == []  # not before its time
+        clock.now = cm.next_due()  # type: ignore[assignment]
+        expected_interval = min(expected_interval * 1.5, 120.0)
+    assert expected_interval == 120.0
+
+
+def test_backoff_delays_are_spread_not_identical() -> None:
+    delays = set()
+    for seed in range(20):
+        cm, clock = maker(seed)
+        cm.add(["host1"])
+        cm.due()
+        cm.failed("host1:6783", "timeout")
+        delays.add(round(cm.next_due() - clock.now, 3))  # type: ignore[operator]
+    assert len(delays) > 10
+
+
+def test_permanent_errors_are_not_retried_until_the_user_names_the_target_again() -> None:
+    cm, clock = maker()
+    cm.add(["host1"], Source.LAUNCH)
+    cm.due()
+    cm.failed("host1", "connection to self", permanent=True)
+    clock.now += 10_000
+    assert cm.due() == [] and cm.next_due() is None
+    assert state(cm, "host1:6783") is TargetState.REFUSED
+    cm.add(["host1"])  # `weave connect host1`
+    assert cm.due() == ["host1:6783"]
+
+
+def test_a_connected_target_redials_soon_after_its_peer_is_lost() -> None:
+    cm, clock = maker()
+    cm.add(["host1"], Source.LAUNCH)
+    cm.due()
+    cm.connected("host1", P1)
+    clock.now += 500
+    assert cm.due() == []
+    cm.peer_disconnected(P1, "heartbeats stopped")
+    assert cm.due() == []  # not in the same instant as the other end
+    clock.now += 3.0
+    assert cm.due() == ["host1:6783"]
+
+
+def test_forget_drops_a_user_target_but_not_what_the_topology_still_mentions() -> None:
+    cm, _ = maker()
+    cm.add(["host1", "host2"])
+    cm.update_discovered({"host2:6783": P2})
+    assert cm.forget(["host1", "host2", "host9"]) == ["host1:6783", "host2:6783"]
+    assert [t.address for t in cm.targets()] == ["host2:6783"]
+    assert [s["sources"] for s in cm.status()] == [["discovered"]]
+
+
+def test_discovered_targets_are_skipped_while_their_peer_is_connected() -> None:
+    cm, clock = maker()
+    cm.peer_connected(P2)  # P2 dialled us
+    cm.update_discovered({"host2:6783": P2, "host3:6783": P3})
+    assert cm.due() == ["host3:6783"]
+    cm.update_discovered({"host2:6783": P2})  # P3 gone from the topology
+    assert [t.address for t in cm.targets()] == ["host2:6783"]
+    cm.peer_disconnected(P2)
+    clock.now += 1
+    assert cm.due() == ["host2:6783"]
+
+
+def test_a_duplicate_dial_counts_as_reaching_the_peer() -> None:
+    cm, clock = maker()
+    cm.add(["host2"])
+    cm.due()
+    cm.connected("host2", P2)  # handshake done, then closed as the losing duplicate
+    clock.now += 1000
+    assert cm.due() == []
+    assert cm.status()[0]["state"] == "connected" and cm.status()[0]["peer"] == P2
+
+
+def test_status_reports_state_reason_and_retry_time() -> None:
+    cm, clock = maker()
+    cm.add(["host1"], Source.LAUNCH)
+    cm.due()
+    cm.failed("host1", "no route to host")
+    (row,) = cm.status()
+    assert row["address"] == "host1:6783"
+    assert row["state"] == "failed" and row["last_error"] == "no route to host"
+    assert row["attempts"] == 1 and 1.0 <= row["retry_in"] <= 3.0
+    assert row["sources"] == ["launch"]
+
+
+def test_discovery_offers_dialable_addresses_of_peers_we_are_not_connected_to() -> None:
+    me = Peers(Peer(P1, "one", 1))
+    me.add_connection(Peer(P2, "two", 2), "198.18.0.2:6783", outbound=True, established=True)
+    p4 = PeerName("02:00:00:00:00:04")
+    me.merge(
+        [
+            PeerRecord(
+                P2,
+                "two",
+                2,
+                1,
+                (
+                    Connection(P1, "198.18.0.1:40000", True, False),  # us: skipped
+                    Connection(P3, "198.18.0.3:7000", True, True),  # dialled by 2: as is
+                    Connection(p4, "198.18.0.4:51234", True, False),  # dialled 2: default port
+                ),
+            )
+        ]
+    )
+    assert discovery_candidates(me) == {"198.18.0.3:7000": P3, "198.18.0.4:6783": p4}
