@@ -1,0 +1,322 @@
+"""The sleeve end to end through the real actors: two routers, containers on each, one switch.
+
+Two throwaway "host" namespaces joined by a veth pair (198.18.0.1/24 and .2/24) each run a
+real router (`weave launch` under nsenter). The mesh is not needed for the data plane, so the
+test plays the gossip actor's part: it publishes a hand-made "routes" event through the
+supervisor, connecting to the actor bus with the identity ``gossip`` (ROUTER_HANDOVER gives
+the newest connection that identity; the stub gossip actor has nothing to say meanwhile).
+"Containers" are further namespaces attached with `weave attach`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import zmq
+
+from tests.functional.conftest import Router, wait_for
+from weavenet import bus
+from weavenet.netns import socket_in_netns
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)"),
+    pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="no /dev/net/tun"),
+    pytest.mark.timeout(120),
+]
+
+PORT = 6783
+ETHERTYPE_TEST = 0x88B5  # IEEE 802 local experimental
+
+
+@dataclass
+class Host:
+    router: Router
+    name: str  # peer name
+    underlay: str  # underlay IPv4 address
+    container: str = ""  # netns path
+    ip: str = ""  # container address
+
+
+class FakeGossip:
+    """Publishes a fixed "routes" event for each router, twice a second, as gossip would."""
+
+    def __init__(self, hosts: list[Host]) -> None:
+        self.hosts = hosts
+        self.ctx = zmq.Context()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def routes_for(self, me: Host) -> dict:
+        others = [h for h in self.hosts if h is not me]
+        return {
+            "version": 1,
+            "local": me.name,
+            "peers": {h.name: {"nickname": h.name, "uid": 1,
+                               "udp": None if h is me else f"{h.underlay}:{PORT}"}
+                      for h in self.hosts},
+            "unicast": {h.name: h.name for h in others},
+            "broadcast": {me.name: [h.name for h in others],
+                          **{h.name: [] for h in others}},
+        }
+
+    def publish_once(self) -> None:
+        for h in self.hosts:
+            # A fresh connection each time: with ROUTER_HANDOVER the newest "gossip" wins,
+            # even after the supervisor restarted the (silenced) stub gossip actor.
+            s = self.ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.IDENTITY, b"gossip")
+            s.setsockopt(zmq.LINGER, 500)
+            s.connect(bus.Endpoints(h.router.run_dir).actors)
+            env = bus.request("event", {"topic": "routes", "data": self.routes_for(h)},
+                              src="gossip", inc=1)
+            s.send(bus.encode(env))
+            s.close()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.publish_once()
+            self.stop.wait(0.5)
+
+    def __enter__(self) -> FakeGossip:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.ctx.destroy(linger=0)
+
+
+def ns_socket(netns: str, family: int, type_: int, proto: int = 0) -> socket.socket:
+    fd = os.open(netns, os.O_RDONLY)
+    try:
+        return socket_in_netns(fd, family, type_, proto)
+    finally:
+        os.close(fd)
+
+
+def ping(netns: str, ip: str, count: int = 1, size: int | None = None) -> bool:
+    cmd = ["nsenter", f"--net={netns}", "ping", "-c", str(count), "-W", "1", "-i", "0.2"]
+    if size is not None:
+        cmd += ["-s", str(size)]
+    return subprocess.run([*cmd, ip], capture_output=True, timeout=30).returncode == 0
+
+
+def actor(h: Host, name: str) -> dict:
+    return h.router.actors()[name]
+
+
+def wait_running(h: Host, *names: str) -> None:
+    def ok() -> bool:
+        acts = h.router.actors()
+        return all(acts[n]["state"] == "running" for n in names)
+
+    wait_for(ok, timeout=30, what=f"{names} running")
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[tuple[Host, Host]]:
+    base = Path(f"/tmp/ws-{uuid.uuid4().hex[:6]}")
+    base.mkdir()
+    routers: list[Router] = []
+    try:
+        for tag in ("a", "b"):
+            (base / tag).mkdir()
+            routers.append(Router(base / tag))
+        ra, rb = routers
+        # The underlay: created inside host a's namespace, one end moved to host b's.
+        ra.sh(f"ip link add ua type veth peer name ub netns {rb.ns}")
+        ra.sh("ip addr add 198.18.0.1/24 dev ua && ip link set ua up")
+        rb.sh("ip addr add 198.18.0.2/24 dev ub && ip link set ub up")
+        a = Host(ra, "02:00:00:00:0a:01", "198.18.0.1")
+        b = Host(rb, "02:00:00:00:0b:02", "198.18.0.2")
+        for h, ip in ((a, "10.0.1.1"), (b, "10.0.1.2")):
+            h.router.weave("launch", "--name", h.name)
+            wait_running(h, "netconf", "capture", "forwarder")
+            h.container = h.router.container_ns()
+            h.ip = ip
+            h.router.weave("attach", f"{ip}/24", f"netns:{h.container}")
+        with FakeGossip([a, b]):
+            yield a, b
+    finally:
+        for r in routers:
+            r.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_ping_crosses_hosts_both_ways(net: tuple[Host, Host]):
+    a, b = net
+    wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping a -> b")
+    assert ping(b.container, a.ip, count=3)
+
+    def path_ok() -> dict | None:  # status rides on heartbeats: up to a second behind
+        st = actor(a, "forwarder")["status"]
+        return st if st.get("paths", {}).get(b.name, {}).get("state") == "ok" else None
+
+    st = wait_for(path_ok, timeout=5, what="path a -> b ok in status")
+    assert st["macs"] >= 2
+    assert st["paths"][b.name]["addr"] == f"{b.underlay}:{PORT}"
+    assert st["counters"]["tx"] > 0 and st["counters"]["rx"] > 0
+
+
+def test_large_pings_cross(net: tuple[Host, Host]):
+    a, b = net
+    wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping a -> b")
+    assert ping(a.container, b.ip, count=2, size=10000)
+
+
+def _transfer(a: Host, b: Host, payload: bytes) -> tuple[bytes, float]:
+    server = ns_socket(b.container, socket.AF_INET, socket.SOCK_STREAM)
+    server.bind((b.ip, 0))
+    server.listen(1)
+    server.settimeout(20)
+    port = server.getsockname()[1]
+    got: dict[str, bytes] = {}
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.settimeout(20)
+        h = hashlib.sha256()
+        n = 0
+        with conn:
+            while chunk := conn.recv(1 << 20):
+                h.update(chunk)
+                n += len(chunk)
+        got["digest"] = h.digest()
+        got["n"] = n.to_bytes(8, "big")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    client = ns_socket(a.container, socket.AF_INET, socket.SOCK_STREAM)
+    client.settimeout(20)
+    start = time.monotonic()
+    client.connect((b.ip, port))
+    client.sendall(payload)
+    client.shutdown(socket.SHUT_WR)
+    t.join(30)
+    elapsed = time.monotonic() - start
+    client.close()
+    server.close()
+    assert "digest" in got, "the receiver did not finish"
+    assert int.from_bytes(got["n"], "big") == len(payload)
+    return got["digest"], elapsed
+
+
+def test_tcp_transfer_is_byte_exact(net: tuple[Host, Host]):
+    a, b = net
+    wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping a -> b")
+    payload = random.Random(4422).randbytes(20 * 1024 * 1024)
+    digest, elapsed = _transfer(a, b, payload)
+    assert digest == hashlib.sha256(payload).digest()
+    print(f"\n20 MB TCP a->b in {elapsed:.2f}s: {len(payload) / elapsed / 1e6:.1f} MB/s")
+
+
+def test_udp_crosses(net: tuple[Host, Host]):
+    a, b = net
+    rx = ns_socket(b.container, socket.AF_INET, socket.SOCK_DGRAM)
+    tx = ns_socket(a.container, socket.AF_INET, socket.SOCK_DGRAM)
+    with rx, tx:
+        rx.bind((b.ip, 0))
+        rx.settimeout(0.3)
+        port = rx.getsockname()[1]
+
+        def arrives() -> bytes | None:
+            tx.sendto(b"Hello, world.", (b.ip, port))
+            try:
+                return rx.recv(100)
+            except TimeoutError:
+                return None
+
+        assert wait_for(arrives, timeout=10, what="UDP datagram") == b"Hello, world."
+
+
+def _mac(netns: str) -> bytes:
+    s = ns_socket(netns, socket.AF_PACKET, socket.SOCK_RAW, 0)
+    with s:
+        s.bind(("ethwe", 0))
+        return s.getsockname()[4]
+
+
+def test_non_ip_ethernet_frame_crosses(net: tuple[Host, Host]):
+    a, b = net
+    rx = ns_socket(b.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
+    tx = ns_socket(a.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
+    with rx, tx:
+        rx.bind(("ethwe", ETHERTYPE_TEST))
+        rx.settimeout(0.3)
+        tx.bind(("ethwe", ETHERTYPE_TEST))
+        dst = _mac(b.container)
+        src = tx.getsockname()[4]
+        marker = uuid.uuid4().bytes
+        frame = dst + src + struct.pack("!H", ETHERTYPE_TEST) + marker + bytes(30)
+
+        def arrives() -> bool:
+            tx.send(frame)
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    if marker in rx.recv(2000):
+                        return True
+            return False
+
+        assert wait_for(arrives, timeout=10, what="EtherType 0x88b5 frame")
+
+
+def test_malformed_datagrams_are_counted_and_survived(net: tuple[Host, Host]):
+    a, b = net
+    before = actor(b, "forwarder")
+    drops_before = before["status"]["counters"]["dropped"]
+    host_a = f"/var/run/netns/{a.router.ns}"
+    s = ns_socket(host_a, socket.AF_INET, socket.SOCK_DGRAM)
+    rng = random.Random(7)
+    good_header = struct.pack("!BBBBQQ", 0x51, 1, 0, 0, 0x02000000_0A01, 0)
+    junk = [rng.randbytes(n) for n in (1, 5, 19, 100, 1400)]
+    junk += [good_header, good_header + b"\x00" * 10, good_header + bytes(16) + b"\xff\xff\x01"]
+    junk += [struct.pack("!BBBBQQ", 0x51, 1, 0, 0, 0x0BADBADBAD, 0) + bytes(40)]  # unknown peer
+    with s:
+        for _ in range(3):
+            for d in junk:
+                s.sendto(d, (b.underlay, PORT))
+
+    def counted() -> int:
+        st = actor(b, "forwarder")
+        n = st["status"]["counters"]["dropped"] - drops_before
+        return n if n >= 3 * len(junk) else 0
+
+    wait_for(counted, timeout=5, what="malformed datagrams counted as drops")
+    after = actor(b, "forwarder")
+    assert after["pid"] == before["pid"]
+    drops = after["status"]["counters"]["drops"]
+    assert drops.get("malformed_datagram", 0) >= 3 * 8 - 3  # the junk that is not a header
+    assert drops.get("unknown_sender", 0) >= 3
+    assert ping(a.container, b.ip)
+
+
+@pytest.mark.parametrize("name", ["forwarder", "capture"])
+def test_traffic_resumes_after_kill_9(net: tuple[Host, Host], name: str):
+    a, b = net
+    wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping before the kill")
+    victim = actor(a, name)["pid"]
+    os.kill(victim, signal.SIGKILL)
+    start = time.monotonic()
+    wait_for(lambda: ping(a.container, b.ip), timeout=10, interval=0.05,
+             what=f"ping after kill -9 of {name}")
+    took = time.monotonic() - start
+    print(f"\ntraffic resumed {took:.2f}s after kill -9 of {name}")
+    assert took < 5.0
+    assert actor(a, name)["pid"] != victim
