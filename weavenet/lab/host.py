@@ -87,6 +87,8 @@ class Host:
         env["PATH"] = ":".join(dict.fromkeys(p for p in path if p))
         env["WEAVE_RUN_DIR"] = str(self.run_dir)
         env["WEAVE_STATE_DIR"] = str(self.state_dir)
+        # Lab hosts share the machine's hostname; a nickname per host keeps `weave status` legible.
+        env["WEAVE_NICKNAME"] = self.name
         # Set even without docker: an unset DOCKER_HOST would mean the machine's own daemon.
         env["DOCKER_HOST"] = self.docker_host
         return env
