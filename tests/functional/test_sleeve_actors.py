@@ -51,6 +51,7 @@ class Host:
     underlay: str  # underlay IPv4 address
     container: str = ""  # netns path
     ip: str = ""  # container address
+    gossip: FakeGossip | None = None
 
 
 class FakeGossip:
@@ -58,6 +59,7 @@ class FakeGossip:
 
     def __init__(self, hosts: list[Host]) -> None:
         self.hosts = hosts
+        self.hidden: set[str] = set()  # peers whose UDP address gossip does not know
         self.ctx = zmq.Context()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -68,7 +70,8 @@ class FakeGossip:
             "version": 1,
             "local": me.name,
             "peers": {h.name: {"nickname": h.name, "uid": 1,
-                               "udp": None if h is me else f"{h.underlay}:{PORT}"}
+                               "udp": None if h is me or h.name in self.hidden
+                               else f"{h.underlay}:{PORT}"}
                       for h in self.hosts},
             "unicast": {h.name: h.name for h in others},
             "broadcast": {me.name: [h.name for h in others],
@@ -152,7 +155,8 @@ def net() -> Iterator[tuple[Host, Host]]:
             h.container = h.router.container_ns()
             h.ip = ip
             h.router.weave("attach", f"{ip}/24", f"netns:{h.container}")
-        with FakeGossip([a, b]):
+        with FakeGossip([a, b]) as gossip:
+            a.gossip = b.gossip = gossip
             yield a, b
     finally:
         for r in routers:
@@ -320,3 +324,56 @@ def test_traffic_resumes_after_kill_9(net: tuple[Host, Host], name: str):
     print(f"\ntraffic resumed {took:.2f}s after kill -9 of {name}")
     assert took < 5.0
     assert actor(a, name)["pid"] != victim
+
+
+def test_a_peer_whose_address_gossip_lacks_is_learned_from_its_heartbeats(
+        net: tuple[Host, Host]):
+    """As behind NAT: only b can initiate; a learns b's address when b's heartbeats arrive."""
+    a, b = net
+    assert a.gossip is not None
+    a.gossip.hidden.add(b.name)
+    try:
+        time.sleep(0.6)  # a's forwarder has routes without b's address
+        victim = actor(a, "forwarder")["pid"]
+        os.kill(victim, signal.SIGKILL)  # forget the address it had
+        wait_for(lambda: ping(a.container, b.ip), timeout=10, interval=0.05,
+                 what="ping a -> b with b's address learned")
+
+        def learned() -> dict | None:
+            st = actor(a, "forwarder")
+            path = st["status"].get("paths", {}).get(b.name, {})
+            return path if st["pid"] != victim and path.get("state") == "ok" else None
+
+        path = wait_for(learned, timeout=5, what="a's path to b learned")
+        assert path["addr"].startswith(b.underlay + ":")
+    finally:
+        a.gossip.hidden.clear()
+
+
+def test_a_path_dropping_big_datagrams_still_carries_big_frames(net: tuple[Host, Host]):
+    """The underlay drops UDP datagrams over 1000 bytes: the frag test fails, PMTU discovery
+    finds the limit, and super-frames are segmented, IP packets fragmented."""
+    a, b = net
+    for h in (a, b):
+        h.router.sh("iptables -A INPUT -p udp --dport 6783 -m length --length 1001:65535 -j DROP")
+        # a fresh forwarder rediscovers the path (discovery otherwise re-runs every minutes)
+        os.kill(actor(h, "forwarder")["pid"], signal.SIGKILL)
+
+    def small_path() -> dict | None:
+        path = actor(a, "forwarder")["status"].get("paths", {}).get(b.name, {})
+        ok = path.get("state") == "ok" and path.get("frag_ok") is False
+        return path if ok and path.get("pmtu", 0) <= 1000 - 28 else None
+
+    path = wait_for(small_path, timeout=20, what="path MTU below 1000")
+    assert path["pmtu"] >= 900
+    wait_for(lambda: ping(a.container, b.ip, size=10000), timeout=10,
+             what="10000-byte ping over the small path")
+    payload = random.Random(6783).randbytes(4 * 1024 * 1024)
+    digest, elapsed = _transfer(a, b, payload)
+    assert digest == hashlib.sha256(payload).digest()
+    print(f"\n4 MB TCP over a 1000-byte path in {elapsed:.2f}s")
+
+    def fitted() -> int:  # status rides on heartbeats: up to a second behind
+        return actor(a, "forwarder")["status"]["counters"].get("fitted", 0)
+
+    assert wait_for(fitted, timeout=3, what="frames segmented or fragmented to the path")
