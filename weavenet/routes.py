@@ -119,7 +119,7 @@ def forwarder_snapshot(
     return {
         "local": str(peers.local_name),
         "peers": {
-            str(name): {"nickname": rec.nickname, "uid": rec.uid, "udp_addr": udp.get(name)}
+            str(name): {"nickname": rec.nickname, "uid": rec.uid, "udp": udp.get(name)}
             for name, rec in sorted(peers.records().items())
             if name in reach
         },

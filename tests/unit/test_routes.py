@@ -88,8 +88,8 @@ def test_snapshot_for_the_forwarder_is_plain_data() -> None:
     assert snap == {
         "local": NAMES[0],
         "peers": {
-            NAMES[0]: {"nickname": "h0", "uid": 1, "udp_addr": None},
-            NAMES[1]: {"nickname": "h1", "uid": 2, "udp_addr": "198.18.0.2:6783"},
+            NAMES[0]: {"nickname": "h0", "uid": 1, "udp": None},
+            NAMES[1]: {"nickname": "h1", "uid": 2, "udp": "198.18.0.2:6783"},
         },
         "unicast": {NAMES[1]: NAMES[1]},
         "broadcast": {NAMES[0]: [NAMES[1]], NAMES[1]: []},
