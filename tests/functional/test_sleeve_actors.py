@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -52,6 +52,7 @@ class Host:
     container: str = ""  # netns path
     ip: str = ""  # container address
     gossip: FakeGossip | None = None
+    links: dict[str, str] = field(default_factory=dict)  # neighbour name -> its address
 
 
 class FakeGossip:
@@ -64,18 +65,41 @@ class FakeGossip:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    def tree(self, root: str) -> dict[str, str]:
+        """BFS over the hosts' links from ``root``: peer -> its parent (root -> itself)."""
+        links = {h.name: h.links for h in self.hosts}
+        parent = {root: root}
+        queue = [root]
+        for name in queue:
+            for n in sorted(links[name]):
+                if n not in parent:
+                    parent[n] = name
+                    queue.append(n)
+        return parent
+
     def routes_for(self, me: Host) -> dict:
-        others = [h for h in self.hosts if h is not me]
+        mine = self.tree(me.name)
+        unicast = {}
+        for dst in mine:
+            hop = dst
+            while mine[hop] != me.name:
+                hop = mine[hop]
+            if dst != me.name:
+                unicast[dst] = hop
+        # a flood from src reaches us along src's tree; we pass it on to our children there
+        broadcast = {}
+        for h in self.hosts:
+            t = self.tree(h.name)
+            broadcast[h.name] = sorted(n for n, p in t.items() if p == me.name and n != h.name)
         return {
             "version": 1,
             "local": me.name,
             "peers": {h.name: {"nickname": h.name, "uid": 1,
-                               "udp": None if h is me or h.name in self.hidden
-                               else f"{h.underlay}:{PORT}"}
+                               "udp": None if h.name not in me.links or h.name in self.hidden
+                               else f"{me.links[h.name]}:{PORT}"}
                       for h in self.hosts},
-            "unicast": {h.name: h.name for h in others},
-            "broadcast": {me.name: [h.name for h in others],
-                          **{h.name: [] for h in others}},
+            "unicast": unicast,
+            "broadcast": broadcast,
         }
 
     def publish_once(self) -> None:
@@ -134,38 +158,46 @@ def wait_running(h: Host, *names: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def net() -> Iterator[tuple[Host, Host]]:
+def net() -> Iterator[tuple[Host, Host, Host]]:
+    """Hosts a - b - c in a line: a and c have no underlay path to each other."""
     base = Path(f"/tmp/ws-{uuid.uuid4().hex[:6]}")
     base.mkdir()
     routers: list[Router] = []
     try:
-        for tag in ("a", "b"):
+        for tag in ("a", "b", "c"):
             (base / tag).mkdir()
             routers.append(Router(base / tag))
-        ra, rb = routers
-        # The underlay: created inside host a's namespace, one end moved to host b's.
+        ra, rb, rc = routers
+        # Underlay links: created inside one host's namespace, the other end moved over.
         ra.sh(f"ip link add ua type veth peer name ub netns {rb.ns}")
         ra.sh("ip addr add 198.18.0.1/24 dev ua && ip link set ua up")
         rb.sh("ip addr add 198.18.0.2/24 dev ub && ip link set ub up")
+        rb.sh(f"ip link add ubc type veth peer name uc netns {rc.ns}")
+        rb.sh("ip addr add 198.18.1.1/24 dev ubc && ip link set ubc up")
+        rc.sh("ip addr add 198.18.1.2/24 dev uc && ip link set uc up")
         a = Host(ra, "02:00:00:00:0a:01", "198.18.0.1")
         b = Host(rb, "02:00:00:00:0b:02", "198.18.0.2")
-        for h, ip in ((a, "10.0.1.1"), (b, "10.0.1.2")):
+        c = Host(rc, "02:00:00:00:0c:03", "198.18.1.2")
+        a.links = {b.name: "198.18.0.2"}
+        b.links = {a.name: "198.18.0.1", c.name: "198.18.1.2"}
+        c.links = {b.name: "198.18.1.1"}
+        for h, ip in ((a, "10.0.1.1"), (b, "10.0.1.2"), (c, "10.0.1.3")):
             h.router.weave("launch", "--name", h.name)
             wait_running(h, "netconf", "capture", "forwarder")
             h.container = h.router.container_ns()
             h.ip = ip
             h.router.weave("attach", f"{ip}/24", f"netns:{h.container}")
-        with FakeGossip([a, b]) as gossip:
-            a.gossip = b.gossip = gossip
-            yield a, b
+        with FakeGossip([a, b, c]) as gossip:
+            a.gossip = b.gossip = c.gossip = gossip
+            yield a, b, c
     finally:
         for r in routers:
             r.cleanup()
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_ping_crosses_hosts_both_ways(net: tuple[Host, Host]):
-    a, b = net
+def test_ping_crosses_hosts_both_ways(net: tuple[Host, Host, Host]):
+    a, b, _ = net
     wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping a -> b")
     assert ping(b.container, a.ip, count=3)
 
@@ -179,8 +211,8 @@ def test_ping_crosses_hosts_both_ways(net: tuple[Host, Host]):
     assert st["counters"]["tx"] > 0 and st["counters"]["rx"] > 0
 
 
-def test_large_pings_cross(net: tuple[Host, Host]):
-    a, b = net
+def test_large_pings_cross(net: tuple[Host, Host, Host]):
+    a, b, _ = net
     wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping a -> b")
     assert ping(a.container, b.ip, count=2, size=10000)
 
@@ -222,8 +254,8 @@ def _transfer(a: Host, b: Host, payload: bytes) -> tuple[bytes, float]:
     return got["digest"], elapsed
 
 
-def test_tcp_transfer_is_byte_exact(net: tuple[Host, Host]):
-    a, b = net
+def test_tcp_transfer_is_byte_exact(net: tuple[Host, Host, Host]):
+    a, b, _ = net
     wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping a -> b")
     payload = random.Random(4422).randbytes(20 * 1024 * 1024)
     digest, elapsed = _transfer(a, b, payload)
@@ -231,8 +263,8 @@ def test_tcp_transfer_is_byte_exact(net: tuple[Host, Host]):
     print(f"\n20 MB TCP a->b in {elapsed:.2f}s: {len(payload) / elapsed / 1e6:.1f} MB/s")
 
 
-def test_udp_crosses(net: tuple[Host, Host]):
-    a, b = net
+def test_udp_crosses(net: tuple[Host, Host, Host]):
+    a, b, _ = net
     rx = ns_socket(b.container, socket.AF_INET, socket.SOCK_DGRAM)
     tx = ns_socket(a.container, socket.AF_INET, socket.SOCK_DGRAM)
     with rx, tx:
@@ -257,8 +289,8 @@ def _mac(netns: str) -> bytes:
         return s.getsockname()[4]
 
 
-def test_non_ip_ethernet_frame_crosses(net: tuple[Host, Host]):
-    a, b = net
+def test_non_ip_ethernet_frame_crosses(net: tuple[Host, Host, Host]):
+    a, b, _ = net
     rx = ns_socket(b.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
     tx = ns_socket(a.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
     with rx, tx:
@@ -281,8 +313,8 @@ def test_non_ip_ethernet_frame_crosses(net: tuple[Host, Host]):
         assert wait_for(arrives, timeout=10, what="EtherType 0x88b5 frame")
 
 
-def test_malformed_datagrams_are_counted_and_survived(net: tuple[Host, Host]):
-    a, b = net
+def test_malformed_datagrams_are_counted_and_survived(net: tuple[Host, Host, Host]):
+    a, b, _ = net
     before = actor(b, "forwarder")
     drops_before = before["status"]["counters"]["dropped"]
     host_a = f"/var/run/netns/{a.router.ns}"
@@ -312,8 +344,8 @@ def test_malformed_datagrams_are_counted_and_survived(net: tuple[Host, Host]):
 
 
 @pytest.mark.parametrize("name", ["forwarder", "capture"])
-def test_traffic_resumes_after_kill_9(net: tuple[Host, Host], name: str):
-    a, b = net
+def test_traffic_resumes_after_kill_9(net: tuple[Host, Host, Host], name: str):
+    a, b, _ = net
     wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping before the kill")
     victim = actor(a, name)["pid"]
     os.kill(victim, signal.SIGKILL)
@@ -327,9 +359,9 @@ def test_traffic_resumes_after_kill_9(net: tuple[Host, Host], name: str):
 
 
 def test_a_peer_whose_address_gossip_lacks_is_learned_from_its_heartbeats(
-        net: tuple[Host, Host]):
+        net: tuple[Host, Host, Host]):
     """As behind NAT: only b can initiate; a learns b's address when b's heartbeats arrive."""
-    a, b = net
+    a, b, _ = net
     assert a.gossip is not None
     a.gossip.hidden.add(b.name)
     try:
@@ -350,10 +382,28 @@ def test_a_peer_whose_address_gossip_lacks_is_learned_from_its_heartbeats(
         a.gossip.hidden.clear()
 
 
-def test_a_path_dropping_big_datagrams_still_carries_big_frames(net: tuple[Host, Host]):
+def test_hosts_without_a_path_talk_through_a_relay(net: tuple[Host, Host, Host]):
+    """a and c share no underlay link; b relays their frames (unicast and flooded)."""
+    a, b, c = net
+    relayed_before = actor(b, "forwarder")["status"]["counters"].get("tx", 0)
+    wait_for(lambda: ping(a.container, c.ip), timeout=15, what="ping a -> c through b")
+    assert ping(c.container, a.ip, count=2)
+    payload = random.Random(3).randbytes(4 * 1024 * 1024)
+    digest, _ = _transfer(a, c, payload)
+    assert digest == hashlib.sha256(payload).digest()
+
+    def relayed() -> int:
+        n = actor(b, "forwarder")["status"]["counters"].get("tx", 0) - relayed_before
+        return n if n > 100 else 0
+
+    wait_for(relayed, timeout=3, what="b's forwarder relaying")
+    assert c.name not in actor(a, "forwarder")["status"]["paths"]
+
+
+def test_a_path_dropping_big_datagrams_still_carries_big_frames(net: tuple[Host, Host, Host]):
     """The underlay drops UDP datagrams over 1000 bytes: the frag test fails, PMTU discovery
     finds the limit, and super-frames are segmented, IP packets fragmented."""
-    a, b = net
+    a, b, _ = net
     for h in (a, b):
         h.router.sh("iptables -A INPUT -p udp --dport 6783 -m length --length 1001:65535 -j DROP")
         # a fresh forwarder rediscovers the path (discovery otherwise re-runs every minutes)
