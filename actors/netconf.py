@@ -14,10 +14,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
+import subprocess
 import sys
 from typing import Any
 
-from weavenet import hostnet, veth
+from weavenet import arp, hostnet, veth
 from weavenet.actor import Actor, handles, main
 from weavenet.bus import FAILED, BusError, Envelope
 
@@ -35,9 +37,22 @@ class Netconf(Actor):
         self.attachments: dict[str, dict[str, Any]] = self._load()
         hostnet.ensure_bridge(BRIDGE, mtu=self.mtu)
         hostnet.ensure_router_port(BRIDGE, mtu=self.mtu)
+        self._clear_conntrack(int(self.config.get("port", 6783)))
         self.every(5.0, self._prune)
         self.log.info("bridge_ready", bridge=BRIDGE, mtu=self.mtu,
                       attachments=len(self.attachments))
+
+    def _clear_conntrack(self, port: int) -> None:
+        """Forget conntrack's UDP 6783 flows: after a quick relaunch a stale entry (e.g. a NAT
+        binding or a firewall verdict) would keep steering sleeve datagrams the old way."""
+        exe = shutil.which("conntrack")
+        if exe is None:
+            self.log.warning("conntrack_missing",
+                             hint="install conntrack so a quick relaunch re-establishes fully")
+            return
+        for flag in ("--dport", "--sport"):
+            subprocess.run([exe, "-D", "-p", "udp", flag, str(port)], capture_output=True,
+                           timeout=10)
 
     # -- the attachment record -------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, Any]]:
@@ -93,6 +108,10 @@ class Netconf(Actor):
         info: dict[str, Any] = {}
         for c in cidrs:
             info = veth.attach(netns, c, bridge=BRIDGE, mtu=self.mtu)
+            try:
+                arp.announce(netns, info["ifname"], c)
+            except OSError as exc:  # an announcement is an optimisation, not a requirement
+                self.log.warning("arp_announce_failed", key=key, reason=str(exc))
         rec = {
             "key": key, "label": target.get("label") or key,
             "container_id": target.get("container_id"), "pid": target.get("pid"),

@@ -1,0 +1,241 @@
+"""The sleeve across lab hosts with real dockerd: the seed walkthrough between hosts.
+
+host1 <-> host2 <-> host3 (host3 names only host2). Containers: 10.0.1.1 on host1, 10.0.1.2 on
+host2, 10.0.1.3 on host3; the second application network 10.0.2.0/24 on host1 and host2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from weavenet.lab import Host, Lab
+
+CONVERGE = 30.0
+
+
+def weave(host: Host, *args: str):
+    r = host.run(["weave", *args], check=False, timeout=90)
+    assert r.returncode == 0, f"{host.name}: weave {' '.join(args)}: {r.stderr}"
+    return r.stdout.strip()
+
+
+def can_ping(host: Host, cid: str, ip: str, size: int | None = None) -> bool:
+    extra = ["-s", str(size)] if size else []
+    r = host.exec_in_container(cid, ["ping", "-c1", "-W1", *extra, ip], check=False, timeout=20)
+    return r.returncode == 0
+
+
+def eventually_pings(host: Host, cid: str, ip: str, timeout: float = CONVERGE, **kw) -> float:
+    """Seconds until a ping got through; fails the test after `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if can_ping(host, cid, ip, **kw):
+            return time.monotonic() - start
+    raise AssertionError(f"{host.name}: {cid[:12]} never reached {ip} within {timeout}s")
+
+
+def status(host: Host) -> dict:
+    return json.loads(weave(host, "status", "--json"))
+
+
+def actor_pid(host: Host, name: str) -> int:
+    return next(a["pid"] for a in status(host)["actors"] if a["name"] == name)
+
+
+@pytest.fixture(scope="module")
+def net(lab3: Lab):
+    h1, h2, h3 = lab3.hosts
+    weave(h1, "launch", "10.0.0.1/16")
+    weave(h2, "launch", "10.0.0.2/16", h1.ip)
+    weave(h3, "launch", "10.0.0.3/16", h2.ip)
+    c = {
+        "a1": weave(h1, "run", "10.0.1.1/24", "-t", "-i", "busybox"),
+        "a2": weave(h2, "run", "10.0.1.2/24", "-t", "-i", "busybox"),
+        "a3": weave(h3, "run", "10.0.1.3/24", "-t", "-i", "busybox"),
+        "b1": weave(h1, "run", "10.0.2.1/24", "-t", "-i", "busybox"),
+        "b2": weave(h2, "run", "10.0.2.2/24", "-t", "-i", "busybox"),
+    }
+    eventually_pings(h1, c["a1"], "10.0.1.2")
+    yield lab3, c
+    lab3.clear_faults()
+    for h in lab3.hosts:
+        h.run(["weave", "reset"], check=False)
+
+
+def test_ping_works_both_ways_across_hosts(net):
+    lab, c = net
+    h1, h2, _ = lab.hosts
+    eventually_pings(h1, c["a1"], "10.0.1.2")
+    eventually_pings(h2, c["a2"], "10.0.1.1")
+
+
+def test_tcp_and_udp_services_across_hosts(net):
+    lab, c = net
+    h1, h2, _ = lab.hosts
+    h1.exec_in_container(c["a1"], ["sh", "-c", "nc -l -p 4422 > /tmp/tcp &"])
+    h1.exec_in_container(c["a1"], ["sh", "-c", "nc.openbsd -u -l 5533 > /tmp/udp &"])
+    time.sleep(0.3)  # the listeners start in the background
+    h2.exec_in_container(c["a2"], ["sh", "-c", "echo 'Hello, world.' | nc 10.0.1.1 4422"],
+                         timeout=30)
+    h2.exec_in_container(c["a2"],
+                         ["sh", "-c", "echo 'Hello, world.' | nc.openbsd -u -w1 10.0.1.1 5533"],
+                         timeout=30)
+    deadline = time.monotonic() + 10
+    got = {}
+    while time.monotonic() < deadline:
+        got = {f: h1.exec_in_container(c["a1"], ["cat", f"/tmp/{f}"], check=False).stdout
+               for f in ("tcp", "udp")}
+        if all("Hello, world." in v for v in got.values()):
+            break
+        time.sleep(0.2)
+    assert "Hello, world." in got["tcp"] and "Hello, world." in got["udp"], got
+
+
+RAW_RECV = """
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
+s.bind(("ethwe", 0)); s.settimeout(15)
+while True:
+    data = s.recv(2048)
+    if b"weavenet-raw-frame" in data:
+        print("got", data[12:14].hex()); break
+"""
+
+RAW_SEND = """
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("ethwe", 0))
+frame = b"\\xff" * 6 + s.getsockname()[4] + b"\\x88\\xb5" + b"weavenet-raw-frame".ljust(46, b".")
+for _ in range(20):
+    s.send(frame); time.sleep(0.2)
+"""
+
+
+def test_a_non_ip_frame_crosses(net):
+    lab, c = net
+    h1, h2, _ = lab.hosts
+    p1, p2 = h1.container_pid(c["a1"]), h2.container_pid(c["a2"])
+    recv = h1.popen(["nsenter", "-t", str(p1), "-n", sys.executable, "-c", RAW_RECV],
+                    stdout=-1, text=True)
+    time.sleep(0.3)
+    h2.run(["nsenter", "-t", str(p2), "-n", sys.executable, "-c", RAW_SEND], timeout=30)
+    out, _ = recv.communicate(timeout=20)
+    assert out.strip() == "got 88b5"
+
+
+def test_application_networks_stay_isolated_across_hosts(net):
+    lab, c = net
+    h1, h2, _ = lab.hosts
+    eventually_pings(h1, c["b1"], "10.0.2.2")
+    assert not can_ping(h1, c["b1"], "10.0.1.2")
+    assert not can_ping(h2, c["b2"], "10.0.1.1")
+
+
+def test_expose_reaches_a_container_on_another_host_and_dnat_exports_it(net):
+    lab, c = net
+    h1, h2, h3 = lab.hosts
+    weave(h2, "expose", "10.0.1.102/24")
+    try:
+        assert h2.run(["ping", "-c1", "-W2", "10.0.1.1"], check=False).returncode == 0
+        # Export: host2 forwards its TCP 2211 to the service on host1's container.
+        h1.exec_in_container(c["a1"], ["sh", "-c", "nc -l -p 4423 > /tmp/export &"])
+        h2.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        rule = ["PREROUTING", "-p", "tcp", "-i", "eth0", "--dport", "2211", "-j", "DNAT",
+                "--to-destination", "10.0.1.1:4423"]
+        # Lab containers have no default route (only ethwe), so the reply must come back to
+        # host2's weave address: masquerade what host2 forwards into the weave network.
+        masq = ["POSTROUTING", "-o", "weave", "-j", "MASQUERADE"]
+        h2.run(["iptables", "-t", "nat", "-A", *rule])
+        h2.run(["iptables", "-t", "nat", "-A", *masq])
+        try:
+            h3.run(["sh", "-c", f"echo 'Hello, world.' | nc -w2 {h2.ip} 2211"], check=False)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                out = h1.exec_in_container(c["a1"], ["cat", "/tmp/export"], check=False).stdout
+                if "Hello, world." in out:
+                    break
+                time.sleep(0.2)
+            assert "Hello, world." in out
+        finally:
+            h2.run(["iptables", "-t", "nat", "-D", *rule], check=False)
+            h2.run(["iptables", "-t", "nat", "-D", *masq], check=False)
+    finally:
+        weave(h2, "hide", "10.0.1.102/24")
+
+
+def test_containers_talk_through_an_intermediate_host(net):
+    lab, c = net
+    h1, _, h3 = lab.hosts
+    lab.cut(h1, h3)
+    try:
+        eventually_pings(h3, c["a3"], "10.0.1.1", timeout=45)
+        eventually_pings(h1, c["a1"], "10.0.1.3")
+        st = status(h1)
+        gossip = next(a["status"] for a in st["actors"] if a["name"] == "gossip")
+        via = gossip.get("routes", {})
+        h2_name = status(lab.hosts[1])["peer"]["name"]
+        h3_name = status(h3)["peer"]["name"]
+        assert via.get(h3_name) == h2_name, via
+    finally:
+        lab.heal(h1, h3)
+
+
+def test_a_container_moved_to_another_host_is_reachable_again(net):
+    lab, c = net
+    h1, h2, h3 = lab.hosts
+    m = weave(h1, "run", "10.0.1.50/24", "-t", "-i", "busybox")
+    eventually_pings(h2, c["a2"], "10.0.1.50")
+    h1.run(["docker", "rm", "-f", m])
+    m2 = weave(h3, "run", "10.0.1.50/24", "-t", "-i", "busybox")
+    took = eventually_pings(h2, c["a2"], "10.0.1.50", timeout=20)
+    assert took < 15
+    h3.run(["docker", "rm", "-f", m2])
+
+
+def test_killed_capture_or_forwarder_resume_within_seconds(net):
+    lab, c = net
+    h1, _, _ = lab.hosts
+    for name in ("capture", "forwarder"):
+        pid = actor_pid(h1, name)
+        os.kill(pid, signal.SIGKILL)
+        took = eventually_pings(h1, c["a1"], "10.0.1.2", timeout=20)
+        assert took < 5, f"{name}: traffic resumed only after {took:.1f}s"
+        assert actor_pid(h1, name) != pid
+
+
+def test_stop_and_launch_resume_cross_host_traffic_without_restarting_containers(net):
+    lab, c = net
+    h1, h2, _ = lab.hosts
+    before = h1.container_pid(c["a1"])
+    weave(h1, "stop")
+    assert can_ping(h1, c["a1"], "10.0.1.1")
+    weave(h1, "launch", "10.0.0.1/16")
+    eventually_pings(h2, c["a2"], "10.0.1.1")
+    assert h1.container_pid(c["a1"]) == before
+
+
+def test_large_frames_cross_a_path_with_a_small_mtu(net):
+    lab, c = net
+    h1, h2, _ = lab.hosts
+    eventually_pings(h1, c["a1"], "10.0.1.2", size=10000)
+    lab.drop_udp_larger_than(h2, 700)
+    lab.drop_udp_larger_than(h1, 700)
+    try:
+        eventually_pings(h1, c["a1"], "10.0.1.2", size=10000, timeout=45)
+        h1.exec_in_container(c["a1"], ["sh", "-c", "head -c 20000000 /dev/urandom > /tmp/big"])
+        want = h1.exec_in_container(c["a1"], ["md5sum", "/tmp/big"]).stdout.split()[0]
+        h2.exec_in_container(c["a2"], ["sh", "-c", "nc.openbsd -l 5000 > /tmp/big &"])
+        time.sleep(0.3)
+        h1.exec_in_container(c["a1"], ["sh", "-c", "nc.openbsd -N 10.0.1.2 5000 < /tmp/big"],
+                             timeout=120)
+        got = h2.exec_in_container(c["a2"], ["md5sum", "/tmp/big"]).stdout.split()[0]
+        assert got == want
+    finally:
+        lab.undrop_udp_larger_than(h1)
+        lab.undrop_udp_larger_than(h2)
