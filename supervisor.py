@@ -28,6 +28,7 @@ import zmq
 import weavenet
 from weavenet import bus, log
 from weavenet.bus import Envelope
+from weavenet.keys import Password
 from weavenet.peer import Peer
 from weavenet.restart import RestartPolicy, RestartSettings
 
@@ -36,6 +37,8 @@ READY_TIMEOUT = 20.0
 HEARTBEAT_TIMEOUT = 6.0
 REQUEST_TIMEOUT = 15.0
 STOP_GRACE = 5.0
+
+SECRET_HOLDERS = ("gossip",)
 
 # Which actor answers which CLI request; the supervisor relays, it does not interpret.
 REQUEST_ROUTES = {
@@ -89,8 +92,9 @@ class Pending:
 
 class Supervisor:
     def __init__(self, run_dir: Path, config: dict[str, Any],
-                 settings: RestartSettings | None = None) -> None:
+                 settings: RestartSettings | None = None, secret: bytes | None = None) -> None:
         self.run_dir = run_dir
+        self.secret = secret
         self.config = config
         self.endpoints = bus.Endpoints(run_dir)
         self.state_dir = Path(config["state_dir"])
@@ -243,6 +247,12 @@ class Supervisor:
                     self.pub.send_multipart([topic.encode(), data])
             elif env.type == "request":
                 self.relay_between_actors(a, env)
+            elif env.type == "secret.get":
+                # Only the actors that derive session keys get the network secret.
+                allowed = a.name in SECRET_HOLDERS
+                body = {"secret": self.secret if allowed else None}
+                self.bus.send_multipart([ident, bus.encode(
+                    bus.reply(env, body, src="supervisor", inc=self.inc))])
 
     def relay_between_actors(self, a: ActorProc, env: Envelope) -> None:
         """An actor asking another one (body: {to, type, body}); the reply goes back to it."""
@@ -381,6 +391,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", help="msgpack launch config written by `weave launch`")
     p.add_argument("--foreground", action="store_true", help="also log to stderr")
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the network password from standard input")
     return p.parse_args(argv)
 
 
@@ -395,13 +407,21 @@ def main(argv: list[str] | None = None) -> int:
     config.setdefault("port", 6783)
     config["debug"] = bool(config.get("debug") or args.debug)
     config["foreground"] = args.foreground
+    secret = None
+    if args.password_stdin:
+        raw = sys.stdin.buffer.read().rstrip(b"\r\n")
+        if not raw:
+            sys.exit("weave-supervisor: empty password on standard input")
+        # Stretched once here; actors only ever see the derived value, over the bus.
+        secret = Password(raw).derived_secret()
+    config["encryption"] = secret is not None
     Path(config["state_dir"]).mkdir(parents=True, exist_ok=True)
     os.chmod(config["state_dir"], 0o700)
     # The identity is settled once, before any actor starts, so they all agree on it.
     me = Peer.create(config["state_dir"], name=config.get("name"),
                      nickname=config.get("nickname") or os.environ.get("WEAVE_NICKNAME"))
     config["peer_name"], config["nickname"] = str(me.name), me.nickname
-    return Supervisor(Path(args.run_dir), config).run()
+    return Supervisor(Path(args.run_dir), config, secret=secret).run()
 
 
 if __name__ == "__main__":

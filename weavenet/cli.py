@@ -132,7 +132,9 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
             PeerName(a.name)
         except PeerIdentityError as exc:
             raise UsageError(f"weave launch: {exc}") from None
-    if a.password or a.password_file or os.environ.get("WEAVE_PASSWORD"):
+    password = read_password(a.password, a.password_file)
+    if password is not None:
+        # TODO(encryption issue): remove once gossip and crypto negotiate session keys.
         raise UsageError("weave launch: encryption (-password) is not available yet")
     pid = ctx.running_pid()
     if pid is not None:
@@ -140,12 +142,32 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     config = {
         "ip": ip, "range": rng, "peers": peers, "port": a.port, "mtu": a.mtu,
         "name": a.name, "nickname": a.nickname, "fastdp": not a.no_fastdp,
-        "debug": a.debug, "state_dir": str(ctx.state_dir),
+        "debug": a.debug, "state_dir": str(ctx.state_dir), "encryption": password is not None,
     }
-    return start_router(ctx, config)
+    return start_router(ctx, config, password)
 
 
-def start_router(ctx: Ctx, config: dict[str, Any]) -> int:
+def read_password(given: str | None, path: str | None) -> bytes | None:
+    """The network password from --password, --password-file or WEAVE_PASSWORD, in that order."""
+    if given is not None and path is not None:
+        raise UsageError("weave launch: give --password or --password-file, not both")
+    if path is not None:
+        try:
+            data = Path(path).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise UsageError(f"weave launch: cannot read {path}: {exc.strerror}") from None
+    elif given is not None:
+        data = given.encode()
+    elif os.environ.get("WEAVE_PASSWORD"):
+        data = os.environ["WEAVE_PASSWORD"].encode()
+    else:
+        return None
+    if not data:
+        raise UsageError("weave launch: the password is empty")
+    return data
+
+
+def start_router(ctx: Ctx, config: dict[str, Any], password: bytes | None = None) -> int:
     bus.Endpoints(ctx.run_dir).prepare()
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ctx.state_dir, 0o700)
@@ -155,13 +177,20 @@ def start_router(ctx: Ctx, config: dict[str, Any]) -> int:
     here = str(Path(__file__).resolve().parent.parent)
     pythonpath = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
     # The supervisor is a daemon: its own session, so the terminal's signals never reach it.
+    # The password goes through a pipe, never argv or the environment, so `ps` cannot show it.
+    env = {k: v for k, v in os.environ.items() if k != "WEAVE_PASSWORD"}
+    env["PYTHONPATH"] = pythonpath
+    argv = [sys.executable, "-m", "supervisor", "--run-dir", str(ctx.run_dir),
+            "--state-dir", str(ctx.state_dir), "--config", cfg_path]
     with open(ctx.state_dir / "supervisor.stderr", "ab") as errlog:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", "--run-dir", str(ctx.run_dir),
-             "--state-dir", str(ctx.state_dir), "--config", cfg_path],
-            stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog, start_new_session=True,
-            close_fds=True, env=dict(os.environ, PYTHONPATH=pythonpath),
+            argv + (["--password-stdin"] if password else []),
+            stdin=subprocess.PIPE if password else subprocess.DEVNULL, stdout=errlog,
+            stderr=errlog, start_new_session=True, close_fds=True, env=env,
         )
+    if password and proc.stdin is not None:
+        with proc.stdin:
+            proc.stdin.write(password)
     deadline = time.monotonic() + LAUNCH_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
