@@ -43,11 +43,12 @@ TUN_F_UFO = 0x10
 TUN_F_USO4 = 0x20  # Linux >= 6.2
 TUN_F_USO6 = 0x40
 
-WANTED_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_USO4 | TUN_F_USO6
-# Tried in order when the kernel refuses a set (EINVAL): older kernels lack USO, some lack ECN.
+# No USO: a UDP super-frame cannot be cut to a small path MTU in userspace (segment.py splits
+# TCP only), so the kernel segments UDP before it reaches us.
+WANTED_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
+# Tried in order when the kernel refuses a set (EINVAL): some kernels lack ECN.
 _OFFLOAD_FALLBACKS = (
     WANTED_OFFLOADS,
-    TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN,
     TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
     TUN_F_CSUM,
     0,
