@@ -54,10 +54,17 @@ def format_status(st: dict[str, Any]) -> str:
     if routes:
         lines += ["", "Routes (destination via next hop):"]
         lines += _table([[dst, "via", hop] for dst, hop in sorted(routes.items())])
+    paths = forwarder.get("paths")
+    if paths:
+        lines += ["", "Sleeve paths (UDP):"]
+        lines += _table([["PEER", "STATE", "PMTU", "FRAG TEST", "ADDRESS"]] + [
+            [peer, p.get("state", ""), str(p.get("pmtu", "-")),
+             "passed" if p.get("frag_ok") else "no", str(p.get("addr") or "-")]
+            for peer, p in sorted(paths.items())])
     if forwarder:
         c = forwarder.get("counters", {})
         lines += ["", f"Forwarder: {forwarder.get('macs', 0)} MACs learned; "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))]
+                  + (", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "no traffic yet")]
     atts = netconf.get("attachments")
     if atts is not None:
         lines += ["", f"Containers: {len(atts)}"]
