@@ -1,0 +1,189 @@
+"""Messages between the forwarder and the crypto actor, and the key requests from gossip.
+
+Data socket (forwarder DEALER -> crypto ROUTER at ``Endpoints.crypto``), one multipart message
+per batch::
+
+    request: [header, p1, ..., pn]   header = msgpack {"op": "seal"|"open", "peer": str, "tag": any}
+    reply:   [header, r1, ..., rn]   header = msgpack {"op", "peer", "tag", "epoch", "failed"}
+
+Payloads are raw ZeroMQ parts, never inside msgpack. The reply has exactly as many parts as the
+request, in the same order; ``r_i`` is the sealed (``seq u64 || MAC || ciphertext``) or opened
+payload, or an EMPTY part where item i failed. An empty payload is therefore never valid in either
+direction. ``epoch`` is the connection the peer's current keys belong to (None when there are
+none); ``failed`` counts the empty parts; ``tag`` is whatever the sender put there, echoed.
+
+Key requests (bus envelopes from gossip through the supervisor): ``crypto.install`` with
+:func:`install_body` and ``crypto.forget`` with :func:`forget_body`; both answer ``{}``.
+
+Nothing here does I/O; decoders reject malformed input with :class:`CryptoProtoError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from weavenet.dataplane import MAX_BATCH
+from weavenet.frame import Buffer
+from weavenet.seal import DATAGRAM_OVERHEAD, KEY_SIZE
+
+SEAL = "seal"
+OPEN = "open"
+OPS = frozenset((SEAL, OPEN))
+MAX_HEADER_LEN = 4096
+MAX_ITEMS = MAX_BATCH
+# a UDP payload never exceeds 65507 bytes; anything larger cannot have come from or go to a peer
+MAX_PAYLOAD = 0xFFFF
+MAX_PEER_NAME = 255
+MAX_EPOCH = 2**64 - 1
+OVERHEAD = DATAGRAM_OVERHEAD  # sealed length = payload length + OVERHEAD
+
+
+class CryptoProtoError(ValueError):
+    """A malformed crypto request, reply or key message."""
+
+
+@dataclass(frozen=True)
+class Request:
+    op: str
+    peer: str
+    tag: Any = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    op: str
+    peer: str
+    tag: Any
+    epoch: int | None
+    failed: int
+
+
+@dataclass(frozen=True)
+class Install:
+    """Session keys for one peer's connection; never shown in reprs or logs."""
+
+    peer: str
+    epoch: int
+    udp_send: bytes = field(repr=False)
+    udp_recv: bytes = field(repr=False)
+
+
+def _raw(part: Any) -> Buffer:
+    # zmq.Frame (copy=False) exposes its memory as .buffer; bytes/memoryview pass through
+    buf = getattr(part, "buffer", part)
+    if not isinstance(buf, bytes | bytearray | memoryview):
+        raise CryptoProtoError(f"unsupported part type {type(part).__name__}")
+    return buf
+
+
+def _unpack_header(part: Any) -> dict[str, Any]:
+    raw = _raw(part)
+    if len(raw) > MAX_HEADER_LEN:
+        raise CryptoProtoError(f"header of {len(raw)} bytes is too long")
+    try:
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises a zoo of types for bad input
+        raise CryptoProtoError(f"undecodable header: {exc.__class__.__name__}") from None
+    if not isinstance(header, dict):
+        raise CryptoProtoError("header is not a map")
+    return header
+
+
+def _peer(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_PEER_NAME:
+        raise CryptoProtoError("peer must be a non-empty string")
+    return value
+
+
+def _op(value: Any) -> str:
+    if value not in OPS:
+        raise CryptoProtoError(f"unknown op {value!r}")
+    return value
+
+
+def _count(n: int) -> None:
+    if not 0 < n <= MAX_ITEMS:
+        raise CryptoProtoError(f"{n} payloads; a batch carries 1..{MAX_ITEMS}")
+
+
+def encode_request(op: str, peer: str, payloads: Sequence[Any], tag: Any = None) -> list[Any]:
+    """Parts for ``dealer.send_multipart(parts, copy=False)``."""
+    _op(op)
+    _peer(peer)
+    _count(len(payloads))
+    return [msgpack.packb({"op": op, "peer": peer, "tag": tag}), *payloads]
+
+
+def decode_request(parts: Sequence[Any]) -> tuple[Request, Sequence[Any]]:
+    """Split ``[header, p1..pn]`` (routing id already removed); payloads are returned as given.
+
+    Payload sizes are not checked here: an oversized item fails alone, not the whole batch."""
+    if len(parts) < 2:
+        raise CryptoProtoError(f"request of {len(parts)} parts has no payload")
+    _count(len(parts) - 1)
+    header = _unpack_header(parts[0])
+    tag = header.get("tag")
+    return Request(_op(header.get("op")), _peer(header.get("peer")), tag), parts[1:]
+
+
+def encode_reply_header(req: Request, epoch: int | None, failed: int) -> bytes:
+    return msgpack.packb({"op": req.op, "peer": req.peer, "tag": req.tag,
+                          "epoch": epoch, "failed": failed})
+
+
+def decode_reply(parts: Sequence[Any]) -> tuple[Reply, list[Buffer]]:
+    """Split a reply into its header and result parts (empty where an item failed)."""
+    if len(parts) < 2:
+        raise CryptoProtoError(f"reply of {len(parts)} parts has no results")
+    _count(len(parts) - 1)
+    header = _unpack_header(parts[0])
+    epoch = header.get("epoch")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
+        raise CryptoProtoError("epoch must be an integer or nil")
+    failed = header.get("failed")
+    if isinstance(failed, bool) or not isinstance(failed, int) or not 0 <= failed < len(parts):
+        raise CryptoProtoError("failed count out of range")
+    results = [_raw(p) for p in parts[1:]]
+    reply = Reply(_op(header.get("op")), _peer(header.get("peer")), header.get("tag"),
+                  epoch, failed)
+    return reply, results
+
+
+# -- key requests (bus bodies) --------------------------------------------------------------------
+def _key(body: dict[str, Any], name: str) -> bytes:
+    value = body.get(name)
+    if not isinstance(value, bytes) or len(value) != KEY_SIZE:
+        raise CryptoProtoError(f"{name} must be {KEY_SIZE} bytes")
+    return value
+
+
+def _epoch(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EPOCH:
+        raise CryptoProtoError("epoch must be an integer in 0..2**64-1")
+    return value
+
+
+def install_body(peer: str, epoch: int, udp_send: bytes, udp_recv: bytes) -> dict[str, Any]:
+    """Body of a ``crypto.install`` request (e.g. from ``SessionKeys`` of one connection)."""
+    return {"peer": peer, "epoch": epoch, "udp_send": udp_send, "udp_recv": udp_recv}
+
+
+def decode_install(body: dict[str, Any]) -> Install:
+    peer, epoch = _peer(body.get("peer")), _epoch(body.get("epoch"))
+    send, recv = _key(body, "udp_send"), _key(body, "udp_recv")
+    if send == recv:
+        # one key for both directions would let our own datagrams be reflected back at us
+        raise CryptoProtoError("udp_send and udp_recv must differ")
+    return Install(peer, epoch, send, recv)
+
+
+def forget_body(peer: str) -> dict[str, Any]:
+    return {"peer": peer}
+
+
+def decode_forget(body: dict[str, Any]) -> str:
+    return _peer(body.get("peer"))
