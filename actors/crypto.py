@@ -19,8 +19,10 @@ Bus requests (from gossip, through the supervisor)
     ``crypto.install`` {"peer", "epoch", "udp_send": 32 bytes, "udp_recv": 32 bytes} -> {}:
         the peer's keys for connection ``epoch``; replaces its sealer and opener. A sealer is never
         carried over, so a new connection's datagrams start at sequence 0 under a new key. The
-        identical install again (a retry) is a no-op, while a send key seen before under any
-        other install is refused: resetting a counter under an old key would reuse nonces.
+        identical install again (a retry) is a no-op; any other install of a send (receive) key
+        already seen as a send (receive) key, in use for any peer or retired, is refused with a
+        "usage" error: a new sealer under an old key would reuse nonces, a new opener would
+        forget which datagrams it has already accepted.
         Epochs are opaque connection ids (random in gossip), compared for equality only.
     ``crypto.forget`` {"peer"} -> {}: drop the peer's keys (its connection is gone).
 
@@ -71,7 +73,7 @@ from weavenet.seal import (
 QUEUE_HWM = 1024  # batches each way
 REQUESTS_PER_WAKEUP = 256  # bounded drain, so heartbeats and key installs are never starved
 PREVIOUS_GRACE = 3.0  # seconds the previous receive key still opens in-flight datagrams
-RETIRED_KEYS = 65536  # fingerprints of send keys already used, to refuse their reuse
+RETIRED_KEYS = 65536  # fingerprints of retired keys remembered, to refuse their reuse
 STATS_INTERVAL = 30.0
 
 COUNTERS = ("sealed", "opened", "no_keys", "forged", "replayed", "malformed", "exhausted",
@@ -84,11 +86,15 @@ def key_fingerprint(key: bytes) -> bytes:
     return blake2b(key, digest_size=16, person=b"weavenet-keyfp", encoder=RawEncoder)
 
 
+class KeyReused(ValueError):
+    """An install whose send or receive key was already used in that role."""
+
+
 class PeerKeys:
     """One peer's keys: the sealer and opener of its current connection, and the previous opener
     during the grace period after a re-key."""
 
-    __slots__ = ("epoch", "sealer", "opener", "previous", "previous_until", "fingerprint",
+    __slots__ = ("epoch", "sealer", "opener", "previous", "previous_until", "send_fingerprint",
                  "recv_fingerprint")
 
     def __init__(self, install: Install) -> None:
@@ -97,7 +103,7 @@ class PeerKeys:
         self.opener = DatagramOpener(install.udp_recv)
         self.previous: DatagramOpener | None = None
         self.previous_until = 0.0
-        self.fingerprint = key_fingerprint(install.udp_send)
+        self.send_fingerprint = key_fingerprint(install.udp_send)
         self.recv_fingerprint = key_fingerprint(install.udp_recv)
 
 
@@ -108,23 +114,28 @@ class KeyRing:
         self.clock = clock
         self.peers: dict[str, PeerKeys] = {}
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self._retired: OrderedDict[bytes, None] = OrderedDict()
+        self._retired_send: OrderedDict[bytes, None] = OrderedDict()
+        self._retired_recv: OrderedDict[bytes, None] = OrderedDict()
 
     # -- keys -----------------------------------------------------------------------------------
     def install(self, install: Install) -> bool:
         """Install a connection's keys; False if exactly these keys are already installed."""
         send_fp = key_fingerprint(install.udp_send)
+        recv_fp = key_fingerprint(install.udp_recv)
         current = self.peers.get(install.peer)
-        if current is not None and current.fingerprint == send_fp:
-            if (current.epoch == install.epoch
-                    and current.recv_fingerprint == key_fingerprint(install.udp_recv)):
-                return False  # a retried request: keep the sealer's counter where it is
-            raise BusError(bus.USAGE, "send key already used for another install")
-        if send_fp in self._retired:
-            raise BusError(bus.USAGE, "send key already used; refusing to reuse nonces")
+        if current is not None and (current.epoch, current.send_fingerprint,
+                                    current.recv_fingerprint) == (install.epoch, send_fp, recv_fp):
+            return False  # a retried request: keep the counter and the replay window as they are
+        # A key seen before in the same role is refused: a new sealer would restart its nonces at
+        # 0, a new opener its replay window, letting captured datagrams through again.
+        peers = self.peers.values()
+        if (send_fp in self._retired_send or any(k.send_fingerprint == send_fp for k in peers)
+                or recv_fp in self._retired_recv
+                or any(k.recv_fingerprint == recv_fp for k in peers)):
+            raise KeyReused("session key already used; refusing to reuse it")
         keys = PeerKeys(install)
         if current is not None:
-            self._retire(current.fingerprint)
+            self._retire(current)
             keys.previous = current.opener
             keys.previous_until = self.clock() + PREVIOUS_GRACE
         self.peers[install.peer] = keys
@@ -134,13 +145,15 @@ class KeyRing:
         keys = self.peers.pop(peer, None)
         if keys is None:
             return False
-        self._retire(keys.fingerprint)
+        self._retire(keys)
         return True
 
-    def _retire(self, fingerprint: bytes) -> None:
-        self._retired[fingerprint] = None
-        while len(self._retired) > RETIRED_KEYS:
-            self._retired.popitem(last=False)
+    def _retire(self, keys: PeerKeys) -> None:
+        for retired, fp in ((self._retired_send, keys.send_fingerprint),
+                            (self._retired_recv, keys.recv_fingerprint)):
+            retired[fp] = None
+            while len(retired) > RETIRED_KEYS:
+                retired.popitem(last=False)
 
     # -- data -----------------------------------------------------------------------------------
     def seal(self, peer: str, payloads: Sequence[bytes]) -> tuple[int | None, list[bytes], int]:
@@ -242,7 +255,11 @@ class Crypto(Actor):
         except CryptoProtoError as exc:
             raise BusError(bus.USAGE, str(exc)) from None
         replaced = install.peer in self.ring.peers
-        if self.ring.install(install):
+        try:
+            installed = self.ring.install(install)
+        except KeyReused as exc:
+            raise BusError(bus.USAGE, str(exc)) from None
+        if installed:
             self.log.info("keys_installed", peer=install.peer, epoch=install.epoch,
                           replaced=replaced)
         return {}

@@ -19,10 +19,12 @@ import msgpack
 import pytest
 import zmq
 
+from actors.crypto import PREVIOUS_GRACE, KeyReused, KeyRing
 from weavenet import bus
 from weavenet.bus import Envelope
 from weavenet.cryptoproto import (
     OVERHEAD,
+    Install,
     Reply,
     decode_reply,
     encode_request,
@@ -30,6 +32,7 @@ from weavenet.cryptoproto import (
     install_body,
 )
 from weavenet.keys import HandshakeParty, KeyExchange, Password, Role, SessionKeys
+from weavenet.seal import DatagramSealer
 
 REPO = Path(__file__).resolve().parents[2]
 PEER_A = "aa:00:00:00:00:0a"
@@ -263,9 +266,13 @@ def test_new_epoch_restarts_the_sequence_under_a_new_key(sup, fwd, keys):
     reply, opened = fwd.call("open", PEER_A, [second[0], again[0]])
     assert opened == [plain, plain] and reply.epoch == 8
 
-    # an old send key is never installed again, for any epoch: its counter would restart
-    refused = sup.request("crypto.install", install_body(PEER_B, 9, ka.udp_send, os.urandom(32)))
-    assert refused.ok is False and refused.error["code"] == bus.USAGE
+    # a key seen before is never installed again, for any epoch or peer: an old send key's
+    # counter would restart, an old receive key's replay window would forget what it saw
+    for peer, send, recv in ((PEER_B, ka.udp_send, os.urandom(32)),
+                             (PEER_A, os.urandom(32), kb.udp_recv),
+                             ("cc:00:00:00:00:0c", na.udp_send, os.urandom(32))):
+        refused = sup.request("crypto.install", install_body(peer, 9, send, recv))
+        assert refused.ok is False and refused.error["code"] == bus.USAGE
     _, third = fwd.call("seal", PEER_B, [plain])
     assert seq_of(third[0]) == 1  # still the epoch-8 sealer
 
@@ -321,3 +328,23 @@ def test_throughput_of_sealing_through_the_actor(sup, fwd, keys):
         print(f"\ncrypto actor seal: {size} B x {batch}/batch: {rate:,.0f} datagrams/s, "
               f"{rate * size * 8 / 1e9:.2f} Gbit/s")
         assert rate > 0
+
+
+def test_previous_receive_key_stops_opening_when_the_grace_period_ends():
+    """The actor's sans-IO core with a fake clock: the old connection's key dies after the grace."""
+    now = [100.0]
+    ring = KeyRing(clock=lambda: now[0])
+    old, new = session_pair(1)[1], session_pair(2)[1]
+    ring.install(Install(PEER_A, 1, old.udp_send, old.udp_recv))
+    remote_old = DatagramSealer(session_pair(1)[0].udp_send)  # unrelated key: never opens
+    assert ring.open(PEER_A, [remote_old.seal(b"x" * 10)])[1] == [b""]
+    in_flight = [DatagramSealer(old.udp_recv).seal(b"in flight %d" % i) for i in range(2)]
+    ring.install(Install(PEER_A, 2, new.udp_send, new.udp_recv))
+    now[0] += PREVIOUS_GRACE - 0.1
+    assert ring.open(PEER_A, in_flight[:1])[1] == [b"in flight 0"]
+    now[0] += 0.2
+    epoch, results, failed, reasons = ring.open(PEER_A, in_flight[1:])
+    assert (epoch, results, failed, reasons) == (2, [b""], 1, ["forged"])
+    assert ring.counters["forged"] == 2 and ring.counters["opened"] == 1
+    with pytest.raises(KeyReused):
+        ring.install(Install(PEER_A, 3, os.urandom(32), old.udp_recv))
