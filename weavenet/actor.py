@@ -8,10 +8,12 @@ can answer ``weave status`` without fanning out requests to processes that may b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import os
 import random
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -176,9 +178,21 @@ class Actor:
     def _stop(self, *_: Any) -> None:
         self.running = False
 
+    def _drain_wakeup(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self._wake_r.recv(4096)
+
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        # pyzmq silently retries poll() after a signal; a byte on this socketpair (written by
+        # the C-level signal handler) makes the poll return so SIGTERM stops us at once.
+        self._wake_r, wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        self._wake_w = wake_w
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        self.add_reader(self._wake_r.fileno(), self._drain_wakeup)
         self.setup()
         self.every(HEARTBEAT_INTERVAL, self._heartbeat, first=0.0)
         self.send_sup(bus.request("actor.ready", {"pid": os.getpid(), "started": self.started},
