@@ -515,6 +515,8 @@ class Gossip(Actor):
         for t in self.maker.targets():
             if t.address in live or t.state in (TargetState.CONNECTED, TargetState.CONNECTING):
                 continue
+            if t.peer is not None and t.peer in self.by_peer:
+                continue  # reached through another connection (e.g. the remote dialled us)
             if t.state is TargetState.REFUSED:
                 state, info = "failed", f"{t.last_error} (not retried)"
             elif t.state is TargetState.FAILED:
