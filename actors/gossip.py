@@ -18,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import ipaddress
 import random
 import socket
 import sys
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +132,8 @@ class Gossip(Actor):
         self.maker = ConnectionMaker(rng=self.rng, default_port=self.port)
         self.hs_config = HandshakeConfig(self.me, udp_port=self.port, encrypt=False)
         self.conns: dict[int, PeerConnection] = {}
+        self.resolver = ThreadPoolExecutor(max_workers=2, thread_name_prefix="resolve")
+        self.resolving: dict[str, Future[list[Any]]] = {}
         self.by_peer: dict[PeerName, PeerConnection] = {}  # the one established link per peer
         self.snapshot: dict[str, Any] | None = None
         self.routes_version = 0
@@ -171,6 +175,10 @@ class Gossip(Actor):
     @handles("forget")
     def on_forget(self, env: Envelope) -> dict[str, Any]:
         forgotten = set(self.maker.forget(self._addresses(env)))
+        for address in forgotten:
+            future = self.resolving.pop(address, None)
+            if future is not None:
+                future.cancel()
         for conn in list(self.conns.values()):
             if conn.target in forgotten:
                 conn.target = None  # nothing left to report to
@@ -207,12 +215,31 @@ class Gossip(Actor):
     def _dial(self, address: str) -> None:
         host, port = split_address(address)
         try:
-            # Addresses are mostly IP literals; a name is resolved here, blocking (see report).
-            family, kind, proto, _, sockaddr = socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM)[0]
+            ipaddress.ip_address(host)
+        except ValueError:
+            # A host name: resolve it off the loop (a dead DNS server must not stall the mesh),
+            # then dial from _tick when the answer is in.
+            self.resolving[address] = self.resolver.submit(
+                socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+            return
+        self._open(address, socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0])
+
+    def _resolved(self, address: str, future: Future[list[Any]]) -> None:
+        try:
+            infos = future.result()
+            # Routers listen on IPv4 only: prefer an IPv4 answer ("localhost" may list ::1 first).
+            info = next((i for i in infos if i[0] == socket.AF_INET), infos[0])
+        except (OSError, IndexError) as exc:
+            self._dial_failed(address, f"cannot resolve: {exc}")
+            return
+        self._open(address, info)
+
+    def _open(self, address: str, info: tuple[Any, ...]) -> None:
+        family, kind, proto, _, sockaddr = info
+        try:
             sock = socket.socket(family, kind, proto)
         except OSError as exc:
-            self._dial_failed(address, f"cannot resolve or open socket: {exc}")
+            self._dial_failed(address, f"cannot open a socket: {exc}")
             return
         sock.setblocking(False)
         err = sock.connect_ex(sockaddr)
@@ -445,6 +472,10 @@ class Gossip(Actor):
             if conn.phase is not Phase.ESTABLISHED and now > conn.deadline:
                 what = "connect" if conn.phase is Phase.CONNECTING else "handshake"
                 self._close(conn, f"{what} timed out")
+        for address, future in list(self.resolving.items()):
+            if future.done():
+                del self.resolving[address]
+                self._resolved(address, future)
         if len(self.conns) < MAX_CONNECTIONS:
             for address in self.maker.due(now):
                 self._dial(address)
@@ -512,6 +543,9 @@ class Gossip(Actor):
                         else conn.phase.value,
             })
         live = {c.target for c in self.conns.values()}
+        for address in sorted(self.resolving):
+            rows.append({"address": address, "peer": None, "nickname": None,
+                         "state": "connecting", "info": "resolving"})
         for t in self.maker.targets():
             if t.address in live or t.state in (TargetState.CONNECTED, TargetState.CONNECTING):
                 continue
@@ -545,6 +579,7 @@ class Gossip(Actor):
             conn.sock.close()
         self.conns.clear()
         self.listener.close()
+        self.resolver.shutdown(wait=False, cancel_futures=True)
 
 
 if __name__ == "__main__":
