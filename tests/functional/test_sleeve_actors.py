@@ -1,11 +1,8 @@
 """The sleeve end to end through the real actors: two routers, containers on each, one switch.
 
 Two throwaway "host" namespaces joined by a veth pair (198.18.0.1/24 and .2/24) each run a
-real router (`weave launch` under nsenter). The mesh is not needed for the data plane, so the
-test plays the gossip actor's part: it publishes a hand-made "routes" event through the
-supervisor, connecting to the actor bus with the identity ``gossip`` (ROUTER_HANDOVER gives
-the newest connection that identity; the stub gossip actor has nothing to say meanwhile).
-"Containers" are further namespaces attached with `weave attach`.
+real router (`weave launch` under nsenter): b peers with a, c with b, and the real gossip
+actors compute the routes. "Containers" are further namespaces attached with `weave attach`.
 """
 
 from __future__ import annotations
@@ -27,10 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import zmq
 
 from tests.functional.conftest import Router, wait_for
-from weavenet import bus
 from weavenet.netns import socket_in_netns
 
 pytestmark = [
@@ -51,83 +46,7 @@ class Host:
     underlay: str  # underlay IPv4 address
     container: str = ""  # netns path
     ip: str = ""  # container address
-    gossip: FakeGossip | None = None
     links: dict[str, str] = field(default_factory=dict)  # neighbour name -> its address
-
-
-class FakeGossip:
-    """Publishes a fixed "routes" event for each router, twice a second, as gossip would."""
-
-    def __init__(self, hosts: list[Host]) -> None:
-        self.hosts = hosts
-        self.hidden: set[str] = set()  # peers whose UDP address gossip does not know
-        self.ctx = zmq.Context()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def tree(self, root: str) -> dict[str, str]:
-        """BFS over the hosts' links from ``root``: peer -> its parent (root -> itself)."""
-        links = {h.name: h.links for h in self.hosts}
-        parent = {root: root}
-        queue = [root]
-        for name in queue:
-            for n in sorted(links[name]):
-                if n not in parent:
-                    parent[n] = name
-                    queue.append(n)
-        return parent
-
-    def routes_for(self, me: Host) -> dict:
-        mine = self.tree(me.name)
-        unicast = {}
-        for dst in mine:
-            hop = dst
-            while mine[hop] != me.name:
-                hop = mine[hop]
-            if dst != me.name:
-                unicast[dst] = hop
-        # a flood from src reaches us along src's tree; we pass it on to our children there
-        broadcast = {}
-        for h in self.hosts:
-            t = self.tree(h.name)
-            broadcast[h.name] = sorted(n for n, p in t.items() if p == me.name and n != h.name)
-        return {
-            "version": 1,
-            "local": me.name,
-            "peers": {h.name: {"nickname": h.name, "uid": 1,
-                               "udp": None if h.name not in me.links or h.name in self.hidden
-                               else f"{me.links[h.name]}:{PORT}"}
-                      for h in self.hosts},
-            "unicast": unicast,
-            "broadcast": broadcast,
-        }
-
-    def publish_once(self) -> None:
-        for h in self.hosts:
-            # A fresh connection each time: with ROUTER_HANDOVER the newest "gossip" wins,
-            # even after the supervisor restarted the (silenced) stub gossip actor.
-            s = self.ctx.socket(zmq.DEALER)
-            s.setsockopt(zmq.IDENTITY, b"gossip")
-            s.setsockopt(zmq.LINGER, 500)
-            s.connect(bus.Endpoints(h.router.run_dir).actors)
-            env = bus.request("event", {"topic": "routes", "data": self.routes_for(h)},
-                              src="gossip", inc=1)
-            s.send(bus.encode(env))
-            s.close()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            self.publish_once()
-            self.stop.wait(0.5)
-
-    def __enter__(self) -> FakeGossip:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.ctx.destroy(linger=0)
 
 
 def ns_socket(netns: str, family: int, type_: int, proto: int = 0) -> socket.socket:
@@ -181,15 +100,19 @@ def net() -> Iterator[tuple[Host, Host, Host]]:
         a.links = {b.name: "198.18.0.2"}
         b.links = {a.name: "198.18.0.1", c.name: "198.18.1.2"}
         c.links = {b.name: "198.18.1.1"}
+        peers = {a.name: [], b.name: ["198.18.0.1"], c.name: ["198.18.1.1"]}
         for h, ip in ((a, "10.0.1.1"), (b, "10.0.1.2"), (c, "10.0.1.3")):
-            h.router.weave("launch", "--name", h.name)
-            wait_running(h, "netconf", "capture", "forwarder")
+            h.router.weave("launch", "--name", h.name, *peers[h.name])
             h.container = h.router.container_ns()
             h.ip = ip
             h.router.weave("attach", f"{ip}/24", f"netns:{h.container}")
-        with FakeGossip([a, b, c]) as gossip:
-            a.gossip = b.gossip = c.gossip = gossip
-            yield a, b, c
+
+        def routed() -> bool:
+            gossip = actor(a, "gossip")["status"]
+            return gossip.get("routes", {}).get(c.name) == b.name
+
+        wait_for(routed, timeout=20, what="a's route to c via b")
+        yield a, b, c
     finally:
         for r in routers:
             r.cleanup()
@@ -356,30 +279,6 @@ def test_traffic_resumes_after_kill_9(net: tuple[Host, Host, Host], name: str):
     print(f"\ntraffic resumed {took:.2f}s after kill -9 of {name}")
     assert took < 5.0
     assert actor(a, name)["pid"] != victim
-
-
-def test_a_peer_whose_address_gossip_lacks_is_learned_from_its_heartbeats(
-        net: tuple[Host, Host, Host]):
-    """As behind NAT: only b can initiate; a learns b's address when b's heartbeats arrive."""
-    a, b, _ = net
-    assert a.gossip is not None
-    a.gossip.hidden.add(b.name)
-    try:
-        time.sleep(0.6)  # a's forwarder has routes without b's address
-        victim = actor(a, "forwarder")["pid"]
-        os.kill(victim, signal.SIGKILL)  # forget the address it had
-        wait_for(lambda: ping(a.container, b.ip), timeout=10, interval=0.05,
-                 what="ping a -> b with b's address learned")
-
-        def learned() -> dict | None:
-            st = actor(a, "forwarder")
-            path = st["status"].get("paths", {}).get(b.name, {})
-            return path if st["pid"] != victim and path.get("state") == "ok" else None
-
-        path = wait_for(learned, timeout=5, what="a's path to b learned")
-        assert path["addr"].startswith(b.underlay + ":")
-    finally:
-        a.gossip.hidden.clear()
 
 
 def test_hosts_without_a_path_talk_through_a_relay(net: tuple[Host, Host, Host]):
