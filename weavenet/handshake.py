@@ -6,6 +6,14 @@ ourselves, not a peer using our name, and that both agree on encryption. Both si
 hellos, so each reaches the same verdict on its own; the ``Goodbye`` sent on refusal is a courtesy
 for the remote's log.
 
+With a password (``exchange`` given) the hellos carry ephemeral public keys, and a password proof
+follows, in the order ``weavenet.keys`` prescribes: the initiator (outbound side) sends its
+``Proof`` at once; the responder checks it and only then sends its own, and is accepted; the
+initiator is accepted when the responder's proof checks. A wrong proof is refused with
+``PASSWORD_MISMATCH``, which the side that detects it also tells the other in its ``Goodbye``.
+``Accepted.keys`` then holds the connection's ``SessionKeys``: everything after the proofs is
+sealed (the actor switches its decoder with ``Decoder.open_with``).
+
 The actor drives it with what ``wire.Decoder`` yields::
 
     hs = Handshake(config, outbound=True, conn_id=rng.getrandbits(64))
@@ -20,10 +28,19 @@ Duplicate connections between the same two peers are settled by ``prefer`` below
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from weavenet.keys import (
+    HandshakeError,
+    HandshakeParty,
+    KeyExchange,
+    PasswordMismatch,
+    Role,
+    SessionKeys,
+)
 from weavenet.peer import Peer
 from weavenet.wire import (
     PROTOCOL_MAX_VERSION,
@@ -31,6 +48,7 @@ from weavenet.wire import (
     Goodbye,
     Hello,
     Message,
+    Proof,
     ProtocolHeader,
     encode,
     encode_header,
@@ -40,7 +58,7 @@ from weavenet.wire import (
 CONNECTION_TO_SELF = "connection to self"
 NAME_COLLISION = "peer name collision"
 REMOTE_REQUIRES_ENCRYPTION = "remote peer requires encryption"
-LOCAL_REQUIRES_ENCRYPTION = "encryption required here but remote peer has no password"
+LOCAL_REQUIRES_ENCRYPTION = "remote peer does not use encryption"
 PASSWORD_MISMATCH = "password mismatch"
 NO_COMMON_VERSION = "no common protocol version"
 DUPLICATE_CONNECTION = "duplicate connection"
@@ -57,9 +75,8 @@ PERMANENT_REASONS = frozenset(
     }
 )
 
-# Extension point for the encryption issue: given the remote hello (which carries its ephemeral
-# public key), return a refusal reason such as PASSWORD_MISMATCH, or None to accept. A proof of
-# the password that needs an extra round trip would add a message type and a state here.
+# Extra check on the remote hello (e.g. a policy on names): a refusal reason, or None to accept.
+# The password itself is checked by the proof exchange (``exchange`` below), not here.
 Authenticator = Callable[[Hello], str | None]
 
 
@@ -91,6 +108,7 @@ class Accepted:
     outbound: bool
     remote_udp_port: int
     remote_public_key: bytes | None
+    keys: SessionKeys | None = None  # with a password: this connection's keys, proofs checked
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,7 @@ class Step:
 class State(enum.Enum):
     AWAIT_HEADER = "await_header"
     AWAIT_HELLO = "await_hello"
+    AWAIT_PROOF = "await_proof"
     ACCEPTED = "accepted"
     REFUSED = "refused"
 
@@ -121,16 +140,23 @@ class Handshake:
         outbound: bool,
         conn_id: int,
         authenticate: Authenticator | None = None,
+        exchange: KeyExchange | None = None,
     ) -> None:
+        if exchange is not None and (
+                not config.encrypt or config.public_key != exchange.public_key):
+            raise ValueError("the config must encrypt with the exchange's public key")
         if config.encrypt and config.public_key is None:
             raise ValueError("an encrypting handshake needs an ephemeral public key")
         self.config = config
         self.outbound = outbound
         self.conn_id = conn_id
         self.authenticate = authenticate
+        self.exchange = exchange
         self.state = State.AWAIT_HEADER
         self.version: int | None = None
+        self.remote: Peer | None = None  # who the remote says it is, once its hello is in
         self._started = False
+        self._pending: Accepted | None = None  # accepted once the proofs check
 
     def start(self) -> bytes:
         """The bytes to write as soon as the TCP connection is up."""
@@ -154,6 +180,10 @@ class Handshake:
             if not isinstance(item, ProtocolHeader):
                 return self._refuse(f"expected protocol header, got {type(item).__name__}")
             return self._on_header(item)
+        if self.state is State.AWAIT_PROOF:
+            if not isinstance(item, Proof):
+                return self._refuse(f"expected password proof, got {type(item).__name__}")
+            return self._on_proof(item)
         if not isinstance(item, Hello):
             return self._refuse(f"expected hello, got {type(item).__name__}")
         return self._on_hello(item)
@@ -184,6 +214,7 @@ class Handshake:
 
     def _on_hello(self, hello: Hello) -> Step:
         me = self.config.peer
+        self.remote = Peer(hello.name, hello.nickname, hello.uid)
         if hello.name == me.name:
             # Same name and UID is this very process (we dialled one of our own addresses).
             return self._refuse(CONNECTION_TO_SELF if hello.uid == me.uid else NAME_COLLISION)
@@ -196,17 +227,42 @@ class Handshake:
             if reason is not None:
                 return self._refuse(reason)
         assert self.version is not None
-        self.state = State.ACCEPTED
-        return Step(
-            outcome=Accepted(
-                remote=Peer(hello.name, hello.nickname, hello.uid),
-                version=self.version,
-                connection_id=self.conn_id ^ hello.conn_id,
-                outbound=self.outbound,
-                remote_udp_port=hello.udp_port,
-                remote_public_key=hello.public_key,
-            )
+        accepted = Accepted(
+            remote=Peer(hello.name, hello.nickname, hello.uid),
+            version=self.version,
+            connection_id=self.conn_id ^ hello.conn_id,
+            outbound=self.outbound,
+            remote_udp_port=hello.udp_port,
+            remote_public_key=hello.public_key,
         )
+        if self.exchange is None:
+            self.state = State.ACCEPTED
+            return Step(outcome=accepted)
+        assert self.config.public_key is not None and hello.public_key is not None
+        role = Role.INITIATOR if self.outbound else Role.RESPONDER
+        local = HandshakeParty(me.name, me.uid, self.conn_id, self.config.public_key)
+        remote = HandshakeParty(hello.name, hello.uid, hello.conn_id, hello.public_key)
+        try:
+            keys = self.exchange.complete(role, local, remote)
+        except HandshakeError as exc:
+            return self._refuse(f"key exchange failed: {exc}")
+        self._pending = dataclasses.replace(accepted, keys=keys)
+        self.state = State.AWAIT_PROOF
+        # the initiator proves first; the responder proves only after checking it (keys.py)
+        return Step(send=encode(Proof(keys.local_proof)) if self.outbound else b"")
+
+    def _on_proof(self, proof: Proof) -> Step:
+        accepted = self._pending
+        assert accepted is not None and accepted.keys is not None
+        try:
+            accepted.keys.verify_remote_proof(proof.proof)
+        except PasswordMismatch:
+            self._pending = None
+            return self._refuse(PASSWORD_MISMATCH)
+        self.state = State.ACCEPTED
+        self._pending = None
+        reply = b"" if self.outbound else encode(Proof(accepted.keys.local_proof))
+        return Step(send=reply, outcome=accepted)
 
     def _refuse(self, reason: str, permanent: bool | None = None) -> Step:
         self.state = State.REFUSED

@@ -5,6 +5,11 @@ Stream layout::
     b"weavenet" | min_version:u8 | max_version:u8          (ProtocolHeader, once, each direction)
     length:u32be | msgpack map {"type": str, ...fields}      (one Message, repeated)
 
+With a password, each side sends a ``Proof`` after the hellos (see ``weavenet.keys``) and every
+message after the proofs is sealed: ``length:u32be | box`` where box is a ``StreamSealer``'s
+output for the msgpack body (``encode_body``). The decoder stops after the last clear message
+(``pause_after``) until the actor hands it the stream opener (``open_with``).
+
 Decoding is sans-IO and incremental: ``Decoder.feed(data)`` returns what is complete and keeps the
 rest. Anything malformed, oversized, truncated or unknown raises a ``WireError`` subclass; the
 actor closes that connection and logs the reason. Decoders ignore unknown keys (fields are only
@@ -14,12 +19,15 @@ ever added); a changed meaning gets a new type name.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import msgpack
 
+from weavenet.keys import PROOF_SIZE
 from weavenet.peer import MAX_NICKNAME_LEN, PeerIdentityError, PeerName
+from weavenet.seal import MAC_SIZE, CryptoError
 from weavenet.topology import PeerRecord, TopologyDecodeError, decode_records, encode_record
 
 MAGIC = b"weavenet"
@@ -62,6 +70,10 @@ class TruncatedInput(WireError):
     """The stream ended in the middle of the header or a message."""
 
 
+class SealedStreamError(WireError):
+    """A sealed message that does not open: forged, replayed, reordered or truncated."""
+
+
 @dataclass(frozen=True)
 class ProtocolHeader:
     min_version: int
@@ -80,6 +92,14 @@ class Hello:
     encrypt: bool
     public_key: bytes | None = None  # X25519 ephemeral key, present iff encrypt
     udp_port: int = 6783
+
+
+@dataclass(frozen=True)
+class Proof:
+    """Handshake with a password: proof that the sender holds it, bound to this connection."""
+
+    TYPE: ClassVar[str] = "proof"
+    proof: bytes
 
 
 @dataclass(frozen=True)
@@ -113,7 +133,7 @@ class Goodbye:
     reason: str
 
 
-Message = Hello | TopologyUpdate | Heartbeat | Established | Goodbye
+Message = Hello | Proof | TopologyUpdate | Heartbeat | Established | Goodbye
 
 
 # -- encoding --------------------------------------------------------------------------------------
@@ -131,12 +151,22 @@ def _body(msg: Message) -> dict[str, Any]:
     return {f.name: getattr(msg, f.name) for f in fields(msg)}
 
 
-def encode(msg: Message, max_size: int = MAX_MESSAGE_SIZE) -> bytes:
-    """One framed message, ready to write to the socket."""
+def encode_body(msg: Message, max_size: int = MAX_MESSAGE_SIZE) -> bytes:
+    """The msgpack body of one message, without its length prefix (what a sealer seals)."""
     body = msgpack.packb({"type": msg.TYPE, **_body(msg)}, use_bin_type=True)
     if len(body) > max_size:
         raise OversizedMessage(f"{msg.TYPE} message of {len(body)} bytes exceeds {max_size}")
+    return body
+
+
+def frame(body: bytes) -> bytes:
+    """A clear body with its length prefix, ready to write to the socket."""
     return _LENGTH.pack(len(body)) + body
+
+
+def encode(msg: Message, max_size: int = MAX_MESSAGE_SIZE) -> bytes:
+    """One framed clear message, ready to write to the socket."""
+    return frame(encode_body(msg, max_size))
 
 
 # -- decoding --------------------------------------------------------------------------------------
@@ -189,6 +219,13 @@ def _hello(obj: dict[str, Any]) -> Hello:
     )
 
 
+def _proof(obj: dict[str, Any]) -> Proof:
+    proof = _get(obj, "proof", bytes)
+    if len(proof) != PROOF_SIZE:
+        raise MalformedMessage(f"proof must be {PROOF_SIZE} bytes")
+    return Proof(proof)
+
+
 def _topology(obj: dict[str, Any]) -> TopologyUpdate:
     try:
         return TopologyUpdate(decode_records(obj.get("records")))
@@ -198,6 +235,7 @@ def _topology(obj: dict[str, Any]) -> TopologyUpdate:
 
 _DECODERS = {
     Hello.TYPE: _hello,
+    Proof.TYPE: _proof,
     TopologyUpdate.TYPE: _topology,
     Heartbeat.TYPE: lambda o: Heartbeat(_uint(o, "seq", 64)),
     Established.TYPE: lambda o: Established(),
@@ -237,19 +275,44 @@ class Decoder:
 
     The first item out is the ``ProtocolHeader``; messages follow. After a ``WireError`` the
     decoder stays failed: the connection is beyond repair.
+
+    ``pause_after``: message types after which the clear part of the stream may end (``Proof``
+    on an encrypting connection). The decoder stops there and keeps what follows buffered, as it
+    may be sealed, until ``open_with`` (sealed from then on) or ``resume`` (still clear).
     """
 
-    def __init__(self, max_message_size: int = MAX_MESSAGE_SIZE) -> None:
+    def __init__(self, max_message_size: int = MAX_MESSAGE_SIZE,
+                 pause_after: tuple[type, ...] = ()) -> None:
         self.max_message_size = max_message_size
+        self.pause_after = pause_after
         self._buf = bytearray()
         self._header_done = False
         self._error: WireError | None = None
+        self._paused = False
+        self._open: Callable[[bytes], bytes] | None = None
+        self._overhead = 0
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def open_with(self, open_: Callable[[bytes], bytes]) -> None:
+        """Every message from now on is a sealed box; ``open_`` turns one into its body and
+        raises (any ``CryptoError``) for a box that does not open."""
+        self._open = open_
+        self._overhead = MAC_SIZE
+        self._paused = False
+
+    def resume(self) -> None:
+        self._paused = False
 
     def feed(self, data: bytes) -> list[ProtocolHeader | Message]:
         if self._error is not None:
             raise self._error
         self._buf += data
         out: list[ProtocolHeader | Message] = []
+        if self._paused:
+            return out
         try:
             self._drain(out)
         except WireError as exc:
@@ -270,17 +333,30 @@ class Decoder:
             del buf[:HEADER_SIZE]
             self._header_done = True
         pos = 0
+        limit = self.max_message_size + self._overhead
+        pause_after = self.pause_after
         while len(buf) - pos >= _LENGTH.size:
             (length,) = _LENGTH.unpack_from(buf, pos)
-            if length > self.max_message_size:
-                raise OversizedMessage(f"message of {length} bytes exceeds {self.max_message_size}")
+            if length > limit:
+                raise OversizedMessage(f"message of {length} bytes exceeds {limit}")
             if length == 0:
                 raise MalformedMessage("empty message")
             end = pos + _LENGTH.size + length
             if len(buf) < end:
                 break
-            out.append(decode_message(bytes(buf[pos + _LENGTH.size : end])))
+            body = bytes(buf[pos + _LENGTH.size : end])
             pos = end
+            if self._open is not None:
+                try:
+                    body = self._open(body)
+                except CryptoError as exc:
+                    del buf[:pos]
+                    raise SealedStreamError(f"sealed message rejected: {exc}") from None
+            msg = decode_message(body)
+            out.append(msg)
+            if self._open is None and isinstance(msg, pause_after):
+                self._paused = True  # what follows may be sealed: wait for open_with
+                break
         del buf[:pos]
 
     def close(self) -> None:
