@@ -227,7 +227,9 @@ class Supervisor:
                 continue
             if env.is_reply:
                 p = self.pending.pop(env.in_reply_to or "", None)
-                if p is not None:
+                if p is not None and p.client.startswith(b"@"):  # relayed between actors
+                    self.bus.send_multipart([p.client[1:], bus.encode(env)])
+                elif p is not None:
                     self.ctl.send_multipart([p.client, bus.encode(env)])
                 continue
             if env.type == "actor.ready":
