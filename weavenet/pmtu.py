@@ -72,7 +72,7 @@ class PathMtu:
         floor: int = DEFAULT_FLOOR,
         probe_timeout: float = 0.5,
         probe_retries: int = 3,
-        frag_test_interval: float = 300.0,
+        frag_test_interval: float = 30.0,
         reprobe_interval: float = 600.0,
     ) -> None:
         if not 0 < floor <= ceiling <= MAX_DATAGRAM:
@@ -117,6 +117,11 @@ class PathMtu:
                 self.frag_ok = False
                 self._frag = None
                 self._next_frag_test = now + self.frag_test_interval
+                # A failed frag test is our only sign that a path shrank under us: what the
+                # last search proved may no longer hold, so search again from the floor.
+                if self.settled and self.lo > self.floor:
+                    self.lo, self.hi, self.settled = self.floor, self.ceiling, False
+                    self._probe = None
             else:
                 self._frag = (
                     token,

@@ -224,10 +224,19 @@ def test_large_frames_cross_a_path_with_a_small_mtu(net):
     lab, c = net
     h1, h2, _ = lab.hosts
     eventually_pings(h1, c["a1"], "10.0.1.2", size=10000)
+    # The routers start on an underlay that drops UDP datagrams above 700 bytes, as weave's own
+    # test did: the frag test fails and the path MTU search must find the limit.
+    weave(h1, "stop")
+    weave(h2, "stop")
     lab.drop_udp_larger_than(h2, 700)
     lab.drop_udp_larger_than(h1, 700)
     try:
+        weave(h1, "launch", "10.0.0.1/16")
+        weave(h2, "launch", "10.0.0.2/16", h1.ip)
         eventually_pings(h1, c["a1"], "10.0.1.2", size=10000, timeout=45)
+        fw = next(a["status"] for a in status(h1)["actors"] if a["name"] == "forwarder")
+        path = next(iter(fw["paths"].values()))
+        assert path["frag_ok"] is False and path["pmtu"] < 800, path
         h1.exec_in_container(c["a1"], ["sh", "-c", "head -c 20000000 /dev/urandom > /tmp/big"])
         want = h1.exec_in_container(c["a1"], ["md5sum", "/tmp/big"]).stdout.split()[0]
         h2.exec_in_container(c["a2"], ["sh", "-c", "nc.openbsd -l 5000 > /tmp/big &"])

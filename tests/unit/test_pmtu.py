@@ -239,6 +239,23 @@ def test_path_is_reprobed_later_and_the_frag_test_repeats():
     assert FRAG_TEST in sent and pm.frag_ok and pm.pmtu == 1472
 
 
+def test_a_path_that_shrinks_later_is_found_again_after_the_next_frag_test():
+    pm = PathMtu(1472, frag_test_interval=30, probe_timeout=0.5, probe_retries=2)
+    converge(pm, passes=lambda kind, size: True)
+    assert pm.frag_ok and pm.pmtu == 1472
+    # the underlay now drops every datagram above 700 bytes (fragments included)
+    now, deadline = 1.0, 60.0
+    while now < deadline:
+        for probe in pm.poll(now):
+            if probe.kind == PMTU_PROBE and probe.size <= 700:
+                pm.on_ack(PMTU_ACK, probe.token, probe.size, now + 0.01)
+        if pm.settled and pm.frag_ok is False and pm.pmtu <= 700:
+            break
+        now = max(now + 0.01, pm.next_deadline())
+    assert pm.frag_ok is False and 692 < pm.pmtu <= 700
+    assert now < 30 + 1.0 + 12, f"took until t={now:.1f}s"
+
+
 def test_acks_that_do_not_match_are_ignored():
     pm = PathMtu(1472)
     pm.poll(0.0)
