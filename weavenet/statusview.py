@@ -49,7 +49,8 @@ def format_status(st: dict[str, Any]) -> str:
         lines += ["", f"Connections: {len(conns)}"]
         lines += _table([["ADDRESS", "PEER", "STATE", "INFO"]] + [
             [c.get("address", ""), c.get("peer") or "-", c.get("state", ""),
-             c.get("info") or ""] for c in conns])
+             ", ".join(x for x in (c.get("info"), "encrypted" if c.get("encrypted") else None)
+                       if x)] for c in conns])
     routes = gossip.get("routes")
     if routes:
         lines += ["", "Routes (destination via next hop):"]
@@ -62,9 +63,8 @@ def format_status(st: dict[str, Any]) -> str:
              "passed" if p.get("frag_ok") else "no", str(p.get("addr") or "-")]
             for peer, p in sorted(paths.items())])
     if forwarder:
-        c = forwarder.get("counters", {})
         lines += ["", f"Forwarder: {forwarder.get('macs', 0)} MACs learned; "
-                  + (", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "no traffic yet")]
+                  + (_counters(forwarder.get("counters", {})) or "no traffic yet")]
     atts = netconf.get("attachments")
     if atts is not None:
         lines += ["", f"Containers: {len(atts)}"]
@@ -73,6 +73,18 @@ def format_status(st: dict[str, Any]) -> str:
     if netconf.get("exposed"):
         lines += ["", "Exposed: " + " ".join(netconf["exposed"])]
     return "\n".join(lines)
+
+
+def _counters(c: dict[str, Any]) -> str:
+    """`rx 5, tx 7, dropped 2 (no_peers 2)`: nested counters (drop reasons) in parentheses."""
+    parts = []
+    for k, v in sorted(c.items()):
+        if isinstance(v, dict):
+            if v:
+                parts.append(f"{k}: " + ", ".join(f"{r} {n}" for r, n in sorted(v.items())))
+        else:
+            parts.append(f"{k} {v}")
+    return ", ".join(parts)
 
 
 def short(att: dict[str, Any]) -> str:

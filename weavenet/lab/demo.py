@@ -109,10 +109,17 @@ class Demo:
                    f"docker exec {c3} ping -c1 -W1 10.0.1.1")
         self.run(h1, "weave status", show=True)
         self.say("Stop the router on host1: local traffic continues, cross-host resumes on launch")
+        local = self.run(h1, "weave run 10.0.1.5/24 -t -i busybox")
+        self.run(h1, "weave ps", show=True)
         self.run(h1, "weave stop")
-        self.check(h1, "local: 10.0.1.1 -> 10.0.2.1 stays isolated, 10.0.1.1 -> itself",
-                   f"docker exec {c1} ping -c1 -W1 10.0.1.1")
+        self.check(h1, "local: 10.0.1.1 -> 10.0.1.5 on the same host, router stopped",
+                   f"docker exec {c1} ping -c1 -W1 10.0.1.5")
+        self.check(h2, "cross-host while host1's router is stopped",
+                   f"docker exec {c2} ping -c1 -W1 10.0.1.5", False)
         self.run(h1, "weave launch 10.0.0.1/16")
+        self.check(h2, "host2's container -> host1's second container",
+                   f"docker exec {c2} ping -c1 -W1 10.0.1.5")
+        self.run(h1, f"docker rm -f {local}")
         self.check(h2, "host2's container -> host1's again, no container restarted",
                    f"docker exec {c2} ping -c1 -W1 10.0.1.1")
         self.lab.heal(h1, h3)
