@@ -20,7 +20,7 @@ from weavenet import tap
 from weavenet.actor import Actor, main
 from weavenet.counters import Counters
 from weavenet.dataplane import BatchError, decode_batch, encode_batch
-from weavenet.hostnet import ROUTER_PORT
+from weavenet.tap import ROUTER_PORT
 
 READ_BATCH = 64  # frames per read batch (one ZeroMQ message)
 READS_PER_WAKEUP = 4  # batches read before going back to the poller (lets injection interleave)

@@ -84,19 +84,24 @@ def ping_ms(host: Host, pid: int | None, dst: str, count: int = 50) -> float | N
     return float(m.group(1)) if m else None
 
 
-def rss_mb(host: Host) -> dict[str, float]:
+def memory_mb(host: Host) -> dict[str, dict[str, float]]:
+    """RSS and PSS of the supervisor and each actor. Summed RSS counts the shared libraries
+    (libpython, libzmq, libsodium) once per process; PSS shares them out, so its sum is what
+    the router really occupies."""
     st = json.loads(host.run(["weave", "status", "--json"]).stdout)
     pids = {"supervisor": st["pid"], **{a["name"]: a["pid"] for a in st["actors"]}}
-    out = {}
+    out: dict[str, dict[str, float]] = {"rss": {}, "pss": {}}
     for name, pid in pids.items():
         try:
-            text = Path(f"/proc/{pid}/status").read_text()
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except (OSError, TypeError):
             continue
-        m = re.search(r"VmRSS:\s+(\d+) kB", text)
-        if m:
-            out[name] = int(m.group(1)) / 1024
-    out["total"] = sum(out.values())
+        for kind, field in (("rss", "Rss"), ("pss", "Pss")):
+            m = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+            if m:
+                out[kind][name] = int(m.group(1)) / 1024
+    for kind in out:
+        out[kind]["total"] = sum(out[kind].values())
     return out
 
 
@@ -132,7 +137,7 @@ def measure(lab: Lab, seconds: float, password: str | None) -> dict[str, Any]:
         "udp64_pps": udp_pps(h1, h2, p1, p2, "10.0.1.2", seconds),
         "ping_ms": ping_ms(h1, p1, "10.0.1.2"),
     }
-    res["rss_mb"] = rss_mb(h1)
+    res["memory_mb"] = memory_mb(h1)
     res["label"] = label
     return res
 
@@ -153,13 +158,14 @@ def table(res: dict[str, Any]) -> str:
          ratio(o["udp64_pps"], n["udp64_pps"])),
         ("ping RTT (ms)", fmt(n["ping_ms"], ".3f"), fmt(o["ping_ms"], ".3f"),
          ratio(o["ping_ms"], n["ping_ms"])),
-        ("router RSS (MB)", "-", f"{res['rss_mb'].get('total', 0):.0f}", "-"),
+        ("router RSS, summed (MB)", "-", f"{res['memory_mb']['rss'].get('total', 0):.0f}", "-"),
+        ("router PSS, summed (MB)", "-", f"{res['memory_mb']['pss'].get('total', 0):.0f}", "-"),
     ]
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
     lines.insert(1, "  ".join("-" * x for x in w))
-    per_actor = ", ".join(f"{k} {v:.0f}" for k, v in res["rss_mb"].items() if k != "total")
-    return "\n".join(lines) + f"\nRSS per process (MB): {per_actor}"
+    per = ", ".join(f"{k} {v:.0f}" for k, v in res["memory_mb"]["rss"].items() if k != "total")
+    return "\n".join(lines) + f"\nRSS per process (MB): {per}"
 
 
 def main() -> int:

@@ -18,9 +18,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from weavenet import tap
 from weavenet.netns import HostNetError, rtnl
+from weavenet.tap import ROUTER_PORT
 
 BRIDGE = "weave"
-ROUTER_PORT = "weave-tap"
 DEFAULT_MTU = 1410
 HOST_VETH_PREFIX = "vethwepl"  # host side of a container's veth; see veth.host_veth_name
 IFNAMSIZ = 16

@@ -27,6 +27,10 @@ from dataclasses import dataclass
 TUN_DEVICE = "/dev/net/tun"
 IFNAMSIZ = 16
 
+# The router's port on the bridge. Here, not in hostnet, so that the capture actor does not
+# import pyroute2 (about 10 MB of resident memory) just for a name.
+ROUTER_PORT = "weave-tap"
+
 # ifr_flags for TUNSETIFF (linux/if_tun.h)
 IFF_TUN = 0x0001
 IFF_TAP = 0x0002
