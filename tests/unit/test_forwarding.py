@@ -1,7 +1,6 @@
 from collections import Counter
 
-from frames_helper import eth, mac
-
+from tests.unit.frames_helper import eth, mac
 from weavenet.forwarding import (
     BAD_SRC_MAC,
     LOCAL_DST,

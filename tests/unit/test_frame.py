@@ -1,10 +1,10 @@
 import struct
 
 import pytest
-from frames_helper import eth, ipv4, mac, slow_checksum, vnet
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.frames_helper import eth, ipv4, mac, slow_checksum, vnet
 from weavenet.frame import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,

@@ -1,8 +1,8 @@
 import pytest
-from frames_helper import mac
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.frames_helper import mac
 from weavenet.maccache import Learned, MacCache
 
 

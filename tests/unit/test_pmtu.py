@@ -1,10 +1,10 @@
 import struct
 
 import pytest
-from frames_helper import eth, ipv4, mac, slow_checksum, vnet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.frames_helper import eth, ipv4, mac, slow_checksum, vnet
 from weavenet.frame import ETHERTYPE_IPV4, ETHERTYPE_IPV6, VNET_GSO_TCPV4, VNET_GSO_TCPV6
 from weavenet.pmtu import (
     FRAG_NEEDED,

@@ -2,10 +2,10 @@ import contextlib
 import struct
 
 import pytest
-from frames_helper import eth, mac
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.frames_helper import eth, mac
 from weavenet.sleeve import (
     BROADCAST_PEER,
     ENCRYPTED,
