@@ -10,12 +10,23 @@ peer behind NAT reachable), heartbeat liveness and a :class:`weavenet.pmtu.PathM
 
 The core runs on wire peer ids (48-bit ints, see :func:`weavenet.sleeve.peer_to_wire`) so
 nothing is converted per datagram; names only appear in routes, status and events.
+
+With encryption (config["encryption"]) every FRAMES datagram goes through the crypto actor (a
+DEALER on ``Endpoints.crypto``, batches per neighbour, never blocking: a full queue drops and
+counts). A sealed datagram is the first 12 bytes of the sleeve outer header (version, kind,
+flags with ENCRYPTED, reserved, sender) followed by the crypto actor's ``seq || MAC || ciphertext``
+of the FRAMES body: the sealed blob's sequence number sits exactly where the clear header has
+its ``seq``, so ``parse_header`` reads sealed and clear datagrams alike. The body is 16 bytes
+longer sealed (the MAC), which is taken off each path's datagram budget. Clear FRAMES datagrams
+are dropped when encrypting (no downgrade), sealed ones when not. Heartbeats and PMTU probes
+stay in clear: they carry tokens and sizes, never container data.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import struct
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +37,14 @@ import zmq
 from weavenet import bus
 from weavenet.actor import Actor, main
 from weavenet.counters import Counters
+from weavenet.cryptoproto import (
+    OPEN,
+    OVERHEAD,
+    SEAL,
+    CryptoProtoError,
+    decode_reply,
+    encode_request,
+)
 from weavenet.dataplane import MAX_BATCH, BatchError, decode_batch, encode_batch
 from weavenet.forwarding import Forwarder, Plan, Routes
 from weavenet.maccache import MacCache
@@ -42,6 +61,8 @@ from weavenet.sleeve import (
     OUTER_LEN,
     PMTU_ACK,
     PMTU_PROBE,
+    VERSION,
+    Header,
     SleeveError,
     build_control,
     pack_datagram,
@@ -69,11 +90,20 @@ PROBING_FOR = 5.0  # a never-heard path is "probing" this long, then "unreachabl
 PMTU_POLL = 0.1
 STATS_INTERVAL = 30.0
 EXPIRE_INTERVAL = 60.0
+CRYPTO_REPLIES_PER_WAKEUP = 64
+
+SEALED_PREFIX_LEN = 12  # version, kind, flags, reserved, sender: the outer header before seq
+SEAL_EXTRA = SEALED_PREFIX_LEN + OVERHEAD - OUTER_LEN  # bytes a datagram grows when sealed
+_OPENED = Header(FRAMES, 0, 0, 0)  # what unpack_frames needs of the header: only the kind
 
 # drop reasons of the actor (the core's are in weavenet.forwarding / weavenet.pmtu)
 MALFORMED = "malformed_datagram"
 UNKNOWN_SENDER = "unknown_sender"
-SEALED = "sealed_unsupported"  # encrypted datagrams go through crypto (not wired yet)
+SEALED = "sealed_unexpected"  # an encrypted datagram while we run without a password
+PLAINTEXT = "plaintext_refused"  # a clear FRAMES datagram while we encrypt: never downgrade
+CRYPTO_QUEUE_FULL = "crypto_queue_full"
+CRYPTO_FAILED = "crypto_failed"  # no keys yet, forged, replayed (the crypto actor counts why)
+BAD_CRYPTO_REPLY = "bad_crypto_reply"
 NO_ADDRESS = "no_address"  # next hop whose UDP address we do not know
 SEND_FAILED = "send_failed"
 INJECT_QUEUE_FULL = "inject_queue_full"
@@ -195,6 +225,19 @@ class ForwarderActor(Actor):
         self.frames_in.connect(self.endpoints.frames_in)
         self.events = self.subscribe_events("routes")
 
+        self.encrypt = bool(self.config.get("encryption"))
+        self.seal_extra = 0
+        if self.encrypt:
+            self.seal_extra = SEAL_EXTRA
+            self.sealed_prefix = struct.pack("!BBBBQ", VERSION, FRAMES, ENCRYPTED, 0,
+                                             self.me_wire)
+            self.crypto = self.ctx.socket(zmq.DEALER)
+            self.crypto.setsockopt(zmq.SNDHWM, QUEUE_HWM)
+            self.crypto.setsockopt(zmq.RCVHWM, QUEUE_HWM)
+            self.crypto.setsockopt(zmq.LINGER, 0)
+            self.crypto.connect(self.endpoints.crypto)
+            self.add_reader(self.crypto, self._on_crypto)
+
         self.add_reader(self.udp.fileno(), self._on_udp)
         self.add_reader(self.frames_out, self._on_captured)
         self.add_reader(self.events, self._on_event)
@@ -314,6 +357,8 @@ class ForwarderActor(Actor):
         received = self.core.received
         peers = self.peers
         counters = self.counters
+        encrypt = self.encrypt
+        sealed: dict[int, list[memoryview]] = {}
         nframes = 0
         for _ in range(DATAGRAMS_PER_WAKEUP):
             try:
@@ -329,10 +374,19 @@ class ForwarderActor(Actor):
                     counters.drop(UNKNOWN_SENDER)
                     continue
                 if hdr.flags & ENCRYPTED:
-                    counters.drop(SEALED)
+                    if encrypt and hdr.kind == FRAMES:
+                        blobs = sealed.get(hdr.sender)
+                        if blobs is None:
+                            blobs = sealed[hdr.sender] = []
+                        blobs.append(memoryview(data)[SEALED_PREFIX_LEN:])
+                    else:
+                        counters.drop(SEALED)
                     continue
                 body = memoryview(data)[OUTER_LEN:]
                 if hdr.kind == FRAMES:
+                    if encrypt:
+                        counters.drop(PLAINTEXT)
+                        continue
                     fh, frames = unpack_frames(hdr, body)
                     path = self.paths.get(hdr.sender)
                     if path is not None and path.last_heard is not None:
@@ -345,8 +399,89 @@ class ForwarderActor(Actor):
                 counters.drop(MALFORMED)
         if nframes:
             counters.add("rx", nframes)
+        if sealed:
+            for sender, blobs in sealed.items():
+                self._to_crypto(OPEN, peers[sender], blobs, sender)
         if plan.inject or plan.send or plan.drops:
             self._execute(plan, now)
+
+    # --- the crypto actor ------------------------------------------------------------------------
+
+    def _to_crypto(self, op: str, peer: str, payloads: list, tag: int) -> None:
+        """Queue batches for the crypto actor; a full queue drops them (never block)."""
+        send = self.crypto.send_multipart
+        for i in range(0, len(payloads), MAX_BATCH):
+            chunk = payloads[i : i + MAX_BATCH]
+            try:
+                send(encode_request(op, peer, chunk, tag), zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                self.counters.drop(CRYPTO_QUEUE_FULL, len(chunk))
+
+    def _on_crypto(self) -> None:
+        plan = Plan()
+        now = time.monotonic()
+        recv = self.crypto.recv_multipart
+        counters = self.counters
+        received = self.core.received
+        nframes = 0
+        for _ in range(CRYPTO_REPLIES_PER_WAKEUP):
+            try:
+                parts = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            try:
+                reply, results = decode_reply(parts)
+            except CryptoProtoError:
+                counters.drop(BAD_CRYPTO_REPLY)
+                continue
+            if reply.failed:
+                counters.drop(CRYPTO_FAILED, reply.failed)
+            path = self.paths.get(reply.tag) if isinstance(reply.tag, int) else None
+            if reply.op == SEAL:
+                self._send_sealed(path, results)
+                continue
+            if reply.tag not in self.peers:
+                counters.drop(UNKNOWN_SENDER, len(results) - reply.failed)
+                continue
+            opened = False
+            for plain in results:
+                if not plain:
+                    continue
+                try:
+                    fh, frames = unpack_frames(_OPENED, plain)
+                except SleeveError:
+                    counters.drop(MALFORMED)
+                    continue
+                opened = True
+                nframes += len(frames)
+                received(fh.src_peer, fh.dst_peer, frames, now, plan)
+            if opened and path is not None and path.last_heard is not None:
+                path.last_heard = now  # authentic traffic proves the path as well as heartbeats
+        if nframes:
+            counters.add("rx", nframes)
+        if plan.inject or plan.send or plan.drops:
+            self._execute(plan, now)
+
+    def _send_sealed(self, path: Path | None, results: list) -> None:
+        if path is None or path.addr is None:
+            self.counters.drop(NO_ADDRESS, sum(1 for r in results if r))
+            return
+        sendmsg = self.udp.sendmsg
+        prefix = self.sealed_prefix
+        addr = path.addr
+        n = nbytes = 0
+        for blob in results:
+            if not blob:
+                continue
+            try:
+                # gather the clear prefix and the sealed blob without copying them together
+                nbytes += sendmsg((prefix, blob), (), 0, addr)
+            except OSError:
+                self.counters.drop(SEND_FAILED)
+                continue
+            n += 1
+        self.counters.add("tx_datagrams", n)
+        self.counters.add("tx_bytes", nbytes)
 
     def _on_control(self, msg: Any, addr: tuple[str, int], now: float) -> None:
         kind = msg.kind
@@ -411,7 +546,7 @@ class ForwarderActor(Actor):
                                if peer else self.me, how=how.name.lower())
 
     def _send_frames(self, path: Path, src: int, dst: int, frames: list, inject: list) -> None:
-        max_dg = path.max_datagram
+        max_dg = path.max_datagram - self.seal_extra  # room for the MAC when sealing
         packed = pack_datagram(frames, max_dg, sender=self.me_wire, src_peer=src, dst_peer=dst,
                                seq=path.seq)
         datagrams = packed.datagrams
@@ -433,6 +568,12 @@ class ForwarderActor(Actor):
                 datagrams = datagrams + more.datagrams
                 sent += len(fitted)
         path.seq += len(datagrams)
+        if self.encrypt:
+            # the crypto actor seals the bodies; its reply is sent on in _send_sealed
+            self._to_crypto(SEAL, path.name, [memoryview(d)[OUTER_LEN:] for d in datagrams],
+                            path.wire)
+            self.counters.add("tx", sent)
+            return
         sendto = self.udp.sendto
         addr = path.addr
         nbytes = 0

@@ -8,6 +8,14 @@ supervisor's "actor.ready" events, so a restarted forwarder gets routes at once.
 Publishes "routes" (notes/actors-contract.md) on change, every 2 s as a backstop, and when the
 forwarder says it is ready. Handles the requests "connect" and "forget" ({"peers": [addr, ...]}).
 
+Encryption (config["encryption"]): at setup the stretched password comes from the supervisor
+("secret.get", answered only to gossip). Every connection gets a fresh ``KeyExchange``; the
+handshake checks both sides agree on encryption and exchanges password proofs; after that the TCP
+stream is sealed, and the connection's UDP keys go to the crypto actor ("crypto.install" through
+the supervisor; "crypto.forget" when the connection goes). A restarted crypto actor has no keys,
+so when the supervisor announces it ready every encrypted connection is closed and re-made:
+fresh exchanges give fresh keys, so no nonce is ever reused.
+
 All protocol logic is sans-IO in weavenet/ (wire, handshake, topology, routes, connmaker); this
 module only moves bytes and time through it. Input from a socket can close that connection, with
 the reason logged, but never the actor.
@@ -16,6 +24,7 @@ the reason logged, but never the actor.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import errno
 import ipaddress
@@ -23,6 +32,7 @@ import random
 import socket
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +50,7 @@ from weavenet.connmaker import (
     discovery_candidates,
     normalize_address,
 )
+from weavenet.cryptoproto import forget_body, install_body
 from weavenet.handshake import (
     DUPLICATE_CONNECTION,
     Accepted,
@@ -49,8 +60,10 @@ from weavenet.handshake import (
     Refused,
     prefer,
 )
+from weavenet.keys import KeyExchange, Password
 from weavenet.peer import Peer, PeerName, new_uid
 from weavenet.routes import Routes, forwarder_snapshot
+from weavenet.seal import StreamSealer
 from weavenet.topology import PeerRecord, Peers
 from weavenet.wire import (
     MAX_MESSAGE_SIZE,
@@ -59,10 +72,12 @@ from weavenet.wire import (
     Goodbye,
     Heartbeat,
     Message,
+    Proof,
     ProtocolHeader,
     TopologyUpdate,
     WireError,
-    encode,
+    encode_body,
+    frame,
 )
 
 CONNECT_TIMEOUT = 5.0
@@ -78,6 +93,10 @@ MAX_READS_PER_WAKEUP = 16  # one busy peer must not starve the others
 MAX_OUT_BUFFER = 2 * MAX_MESSAGE_SIZE  # a peer that stops reading is dropped, not buffered for
 MAX_CONNECTIONS = 512  # handshaking and established together; more are refused at accept
 SHUTDOWN_REASON = "peer shutting down"
+SECRET_TIMEOUT = 5.0  # waiting for the supervisor's answer to "secret.get" at setup
+RENEGOTIATE_REASON = "crypto actor restarted; renegotiating keys"
+MAX_REFUSALS = 32  # inbound refusals remembered for status
+REFUSAL_SHOWN_FOR = 600.0
 
 
 class Phase(enum.Enum):
@@ -107,6 +126,19 @@ class PeerConnection:
     udp: str | None = None  # the remote's sleeve address: its IP and advertised UDP port
     heartbeats: int = 0
     closed: bool = False
+    sealer: StreamSealer | None = None  # set once the password proofs checked
+    epoch: int | None = None  # the crypto actor holds UDP keys for this connection under it
+
+
+@dataclass
+class Refusal:
+    """An inbound connection we refused (outbound ones live in the ConnectionMaker)."""
+
+    address: str  # the remote's IP: its source port changes on every attempt
+    peer: str | None
+    reason: str
+    at: float
+    count: int = 1
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -130,7 +162,12 @@ class Gossip(Actor):
         self.peers = Peers(self.me)
         self.routes = Routes.calculate(self.peers)
         self.maker = ConnectionMaker(rng=self.rng, default_port=self.port)
-        self.hs_config = HandshakeConfig(self.me, udp_port=self.port, encrypt=False)
+        self.password: Password | None = (
+            self._fetch_password() if self.config.get("encryption") else None)
+        self.hs_config = HandshakeConfig(self.me, udp_port=self.port,
+                                         encrypt=self.password is not None)
+        self.refusals: OrderedDict[str, Refusal] = OrderedDict()
+        self.crypto_requests: dict[str, tuple[str, str, int | None]] = {}
         self.conns: dict[int, PeerConnection] = {}
         self.resolver = ThreadPoolExecutor(max_workers=2, thread_name_prefix="resolve")
         self.resolving: dict[str, Future[list[Any]]] = {}
@@ -155,7 +192,30 @@ class Gossip(Actor):
         self.every(PUBLISH_INTERVAL, lambda: self._publish_routes(force=True))
         self._publish_routes()
         self.log.info("gossip_listening", port=self.port, uid=self.me.uid,
+                      encryption=self.password is not None,
                       targets=[t.address for t in self.maker.targets()])
+
+    def _fetch_password(self) -> Password:
+        """Ask the supervisor for the stretched password, waiting on the bus socket directly:
+        the loop is not running yet, and nothing else is sent to an actor before it is ready."""
+        req = bus.request("secret.get", src=self.NAME, inc=self.inc)
+        self.send_sup(req)
+        deadline = time.monotonic() + SECRET_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            if not self.sup.poll(int(left * 1000) + 1):
+                break
+            try:
+                env = bus.decode(self.sup.recv())
+            except bus.EnvelopeError:
+                continue
+            if env.in_reply_to != req.id:
+                self.log.warning("unexpected_bus_message_at_setup", type=env.type)
+                continue
+            secret = env.body.get("secret")
+            if not isinstance(secret, bytes):
+                raise RuntimeError("the supervisor has no network secret for gossip")
+            return Password.from_derived(secret)  # never logged: as good as the password
+        raise RuntimeError("the supervisor did not send the network secret in time")
 
     # -- requests ---------------------------------------------------------------------------
     def _addresses(self, env: Envelope) -> list[str]:
@@ -262,10 +322,18 @@ class Gossip(Actor):
                   target: str | None) -> PeerConnection:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        hs = Handshake(self.hs_config, outbound=outbound, conn_id=self.rng.getrandbits(64))
+        conn_id = self.rng.getrandbits(64)
+        decoder = Decoder()
+        if self.password is None:
+            hs = Handshake(self.hs_config, outbound=outbound, conn_id=conn_id)
+        else:
+            exchange = KeyExchange(self.password)  # fresh key pair: keys never repeat
+            hs = Handshake(dataclasses.replace(self.hs_config, public_key=exchange.public_key),
+                           outbound=outbound, conn_id=conn_id, exchange=exchange)
+            decoder = Decoder(pause_after=(Proof,))  # the stream is sealed after the proofs
         now = time.monotonic()
         conn = PeerConnection(sock, sock.fileno(), outbound, address, target, hs,
-                              deadline=now + HANDSHAKE_TIMEOUT, last_rx=now)
+                              deadline=now + HANDSHAKE_TIMEOUT, decoder=decoder, last_rx=now)
         self.conns[conn.fd] = conn
         self.add_reader(conn.fd, lambda: self._on_socket(conn))
         return conn
@@ -319,10 +387,15 @@ class Gossip(Actor):
                 self._close(conn, "connection closed by remote")
                 return
             conn.last_rx = time.monotonic()
-            for item in conn.decoder.feed(data):
-                self._on_item(conn, item)
-                if conn.closed:
-                    return
+            items = conn.decoder.feed(data)
+            while items:
+                for item in items:
+                    self._on_item(conn, item)
+                    if conn.closed:
+                        return
+                # the handshake may just have switched the decoder to the sealed stream: what
+                # arrived behind the proof is decoded now
+                items = conn.decoder.feed(b"") if conn.decoder.buffered else []
 
     def _send(self, conn: PeerConnection, data: bytes) -> None:
         if conn.closed or not data:
@@ -333,6 +406,12 @@ class Gossip(Actor):
             return
         if conn.phase is not Phase.CONNECTING:
             self._flush(conn)
+
+    def _send_body(self, conn: PeerConnection, body: bytes) -> None:
+        """One message body (``encode_body``): sealed once the connection has keys."""
+        if conn.closed:
+            return
+        self._send(conn, conn.sealer.seal(body) if conn.sealer is not None else frame(body))
 
     def _flush(self, conn: PeerConnection) -> None:
         while conn.out and not conn.closed:
@@ -366,13 +445,23 @@ class Gossip(Actor):
             self._close(conn, f"unexpected {type(item).__name__} after the handshake")
 
     def _on_refused(self, conn: PeerConnection, refused: Refused) -> None:
+        remote = conn.handshake.remote
         self.log.info("connection_refused", address=conn.address, reason=refused.reason,
+                      remote=str(remote.name) if remote else None,
                       by_remote=refused.by_remote, permanent=refused.permanent)
+        if not conn.outbound and refused.permanent:
+            # a configuration mismatch (password, name): the dialling side's status shows it on
+            # its target; ours would otherwise forget it with the closed socket
+            self._remember_refusal(conn, refused.reason)
         self._close(conn, refused.reason, permanent=refused.permanent, logged=True)
 
     def _on_accepted(self, conn: PeerConnection, acc: Accepted) -> None:
         remote = acc.remote
         conn.remote, conn.connection_id = remote, acc.connection_id
+        if acc.keys is not None:
+            # from here on, both ways, the stream is sealed (a duplicate's goodbye included)
+            conn.sealer = acc.keys.stream_sealer()
+            conn.decoder.open_with(acc.keys.stream_opener().open)
         try:
             conn.udp = join_address(conn.sock.getpeername()[0], acc.remote_udp_port)
         except OSError as exc:
@@ -395,15 +484,20 @@ class Gossip(Actor):
             # from the remote's previous incarnation): the peer stays connected throughout.
             reason = DUPLICATE_CONNECTION if old.remote == remote else "remote restarted"
             self._close(old, reason, goodbye=reason, replaced=True)
+        if acc.keys is not None:
+            conn.epoch = acc.connection_id
+            self._crypto_request("crypto.install", str(remote.name), conn.epoch, install_body(
+                str(remote.name), conn.epoch, acc.keys.udp_send, acc.keys.udp_recv))
         conn.phase = Phase.ESTABLISHED
         conn.last_rx = time.monotonic()
         self.by_peer[remote.name] = conn
+        self._forget_refusal(conn, remote)
         self.maker.peer_connected(remote.name)
         self.peers.add_connection(remote, conn.address, outbound=conn.outbound, established=True)
         self.log.info("peer_connected", remote=str(remote.name), nickname=remote.nickname,
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
-                      udp=conn.udp)
-        self._send(conn, encode(TopologyUpdate(self.peers.full_update())))
+                      udp=conn.udp, encrypted=conn.sealer is not None)
+        self._send_body(conn, encode_body(TopologyUpdate(self.peers.full_update())))
         self._topology_changed({self.me.name}, source=None)
 
     def _on_gossip(self, conn: PeerConnection, records: tuple[PeerRecord, ...]) -> None:
@@ -420,11 +514,11 @@ class Gossip(Actor):
             self.log.debug("peers_forgotten", peers=sorted(str(n) for n in gone))
         records = self.peers.update_for(improved)
         if records:
-            data = encode(TopologyUpdate(records))
+            data = encode_body(TopologyUpdate(records))
             for conn in list(self.by_peer.values()):
                 # The sender has these records already, unless one is ours (we outranked it).
                 if conn is not source or self.me.name in improved:
-                    self._send(conn, data)
+                    self._send_body(conn, data)
         self.maker.update_discovered(discovery_candidates(self.peers, self.port))
         self.routes = Routes.calculate(self.peers)
         self._publish_routes()
@@ -450,7 +544,10 @@ class Gossip(Actor):
         if conn.phase is Phase.ESTABLISHED and remote and self.by_peer.get(remote.name) is conn:
             del self.by_peer[remote.name]
             if replaced:
-                return
+                return  # the new connection's keys replace these in the crypto actor
+            if conn.epoch is not None:
+                self._crypto_request("crypto.forget", str(remote.name), conn.epoch,
+                                     forget_body(str(remote.name)))
             self.log.info("peer_disconnected", remote=str(remote.name),
                           nickname=remote.nickname, reason=reason)
             self.maker.peer_disconnected(remote.name, reason)
@@ -462,8 +559,60 @@ class Gossip(Actor):
     @staticmethod
     def _say_goodbye(conn: PeerConnection, reason: str) -> None:
         """Best effort, never waited for: the remote's log learns why, if the bytes fit."""
+        body = encode_body(Goodbye(reason))
+        data = conn.sealer.seal(body) if conn.sealer is not None else frame(body)
         with contextlib.suppress(OSError):
-            conn.sock.send(bytes(conn.out) + encode(Goodbye(reason)))
+            conn.sock.send(bytes(conn.out) + data)
+
+    # -- keys in the crypto actor -----------------------------------------------------------
+    def _crypto_request(self, type_: str, peer: str, epoch: int | None,
+                        body: dict[str, Any]) -> None:
+        env = bus.request("request", {"to": "crypto", "type": type_, "body": body},
+                          src=self.NAME, inc=self.inc)
+        self.crypto_requests[env.id] = (type_, peer, epoch)
+        self.send_sup(env)
+
+    def on_reply(self, env: Envelope) -> None:
+        request = self.crypto_requests.pop(env.in_reply_to or "", None)
+        if request is None:
+            return
+        type_, peer, epoch = request
+        if env.ok:
+            self.log.debug("crypto_request_done", type=type_, remote=peer)
+            return
+        reason = (env.error or {}).get("reason", "unknown error")
+        self.log.warning("crypto_request_failed", type=type_, remote=peer, reason=reason)
+        conn = self.by_peer.get(PeerName(peer))
+        if type_ == "crypto.install" and conn is not None and conn.epoch == epoch:
+            # without keys in the crypto actor no frame can flow: make a new connection
+            self._close(conn, f"session keys not installed: {reason}", goodbye=RENEGOTIATE_REASON,
+                        event="connection_lost")
+
+    def _renegotiate(self) -> None:
+        """The crypto actor restarted empty: every encrypted connection gets fresh keys by being
+        closed and re-made (both ends redial after a short random delay)."""
+        conns = [c for c in self.by_peer.values() if c.sealer is not None]
+        if conns:
+            self.log.info("renegotiating_keys", connections=len(conns))
+        for conn in conns:
+            self._close(conn, RENEGOTIATE_REASON, goodbye=RENEGOTIATE_REASON,
+                        event="connection_lost")
+
+    # -- refusals of inbound connections, for status ----------------------------------------
+    def _remember_refusal(self, conn: PeerConnection, reason: str) -> None:
+        host = split_address(conn.address)[0]
+        remote = conn.handshake.remote
+        now = time.monotonic()
+        old = self.refusals.pop(host, None)
+        self.refusals[host] = Refusal(host, str(remote.name) if remote else None, reason, now,
+                                      (old.count + 1) if old else 1)
+        while len(self.refusals) > MAX_REFUSALS:
+            self.refusals.popitem(last=False)
+
+    def _forget_refusal(self, conn: PeerConnection, remote: Peer) -> None:
+        for host, refusal in list(self.refusals.items()):
+            if refusal.peer == str(remote.name) or host == split_address(conn.address)[0]:
+                del self.refusals[host]
 
     # -- timers -----------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -487,16 +636,16 @@ class Gossip(Actor):
                 self._close(conn, f"no data for {SILENCE_TIMEOUT:.0f}s", event="connection_lost")
             else:
                 conn.heartbeats += 1
-                self._send(conn, encode(Heartbeat(conn.heartbeats)))
+                self._send_body(conn, encode_body(Heartbeat(conn.heartbeats)))
 
     def _full_exchange(self) -> None:
         """The backstop for lost or GC-raced updates: everything to a few random neighbours."""
         neighbours = list(self.by_peer.values())
         if not neighbours:
             return
-        data = encode(TopologyUpdate(self.peers.full_update()))
+        data = encode_body(TopologyUpdate(self.peers.full_update()))
         for conn in self.rng.sample(neighbours, min(FULL_EXCHANGE_FANOUT, len(neighbours))):
-            self._send(conn, data)
+            self._send_body(conn, data)
 
     # -- routes to the forwarder ------------------------------------------------------------
     def _publish_routes(self, force: bool = False) -> None:
@@ -525,8 +674,12 @@ class Gossip(Actor):
                 data = bus.decode(frames[-1]).body.get("data")
             except (bus.EnvelopeError, IndexError, AttributeError):
                 continue
-            if isinstance(data, dict) and data.get("name") == "forwarder":
+            if not isinstance(data, dict):
+                continue
+            if data.get("name") == "forwarder":
                 self._publish_routes(force=True)
+            elif data.get("name") == "crypto" and self.password is not None:
+                self._renegotiate()
 
     # -- status and shutdown ----------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -541,7 +694,15 @@ class Gossip(Actor):
                 "state": "established" if established else "connecting",
                 "info": ("outbound" if conn.outbound else "inbound") if established
                         else conn.phase.value,
+                "encrypted": conn.sealer is not None,
             })
+        now = time.monotonic()
+        for r in self.refusals.values():
+            if now - r.at <= REFUSAL_SHOWN_FOR:
+                rows.append({"address": r.address, "peer": r.peer, "nickname": None,
+                             "state": "refused", "encrypted": False,
+                             "info": f"inbound refused: {r.reason} ({r.count}x, "
+                                     f"{now - r.at:.0f}s ago)"})
         live = {c.target for c in self.conns.values()}
         for address in sorted(self.resolving):
             rows.append({"address": address, "peer": None, "nickname": None,

@@ -114,7 +114,8 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     p.add_argument("--mtu", type=int, default=1410)
     p.add_argument("--no-fastdp", action="store_true")
     p.add_argument("--router", choices=("process", "container"), default="process")
-    a = p.parse_args(normalise_single_dash(argv))
+    # intermixed: the seed writes `weave launch IP -password PW PEER`, options between positionals
+    a = p.parse_intermixed_args(normalise_single_dash(argv))
     if a.router == "container":
         raise UsageError("weave launch: --router container is not supported yet; use process")
     if not 0 < a.port < 65536:
@@ -133,9 +134,6 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
         except PeerIdentityError as exc:
             raise UsageError(f"weave launch: {exc}") from None
     password = read_password(a.password, a.password_file)
-    if password is not None:
-        # TODO(encryption issue): remove once gossip and crypto negotiate session keys.
-        raise UsageError("weave launch: encryption (-password) is not available yet")
     pid = ctx.running_pid()
     if pid is not None:
         raise BusError(FAILED, f"weave is already running (pid {pid}); `weave stop` first")
