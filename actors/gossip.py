@@ -52,6 +52,7 @@ from weavenet.connmaker import (
 )
 from weavenet.cryptoproto import forget_body, install_body
 from weavenet.handshake import (
+    CONNECTION_TO_SELF,
     DUPLICATE_CONNECTION,
     Accepted,
     ConnectionSide,
@@ -449,7 +450,7 @@ class Gossip(Actor):
         self.log.info("connection_refused", address=conn.address, reason=refused.reason,
                       remote=str(remote.name) if remote else None,
                       by_remote=refused.by_remote, permanent=refused.permanent)
-        if not conn.outbound and refused.permanent:
+        if not conn.outbound and refused.permanent and refused.reason != CONNECTION_TO_SELF:
             # a configuration mismatch (password, name): the dialling side's status shows it on
             # its target; ours would otherwise forget it with the closed socket
             self._remember_refusal(conn, refused.reason)
