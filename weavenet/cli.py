@@ -29,6 +29,8 @@ from weavenet.peer import PeerIdentityError, PeerName
 from weavenet.statusview import format_ps, format_status
 
 DEFAULT_PORT = 6783
+DEFAULT_MTU = 1410
+SEAL_OVERHEAD = 16
 LAUNCH_TIMEOUT = 40.0
 STOP_TIMEOUT = 30.0
 
@@ -111,7 +113,7 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     p.add_argument("--name", help="peer name (MAC-like); default: persisted in WEAVE_STATE_DIR")
     p.add_argument("--nickname")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--mtu", type=int, default=1410)
+    p.add_argument("--mtu", type=int, help="container MTU (default 1410; 1394 with a password)")
     p.add_argument("--no-fastdp", action="store_true")
     p.add_argument("--router", choices=("process", "container"), default="process")
     # intermixed: the seed writes `weave launch IP -password PW PEER`, options between positionals
@@ -120,7 +122,7 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
         raise UsageError("weave launch: --router container is not supported yet; use process")
     if not 0 < a.port < 65536:
         raise UsageError("weave launch: --port must be 1-65535")
-    if not 576 <= a.mtu <= 65535:
+    if a.mtu is not None and not 576 <= a.mtu <= 65535:
         raise UsageError("weave launch: --mtu must be between 576 and 65535")
     rest = list(a.args)
     ip = rng = None
@@ -138,7 +140,9 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     if pid is not None:
         raise BusError(FAILED, f"weave is already running (pid {pid}); `weave stop` first")
     config = {
-        "ip": ip, "range": rng, "peers": peers, "port": a.port, "mtu": a.mtu,
+        "ip": ip, "range": rng, "peers": peers, "port": a.port,
+        # A full-size frame must fit one datagram on a 1500-byte underlay; sealing costs 16 bytes.
+        "mtu": a.mtu or (DEFAULT_MTU - SEAL_OVERHEAD if password else DEFAULT_MTU),
         "name": a.name, "nickname": a.nickname, "fastdp": not a.no_fastdp,
         "debug": a.debug, "state_dir": str(ctx.state_dir), "encryption": password is not None,
     }
