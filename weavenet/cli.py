@@ -106,16 +106,21 @@ class Ctx:
 # -- commands -------------------------------------------------------------------------------
 def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     p = Parser(prog="weave launch", description="start the router on this host")
-    p.add_argument("args", nargs="*", metavar="[IP/CIDR] [PEER...]")
-    p.add_argument("--password")
-    p.add_argument("--password-file")
-    p.add_argument("--debug", action="store_true")
+    p.add_argument("args", nargs="*", metavar="[IP/CIDR] [PEER...]",
+                   help="the weave network (router address/prefix), then peers host[:port]")
+    p.add_argument("--password", help="encrypt with this network password (also -password, "
+                   "WEAVE_PASSWORD); every peer needs the same one")
+    p.add_argument("--password-file", help="read the password from this file")
+    p.add_argument("--debug", action="store_true", help="debug logs, including per-packet ones")
     p.add_argument("--name", help="peer name (MAC-like); default: persisted in WEAVE_STATE_DIR")
-    p.add_argument("--nickname")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--nickname", help="shown in status; default: WEAVE_NICKNAME or the hostname")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP and UDP port (6783)")
     p.add_argument("--mtu", type=int, help="container MTU (default 1410; 1394 with a password)")
-    p.add_argument("--no-fastdp", action="store_true")
-    p.add_argument("--router", choices=("process", "container"), default="process")
+    p.add_argument("--no-fastdp", action="store_true",
+                   help="accepted for compatibility: the kernel fast datapath is not built yet, "
+                   "frames always take the sleeve")
+    p.add_argument("--router", choices=("process", "container"), default="process",
+                   help="process (default): the supervisor runs as a daemon on the host")
     # intermixed: the seed writes `weave launch IP -password PW PEER`, options between positionals
     a = p.parse_intermixed_args(normalise_single_dash(argv))
     if a.router == "container":
