@@ -169,6 +169,35 @@ def test_expose_reaches_a_container_on_another_host_and_dnat_exports_it(net):
         weave(h2, "hide", "10.0.1.102/24")
 
 
+def test_a_service_on_another_network_is_imported_through_an_exposed_host(net):
+    """The seed's service import: host1 exposes 10.0.1.101 and DNATs 10.0.1.101:3322 to a
+    service on host3's underlay address; a container on host2 reaches it as 10.0.1.101:3322."""
+    lab, c = net
+    h1, h2, h3 = lab.hosts
+    weave(h1, "expose", "10.0.1.101/24")
+    service = h3.popen(["sh", "-c", "nc -l 2211 > /tmp/imported-$$; cat /tmp/imported-$$"],
+                       stdout=-1, text=True)
+    rule = ["PREROUTING", "-p", "tcp", "-d", "10.0.1.101", "--dport", "3322", "-j", "DNAT",
+            "--to-destination", f"{h3.ip}:2211"]
+    # The service's replies must come back through host1: host3 has no route to 10.0.1.0/24.
+    masq = ["POSTROUTING", "-d", h3.ip, "-p", "tcp", "--dport", "2211", "-j", "MASQUERADE"]
+    h1.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    h1.run(["iptables", "-t", "nat", "-A", *rule])
+    h1.run(["iptables", "-t", "nat", "-A", *masq])
+    try:
+        time.sleep(0.3)  # the listener starts in the background
+        h2.exec_in_container(c["a2"], ["sh", "-c", "echo 'Hello, world.' | nc 10.0.1.101 3322"],
+                             timeout=30)
+        out, _ = service.communicate(timeout=20)
+        assert "Hello, world." in out
+    finally:
+        if service.poll() is None:
+            service.kill()
+        h1.run(["iptables", "-t", "nat", "-D", *rule], check=False)
+        h1.run(["iptables", "-t", "nat", "-D", *masq], check=False)
+        weave(h1, "hide", "10.0.1.101/24")
+
+
 def test_containers_talk_through_an_intermediate_host(net):
     lab, c = net
     h1, _, h3 = lab.hosts
