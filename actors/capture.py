@@ -19,7 +19,7 @@ import zmq
 from weavenet import tap
 from weavenet.actor import Actor, main
 from weavenet.counters import Counters
-from weavenet.dataplane import BatchError, decode_batch, encode_batch
+from weavenet.dataplane import BatchError, decode_batch, encode_batch, tune_malloc
 from weavenet.tap import ROUTER_PORT
 
 READ_BATCH = 64  # frames per read batch (one ZeroMQ message)
@@ -58,6 +58,7 @@ class Capture(Actor):
     NAME = "capture"
 
     def setup(self) -> None:
+        tune_malloc()
         self.counters = Counters()
         try:
             self.tap = wait_for_tap(ROUTER_PORT, TAP_WAIT)

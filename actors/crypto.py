@@ -61,6 +61,7 @@ from weavenet.cryptoproto import (
     decode_request,
     encode_reply_header,
 )
+from weavenet.dataplane import tune_malloc
 from weavenet.seal import (
     DatagramOpener,
     DatagramSealer,
@@ -234,6 +235,7 @@ class Crypto(Actor):
     NAME = "crypto"
 
     def setup(self) -> None:
+        tune_malloc()
         self.ring = KeyRing()
         self.debug = bool(self.config.get("debug"))
         self._logged_counters: dict[str, int] = {}

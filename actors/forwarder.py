@@ -45,7 +45,7 @@ from weavenet.cryptoproto import (
     decode_reply,
     encode_request,
 )
-from weavenet.dataplane import MAX_BATCH, BatchError, decode_batch, encode_batch
+from weavenet.dataplane import MAX_BATCH, BatchError, decode_batch, encode_batch, tune_malloc
 from weavenet.forwarding import Forwarder, Plan, Routes
 from weavenet.maccache import MacCache
 from weavenet.pmtu import PathMtu, fit_frame, frame_budget
@@ -191,6 +191,7 @@ class ForwarderActor(Actor):
     NAME = "forwarder"
 
     def setup(self) -> None:
+        tune_malloc()
         self.me = str(self.config["peer_name"])
         self.me_wire = peer_to_wire(self.me)
         self.port = int(self.config.get("port", 6783))

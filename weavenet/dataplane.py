@@ -10,6 +10,7 @@ Nothing here touches a socket; parts may be ``bytes``, ``memoryview`` or ``zmq.F
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,31 @@ MAX_BATCH = 4096  # frames per batch
 MAX_HEADER_LEN = 4096
 # A GSO super-frame: a 64 KiB IP packet behind a vnet header and a doubly tagged Ethernet header.
 MAX_FRAME_LEN = 0xFFFF + VNET_HDR_LEN + ETH_HLEN + 2 * VLAN_HLEN
+
+
+# glibc mallopt() parameters
+_M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
+
+
+def tune_malloc(keep: int = 4 << 20) -> bool:
+    """Stop glibc from returning heap to the kernel after every data-plane buffer.
+
+    Every super-frame passes through a fresh 64 KiB buffer (a TAP read, a datagram, a ZeroMQ
+    message). With the default 128 KiB trim threshold freeing one shrinks the heap and the next
+    allocation page-faults it back in: about 6% of the router's CPU under TCP load. Keeping up
+    to ``keep`` bytes of free heap (and a fixed mmap threshold above the largest item, so the
+    thresholds do not move) removes that churn at a bounded cost in resident memory.
+    False where mallopt is unavailable (not glibc): nothing changes there.
+    """
+    try:
+        libc = ctypes.CDLL(None)  # the symbols already loaded: libc's on glibc
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 20) and mallopt(_M_TRIM_THRESHOLD, keep)
+                and mallopt(_M_TOP_PAD, 1 << 20))
 
 
 class BatchError(ValueError):
