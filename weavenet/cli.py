@@ -245,7 +245,8 @@ def cmd_detach(ctx: Ctx, argv: list[str]) -> int:
 
 def cmd_run(ctx: Ctx, argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: weave run IP/CIDR[,IP/CIDR...] <docker run args>")
+        print("usage: weave run IP/CIDR[,IP/CIDR...] <docker run args>",
+              file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     cidrs = parse_cidrs(argv[0])
     if len(argv) < 2:
