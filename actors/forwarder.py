@@ -54,6 +54,7 @@ from weavenet.sleeve import (
     ENCRYPTED,
     FRAG_TEST,
     FRAG_TEST_ACK,
+    FRAGMENT,
     FRAMES,
     HEARTBEAT,
     HEARTBEAT_ACK,
@@ -63,12 +64,17 @@ from weavenet.sleeve import (
     PMTU_PROBE,
     VERSION,
     Header,
+    Piece,
+    Reassembler,
     SleeveError,
     build_control,
     pack_datagram,
     parse_header,
+    parse_piece,
     peer_from_wire,
     peer_to_wire,
+    split_coalesced,
+    split_datagram,
     unpack_control_body,
     unpack_frames,
 )
@@ -78,6 +84,12 @@ IP_MTU_DISCOVER = 10
 IP_MTU = 14
 IP_PMTUDISC_DONT = 0
 IP_PMTUDISC_PROBE = 3
+# <linux/udp.h>: UDP GSO (send one buffer, the kernel cuts it into datagrams) and GRO (receive
+# several same-sized datagrams of one flow in one read, with their size in a cmsg)
+SOL_UDP = 17
+UDP_SEGMENT = 103
+UDP_GRO = 104
+GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 UDP_IP_OVERHEAD = 28  # IPv4 + UDP headers
 
 SOCKET_BUFFER = 4 * 1024 * 1024
@@ -104,6 +116,7 @@ PLAINTEXT = "plaintext_refused"  # a clear FRAMES datagram while we encrypt: nev
 CRYPTO_QUEUE_FULL = "crypto_queue_full"
 CRYPTO_FAILED = "crypto_failed"  # no keys yet, forged, replayed (the crypto actor counts why)
 BAD_CRYPTO_REPLY = "bad_crypto_reply"
+REASSEMBLY_FAILED = "reassembly_failed"  # datagrams whose pieces did not all arrive in time
 NO_ADDRESS = "no_address"  # next hop whose UDP address we do not know
 SEND_FAILED = "send_failed"
 INJECT_QUEUE_FULL = "inject_queue_full"
@@ -154,6 +167,11 @@ class Path:
         self.last_heard = now
 
     @property
+    def piece_size(self) -> int:
+        """The largest datagram the path carries without IP fragmentation."""
+        return 1472 if self.pmtu is None else self.pmtu.pmtu
+
+    @property
     def max_datagram(self) -> int:
         # Before discovery, the largest datagram a 1500-byte underlay carries without
         # fragmentation: the default container MTU (1410) is chosen so one frame fits it.
@@ -175,6 +193,14 @@ def parse_udp(text: Any) -> tuple[str, int] | None:
     except (OSError, ValueError):
         return None
     return (host, p) if 0 < p < 65536 else None
+
+
+def _gro_size(anc: list) -> int:
+    """The segment size of a GRO-coalesced read (0 when the read is one datagram)."""
+    for level, kind, value in anc:
+        if level == SOL_UDP and kind == UDP_GRO and len(value) in (2, 4):
+            return int.from_bytes(value, sys.byteorder)  # an int (a u16 on old kernels)
+    return 0
 
 
 def route_mtu(addr: tuple[str, int]) -> int:
@@ -215,6 +241,18 @@ class ForwarderActor(Actor):
         self.udp.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
         self.udp.bind(("0.0.0.0", self.port))
         self.udp.setblocking(False)
+        # Datagrams bigger than the path MTU go as FRAGMENT pieces in one GSO send; GRO gives
+        # them (and runs of same-sized datagrams) back in one read. Both are optional: without
+        # GRO pieces arrive one by one, without GSO (first EINVAL/EIO) big datagrams go whole
+        # and the kernel fragments them.
+        self.gso = True
+        self.gro = True
+        try:
+            self.udp.setsockopt(SOL_UDP, UDP_GRO, 1)
+        except OSError:
+            self.gro = False
+        self.reassembler = Reassembler()
+        self.frag_id = self.inc  # random start: a restarted forwarder does not reuse ids soon
 
         self.frames_out = self.ctx.socket(zmq.PULL)
         self.frames_out.setsockopt(zmq.RCVHWM, QUEUE_HWM)
@@ -354,57 +392,92 @@ class ForwarderActor(Actor):
     def _on_udp(self) -> None:
         plan = Plan()
         now = time.monotonic()
-        recvfrom = self.udp.recvfrom
-        received = self.core.received
-        peers = self.peers
+        recvmsg = self.udp.recvmsg
         counters = self.counters
-        encrypt = self.encrypt
         sealed: dict[int, list[memoryview]] = {}
         nframes = 0
+        datagram = self._datagram
         for _ in range(DATAGRAMS_PER_WAKEUP):
             try:
-                data, addr = recvfrom(65535)
+                data, anc, _flags, addr = recvmsg(65535, GRO_CMSG_SPACE)
             except BlockingIOError:
                 break
             except OSError:  # e.g. a queued ICMP error; the socket itself is fine
                 counters.add("rx_errors")
                 continue
-            try:
-                hdr = parse_header(data)
-                if hdr.sender not in peers or hdr.sender == self.me_wire:
-                    counters.drop(UNKNOWN_SENDER)
-                    continue
-                if hdr.flags & ENCRYPTED:
-                    if encrypt and hdr.kind == FRAMES:
-                        blobs = sealed.get(hdr.sender)
-                        if blobs is None:
-                            blobs = sealed[hdr.sender] = []
-                        blobs.append(memoryview(data)[SEALED_PREFIX_LEN:])
+            if anc and len(data) > (size := _gro_size(anc)) > 0:
+                # several datagrams of one flow coalesced by GRO: all but the last are `size`
+                for item in split_coalesced(data, size):
+                    if type(item) is Piece:
+                        nframes += self._piece(item, addr, now, plan, sealed)
                     else:
-                        counters.drop(SEALED)
-                    continue
-                body = memoryview(data)[OUTER_LEN:]
-                if hdr.kind == FRAMES:
-                    if encrypt:
-                        counters.drop(PLAINTEXT)
-                        continue
-                    fh, frames = unpack_frames(hdr, body)
-                    path = self.paths.get(hdr.sender)
-                    if path is not None and path.last_heard is not None:
-                        path.last_heard = now  # traffic proves the path as well as heartbeats
-                    nframes += len(frames)
-                    received(fh.src_peer, fh.dst_peer, frames, now, plan)
-                else:
-                    self._on_control(unpack_control_body(hdr, body, len(data)), addr, now)
-            except SleeveError:
-                counters.drop(MALFORMED)
+                        nframes += datagram(item, addr, now, plan, sealed)
+            else:
+                nframes += datagram(data, addr, now, plan, sealed)
         if nframes:
             counters.add("rx", nframes)
         if sealed:
             for sender, blobs in sealed.items():
-                self._to_crypto(OPEN, peers[sender], blobs, sender)
+                self._to_crypto(OPEN, self.peers[sender], blobs, sender)
         if plan.inject or plan.send or plan.drops:
             self._execute(plan, now)
+
+    def _piece(self, piece: Piece, addr: tuple[str, int], now: float, plan: Plan,
+               sealed: dict[int, list[memoryview]]) -> int:
+        """A piece (or run of pieces) of a datagram bigger than the path MTU."""
+        if piece.sender not in self.peers or piece.sender == self.me_wire:
+            self.counters.drop(UNKNOWN_SENDER)
+            return 0
+        reassembler = self.reassembler
+        dropped = reassembler.dropped
+        whole = reassembler.add(piece, now)
+        if reassembler.dropped != dropped:
+            self.counters.drop(REASSEMBLY_FAILED, reassembler.dropped - dropped)
+        if whole is None:
+            return 0
+        try:
+            if parse_header(whole).kind == FRAGMENT:
+                raise SleeveError("a reassembled datagram must not be a fragment")
+        except SleeveError:
+            self.counters.drop(MALFORMED)
+            return 0
+        return self._datagram(whole, addr, now, plan, sealed)
+
+    def _datagram(self, data: Any, addr: tuple[str, int], now: float, plan: Plan,
+                  sealed: dict[int, list[memoryview]]) -> int:
+        """One datagram from the network; returns how many frames it carried in clear."""
+        counters = self.counters
+        try:
+            hdr = parse_header(data)
+            if hdr.sender not in self.peers or hdr.sender == self.me_wire:
+                counters.drop(UNKNOWN_SENDER)
+                return 0
+            if hdr.kind == FRAGMENT:
+                return self._piece(parse_piece(hdr, data), addr, now, plan, sealed)
+            if hdr.flags & ENCRYPTED:
+                if self.encrypt and hdr.kind == FRAMES:
+                    blobs = sealed.get(hdr.sender)
+                    if blobs is None:
+                        blobs = sealed[hdr.sender] = []
+                    blobs.append(memoryview(data)[SEALED_PREFIX_LEN:])
+                else:
+                    counters.drop(SEALED)
+                return 0
+            body = memoryview(data)[OUTER_LEN:]
+            if hdr.kind == FRAMES:
+                if self.encrypt:
+                    counters.drop(PLAINTEXT)
+                    return 0
+                fh, frames = unpack_frames(hdr, body)
+                path = self.paths.get(hdr.sender)
+                if path is not None and path.last_heard is not None:
+                    path.last_heard = now  # traffic proves the path as well as heartbeats
+                self.core.received(fh.src_peer, fh.dst_peer, frames, now, plan)
+                return len(frames)
+            self._on_control(unpack_control_body(hdr, body, len(data)), addr, now)
+        except SleeveError:
+            counters.drop(MALFORMED)
+        return 0
 
     # --- the crypto actor ------------------------------------------------------------------------
 
@@ -471,12 +544,16 @@ class ForwarderActor(Actor):
         prefix = self.sealed_prefix
         addr = path.addr
         n = nbytes = 0
+        piece = path.piece_size
         for blob in results:
             if not blob:
                 continue
             try:
-                # gather the clear prefix and the sealed blob without copying them together
-                nbytes += sendmsg((prefix, blob), (), 0, addr)
+                if len(blob) + SEALED_PREFIX_LEN > piece and self.gso:
+                    nbytes += self._send_pieces(b"".join((prefix, blob)), piece, addr)
+                else:
+                    # gather the clear prefix and the sealed blob without copying them together
+                    nbytes += sendmsg((prefix, blob), (), 0, addr)
             except OSError:
                 self.counters.drop(SEND_FAILED)
                 continue
@@ -577,10 +654,14 @@ class ForwarderActor(Actor):
             return
         sendto = self.udp.sendto
         addr = path.addr
+        piece = path.piece_size
         nbytes = 0
         for i, d in enumerate(datagrams):
             try:
-                sendto(d, addr)
+                if len(d) > piece and self.gso:
+                    self._send_pieces(d, piece, addr)
+                else:
+                    sendto(d, addr)
             except OSError:
                 # EAGAIN: the socket buffer is full (we never block); others: no route etc.
                 self.counters.drop(SEND_FAILED, len(datagrams) - i)
@@ -589,6 +670,24 @@ class ForwarderActor(Actor):
         self.counters.add("tx", sent)
         self.counters.add("tx_datagrams", len(datagrams))
         self.counters.add("tx_bytes", nbytes)
+
+    def _send_pieces(self, datagram: Any, piece: int, addr: tuple[str, int]) -> int:
+        """Send a datagram bigger than the path MTU as FRAGMENT pieces, one GSO send per group
+        of up to 64; where the kernel refuses GSO, send it whole from now on (the kernel then
+        fragments it, which the frag test showed the path carries)."""
+        self.frag_id = frag_id = (self.frag_id + 1) & 0xFFFFFFFFFFFFFFFF
+        cmsg = [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", piece))]
+        sendmsg = self.udp.sendmsg
+        try:
+            for parts in split_datagram(datagram, piece, sender=self.me_wire, frag_id=frag_id):
+                sendmsg(parts, cmsg, 0, addr)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EIO, errno.ENOPROTOOPT):
+                raise
+            self.gso = False
+            self.log.warning("udp_gso_unavailable", reason=str(exc))
+            self.udp.sendto(datagram, addr)
+        return len(datagram)
 
     def _inject(self, frames: list) -> None:
         send = self.frames_in.send_multipart

@@ -9,6 +9,14 @@ Layout (network byte order)::
     body (sealed as a whole when flags has ENCRYPTED):
         FRAMES:  src_peer u64 | dst_peer u64 | (len u16 | frame)+
         control: token u64 | value u32 | padding up to the probe size
+        FRAGMENT: offset u32 | total u32 | bytes [offset, offset+len) of a whole datagram
+
+A datagram bigger than the path MTU (a GSO super-frame, when the path passed the frag test)
+travels as FRAGMENT pieces of at most the path MTU, each carrying a slice of the whole
+datagram (sealed or not) and ``seq`` = a fragment id chosen by the sender. All pieces but the
+last have the same size, so the sender hands them to the kernel in one ``sendmsg`` with
+UDP_SEGMENT (UDP GSO): one socket buffer crosses the underlay instead of ~45 IP fragments, and
+a receiver with UDP_GRO gets them back in one read. :class:`Reassembler` puts them together.
 
 ``src_peer`` is the peer that captured the frames and ``dst_peer`` the one they are for
 (``BROADCAST_PEER`` when flooded), so relays can forward without looking at MACs. Frames are
@@ -37,8 +45,9 @@ PMTU_PROBE = 4  # DF-set probe of a given size; token = probe id, value = size
 PMTU_ACK = 5  # value = size received
 FRAG_TEST = 6  # big datagram sent without DF to see whether kernel fragmentation works
 FRAG_TEST_ACK = 7
-KINDS = frozenset(range(FRAMES, FRAG_TEST_ACK + 1))
-CONTROL_KINDS = KINDS - {FRAMES}
+FRAGMENT = 8  # a piece of a datagram bigger than the path MTU
+KINDS = frozenset(range(FRAMES, FRAGMENT + 1))
+CONTROL_KINDS = KINDS - {FRAMES, FRAGMENT}
 
 # flags
 ENCRYPTED = 0x01
@@ -52,10 +61,14 @@ _OUTER = struct.Struct("!BBBBQQ")
 _FRAMES = struct.Struct("!QQ")
 _CONTROL = struct.Struct("!QI")
 _LEN = struct.Struct("!H")
+_PIECE = struct.Struct("!BBBBQQII")  # the outer header, then offset and total
 OUTER_LEN = _OUTER.size
 FRAMES_HEADER_LEN = OUTER_LEN + _FRAMES.size
 CONTROL_LEN = OUTER_LEN + _CONTROL.size
 FRAME_OVERHEAD = _LEN.size  # per frame inside a datagram
+PIECE_HEADER_LEN = _PIECE.size
+# UDP GSO: at most this many segments per send (UDP_MAX_SEGMENTS in older kernels)
+MAX_SEGMENTS = 64
 
 
 class SleeveError(ValueError):
@@ -251,3 +264,164 @@ def unpack_control_body(header: Header, body: Buffer, size: int) -> Control:
         raise SleeveError("truncated control message")
     token, value = _CONTROL.unpack_from(body, 0)
     return Control(*header, token, value, size)
+
+
+# --- pieces of datagrams bigger than the path MTU ------------------------------------------------
+
+
+class Piece(NamedTuple):
+    sender: int
+    frag_id: int
+    offset: int
+    total: int
+    chunk: Buffer
+
+
+def split_datagram(datagram: Buffer, piece_size: int, *, sender: int,
+                   frag_id: int) -> list[list[Buffer]]:
+    """Cut ``datagram`` into FRAGMENT pieces of ``piece_size`` bytes (the last may be shorter).
+
+    Returns groups of buffers, one ``sendmsg`` each with UDP_SEGMENT = ``piece_size``: every
+    group holds at most MAX_SEGMENTS pieces and MAX_DATAGRAM bytes, and each piece is a
+    header followed by a slice of ``datagram`` (no copy)."""
+    if not PIECE_HEADER_LEN < piece_size <= MAX_DATAGRAM:
+        raise ValueError(f"piece size {piece_size} out of range")
+    view = memoryview(datagram)
+    total = len(view)
+    if not 0 < total <= MAX_DATAGRAM:
+        raise ValueError(f"datagram of {total} bytes cannot be split")
+    room = piece_size - PIECE_HEADER_LEN
+    per_group = min(MAX_SEGMENTS, MAX_DATAGRAM // piece_size)
+    pack = _PIECE.pack
+    groups: list[list[Buffer]] = []
+    parts: list[Buffer] = []
+    pieces = 0
+    for offset in range(0, total, room):
+        if pieces == per_group:
+            groups.append(parts)
+            parts, pieces = [], 0
+        parts.append(pack(VERSION, FRAGMENT, 0, 0, sender, frag_id, offset, total))
+        parts.append(view[offset : offset + room])
+        pieces += 1
+    groups.append(parts)
+    return groups
+
+
+def parse_piece(header: Header, data: Buffer) -> Piece:
+    """A FRAGMENT datagram (``header`` from :func:`parse_header`) as a :class:`Piece`."""
+    if header.kind != FRAGMENT:
+        raise SleeveError(f"datagram kind {header.kind} is not a fragment")
+    if header.flags:
+        raise SleeveError(f"fragment with flags {header.flags:#x}")
+    if len(data) <= PIECE_HEADER_LEN:
+        raise SleeveError("truncated fragment")
+    offset, total = struct.unpack_from("!II", data, OUTER_LEN)
+    chunk = memoryview(data)[PIECE_HEADER_LEN:]
+    if not OUTER_LEN <= total <= MAX_DATAGRAM or offset + len(chunk) > total:
+        raise SleeveError(f"fragment [{offset}, +{len(chunk)}) of a {total}-byte datagram")
+    return Piece(header.sender, header.seq, offset, total, chunk)
+
+
+def split_coalesced(data: Buffer, size: int) -> list[Buffer | Piece]:
+    """Split a GRO read (datagrams of ``size`` bytes, the last maybe shorter) into datagrams.
+
+    Runs of consecutive FRAGMENT pieces of one datagram (what one GSO send becomes) are merged
+    into one :class:`Piece` on the way, with a single copy, so a super-frame costs one
+    :meth:`Reassembler.add` rather than one per piece; a run that makes the whole datagram
+    has ``offset`` 0 and ``len(chunk) == total``. Anything else is returned as is, for
+    :func:`parse_header` and the per-datagram path (which rejects what is malformed)."""
+    view = memoryview(data)
+    end = len(view)
+    out: list[Buffer | Piece] = []
+    unpack = _PIECE.unpack_from
+    run: list[memoryview] = []
+    key = None
+    start = expect = total = 0
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(Piece(key[0], key[1], start, total, run[0]))
+        else:
+            out.append(Piece(key[0], key[1], start, total, b"".join(run)))
+        run.clear()
+
+    for off in range(0, end, size):
+        seg = view[off : off + size]
+        n = len(seg)
+        if n > PIECE_HEADER_LEN:
+            version, kind, flags, _, sender, frag_id, offset, tot = unpack(seg, 0)
+            if (version == VERSION and kind == FRAGMENT and not flags
+                    and OUTER_LEN <= tot <= MAX_DATAGRAM
+                    and offset + n - PIECE_HEADER_LEN <= tot):
+                if run and ((sender, frag_id) != key or offset != expect or tot != total):
+                    flush()
+                if not run:
+                    key, start, expect, total = (sender, frag_id), offset, offset, tot
+                run.append(seg[PIECE_HEADER_LEN:])
+                expect += n - PIECE_HEADER_LEN
+                continue
+        if run:
+            flush()
+        out.append(seg)
+    if run:
+        flush()
+    return out
+
+
+class Reassembler:
+    """Puts FRAGMENT pieces back together; sans-IO (``now`` injected), bounded in memory.
+
+    At most ``max_pending`` datagrams are in progress (the oldest is dropped for a new one)
+    and each is forgotten ``timeout`` seconds after its first piece: a lost piece costs its
+    datagram, as a lost IP fragment would. ``dropped`` counts datagrams given up."""
+
+    def __init__(self, *, max_pending: int = 32, timeout: float = 1.0) -> None:
+        self.max_pending = max_pending
+        self.timeout = timeout
+        # (sender, frag_id) -> [deadline, total, bytes so far, {offset: chunk}]
+        self._pending: dict[tuple[int, int], list] = {}
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, piece: Piece, now: float) -> bytes | None:
+        """Take one piece; the whole datagram once its last piece is in, else None."""
+        if piece.offset == 0 and len(piece.chunk) == piece.total:
+            chunk = piece.chunk
+            return chunk if isinstance(chunk, bytes) else bytes(chunk)
+        key = (piece.sender, piece.frag_id)
+        pending = self._pending
+        entry = pending.get(key)
+        if entry is not None and (entry[0] < now or entry[1] != piece.total):
+            del pending[key]  # stale (an old datagram with a reused id) or inconsistent
+            self.dropped += 1
+            entry = None
+        if entry is None:
+            self._make_room(now)
+            entry = pending[key] = [now + self.timeout, piece.total, 0, {}]
+        chunks = entry[3]
+        if piece.offset in chunks:
+            return None  # a duplicate
+        chunks[piece.offset] = piece.chunk
+        entry[2] += len(piece.chunk)
+        if entry[2] < entry[1]:
+            return None
+        del pending[key]
+        ordered = [chunks[o] for o in sorted(chunks)]
+        pos = 0
+        for o in sorted(chunks):
+            if o != pos:  # overlapping pieces filled the count without covering everything
+                self.dropped += 1
+                return None
+            pos += len(chunks[o])
+        return b"".join(ordered)
+
+    def _make_room(self, now: float) -> None:
+        pending = self._pending
+        for key in [k for k, e in pending.items() if e[0] < now]:
+            del pending[key]
+            self.dropped += 1
+        while len(pending) >= self.max_pending:
+            del pending[next(iter(pending))]  # dicts keep insertion order: the oldest
+            self.dropped += 1
