@@ -31,7 +31,7 @@ _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 
 
-def tune_malloc(keep: int = 4 << 20) -> bool:
+def tune_malloc(keep: int = 1 << 20) -> bool:
     """Stop glibc from returning heap to the kernel after every data-plane buffer.
 
     Every super-frame passes through a fresh 64 KiB buffer (a TAP read, a datagram, a ZeroMQ
@@ -46,8 +46,8 @@ def tune_malloc(keep: int = 4 << 20) -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 20) and mallopt(_M_TRIM_THRESHOLD, keep)
-                and mallopt(_M_TOP_PAD, 1 << 20))
+    return bool(mallopt(_M_MMAP_THRESHOLD, 256 << 10) and mallopt(_M_TRIM_THRESHOLD, keep)
+                and mallopt(_M_TOP_PAD, 256 << 10))
 
 
 class BatchError(ValueError):
