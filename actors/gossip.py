@@ -507,6 +507,11 @@ class Gossip(Actor):
             self.log.debug("topology_changed", via=conn.address,
                            improved=sorted(str(n) for n in improved))
             self._topology_changed(improved, source=conn)
+        # The sender gossiped records older than ours (e.g. a restarted peer's new, low-version
+        # incarnation on one side and its old record on the other): answer with what we hold.
+        outdated = self.peers.outdated(records)
+        if outdated and conn.remote is not None and self.by_peer.get(conn.remote.name) is conn:
+            self._send_body(conn, encode_body(TopologyUpdate(self.peers.update_for(outdated))))
 
     def _topology_changed(self, improved: set[PeerName], source: PeerConnection | None) -> None:
         """Pass improved records on, then recompute everything that derives from the topology."""

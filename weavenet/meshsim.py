@@ -187,6 +187,8 @@ class MeshSim:
             node.peers.garbage_collect()
             if improved:
                 self._flood(node, improved, received=received)
+            for src, records in messages:
+                self._send(dst, src, node.peers.update_for(node.peers.outdated(records)))
         return True
 
     def run_until_quiet(self, max_rounds: int = 10_000) -> SimStats:

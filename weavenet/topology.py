@@ -295,6 +295,21 @@ class Peers:
         after = self.reachable()
         return (improved | (after - before)) & after
 
+    def outdated(self, records: Iterable[PeerRecord]) -> set[PeerName]:
+        """Names whose record, as received, is older than the one we hold (call after merge).
+
+        Answering the sender with ours is what lets a restarted peer win quickly: its fresh
+        incarnation starts at a low version, so peers still holding its previous life's record
+        reject the new one, and only gossip flowing back towards it lets it outrank the old one.
+        Without the answer only the periodic full exchange would repair the view.
+        """
+        out: set[PeerName] = set()
+        for rec in records:
+            held = self._records.get(rec.name)
+            if held is not None and held != rec and merge_key(held) > merge_key(rec):
+                out.add(rec.name)
+        return out
+
     def _outrank(self, rec: PeerRecord) -> None:
         # Someone holds a record under our name that we did not make (a previous incarnation,
         # or a lost state): jump past its version so ours wins everywhere.

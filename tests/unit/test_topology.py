@@ -228,3 +228,26 @@ def test_merge_result_is_the_greatest_record_per_peer(a: list[PeerRecord], b: li
             continue
         candidates = [r for r in a + b if r.name == name]
         assert rec == max(candidates, key=lambda r: (r.version, r.uid, r.nickname, r.connections))
+
+
+def test_records_older_than_ours_are_reported_as_outdated_so_we_can_answer():
+    from weavenet.peer import Peer, PeerName
+    from weavenet.topology import Peers
+
+    a = Peer(PeerName("02:00:00:00:00:0a"), "a", 1)
+    b_old = Peer(PeerName("02:00:00:00:00:0b"), "b", 7)
+    b_new = Peer(PeerName("02:00:00:00:00:0b"), "b", 8)
+    holder, old_side, new_side = Peers(a), Peers(b_old), Peers(b_new)
+    for _ in range(3):  # the old incarnation's record reaches a high version
+        old_side.add_connection(a, "a:6783", outbound=True, established=True)
+        old_side.remove_connection(a.name)
+    holder.merge([old_side.local_record])
+    fresh = new_side.local_record
+    assert fresh.version < old_side.local_record.version
+    assert holder.merge([fresh]) == set()  # rejected: lower version
+    assert holder.outdated([fresh]) == {b_new.name}
+    assert holder.outdated([old_side.local_record]) == set()  # the same record: nothing to say
+    # answered, the new incarnation outranks its old record and wins everywhere
+    assert new_side.merge(holder.update_for({b_new.name})) == {b_new.name}
+    holder.merge([new_side.local_record])
+    assert holder.get(b_new.name).uid == 8
