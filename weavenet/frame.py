@@ -78,7 +78,12 @@ def parse_vnet_hdr(buf: Buffer) -> VnetHdr:
 
 
 def build_vnet_hdr(hdr: VnetHdr | None = None) -> bytes:
-    return ZERO_VNET_HDR if hdr is None else _VNET.pack(*hdr)
+    if hdr is None:
+        return ZERO_VNET_HDR
+    try:
+        return _VNET.pack(*hdr)
+    except struct.error as exc:
+        raise FrameError(f"vnet header field out of range: {exc}") from None
 
 
 def gso_type(buf: Buffer) -> int:

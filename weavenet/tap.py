@@ -24,6 +24,8 @@ import struct
 import sys
 from dataclasses import dataclass
 
+from weavenet.frame import VNET_HDR_LEN
+
 TUN_DEVICE = "/dev/net/tun"
 IFNAMSIZ = 16
 
@@ -71,76 +73,12 @@ TUNSETVNETHDRSZ = _iow("T", 216, 4)
 TUNSETVNETLE = _iow("T", 220, 4)
 
 # struct virtio_net_hdr
-VNET_HDR_LEN = 10
-_VNET_FMT = struct.Struct("<BBHHHH")
-VIRTIO_NET_HDR_F_NEEDS_CSUM = 0x01
-VIRTIO_NET_HDR_F_DATA_VALID = 0x02
-VIRTIO_NET_HDR_GSO_NONE = 0
-VIRTIO_NET_HDR_GSO_TCPV4 = 1
-VIRTIO_NET_HDR_GSO_UDP = 3
-VIRTIO_NET_HDR_GSO_TCPV6 = 4
-VIRTIO_NET_HDR_GSO_UDP_L4 = 5
-VIRTIO_NET_HDR_GSO_ECN = 0x80
-
-# The largest item a read can return: header, Ethernet with two VLAN tags, and a 64 KiB IP
-# GSO super-frame (the TAP keeps the default gso_max_size; BIG TCP is not enabled on it).
-# Same bound as weavenet.dataplane.MAX_FRAME_LEN.
+# The virtio-net header itself (layout, flags, parsing) is weavenet.frame's.
 MAX_ITEM = VNET_HDR_LEN + 14 + 2 * 4 + 0xFFFF
 
 
 class TapError(OSError):
     """Opening or configuring the TAP device failed."""
-
-
-class VnetHeaderError(ValueError):
-    """A buffer too short to hold a virtio-net header."""
-
-
-@dataclass(frozen=True, slots=True)
-class VnetHeader:
-    flags: int = 0
-    gso_type: int = VIRTIO_NET_HDR_GSO_NONE
-    hdr_len: int = 0
-    gso_size: int = 0
-    csum_start: int = 0
-    csum_offset: int = 0
-
-    @classmethod
-    def parse(cls, buf: bytes | bytearray | memoryview) -> VnetHeader:
-        if len(buf) < VNET_HDR_LEN:
-            raise VnetHeaderError(f"need {VNET_HDR_LEN} bytes for a vnet header, got {len(buf)}")
-        return cls(*_VNET_FMT.unpack_from(buf, 0))
-
-    def build(self) -> bytes:
-        try:
-            return _VNET_FMT.pack(
-                self.flags, self.gso_type, self.hdr_len,
-                self.gso_size, self.csum_start, self.csum_offset,
-            )
-        except struct.error as exc:
-            raise VnetHeaderError(f"vnet header field out of range: {exc}") from exc
-
-    @property
-    def is_gso(self) -> bool:
-        return (self.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE
-
-    @property
-    def needs_csum(self) -> bool:
-        return bool(self.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)
-
-
-_PLAIN = bytes(VNET_HDR_LEN)
-
-
-def plain_header() -> bytes:
-    """The header for a complete frame: no checksum to finish, no segmentation."""
-    return _PLAIN
-
-
-def split_item(item: bytes | memoryview) -> tuple[VnetHeader, memoryview]:
-    """Split one read item into its header and its Ethernet frame (no copy of the frame)."""
-    view = memoryview(item)
-    return VnetHeader.parse(view), view[VNET_HDR_LEN:]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,18 @@ from dataclasses import dataclass
 import pytest
 
 from weavenet import hostnet, tap, veth
+from weavenet.frame import (
+    VNET_F_NEEDS_CSUM,
+    VNET_GSO_ECN,
+    VNET_GSO_NONE,
+    VNET_GSO_TCPV4,
+    VNET_HDR_LEN,
+    FrameError,
+    VnetHdr,
+    build_vnet_hdr,
+    gso_type,
+    parse_vnet_hdr,
+)
 from weavenet.netns import socket_in_netns
 
 needs_root = [
@@ -41,41 +53,31 @@ ETHERTYPE_IPV4 = 0x0800
 
 
 def test_vnet_header_round_trips_every_field() -> None:
-    hdr = tap.VnetHeader(flags=tap.VIRTIO_NET_HDR_F_NEEDS_CSUM,
-                         gso_type=tap.VIRTIO_NET_HDR_GSO_TCPV4 | tap.VIRTIO_NET_HDR_GSO_ECN,
-                         hdr_len=66, gso_size=1398, csum_start=34, csum_offset=16)
-    raw = hdr.build()
-    assert len(raw) == tap.VNET_HDR_LEN == 10
+    hdr = VnetHdr(flags=VNET_F_NEEDS_CSUM, gso_type=VNET_GSO_TCPV4 | VNET_GSO_ECN,
+                  hdr_len=66, gso_size=1398, csum_start=34, csum_offset=16)
+    raw = build_vnet_hdr(hdr)
+    assert len(raw) == VNET_HDR_LEN == 10
     assert raw == bytes([1, 0x81, 66, 0, 0x76, 0x05, 34, 0, 16, 0])  # little-endian u16s
-    assert tap.VnetHeader.parse(raw + b"frame") == hdr
-    assert hdr.is_gso and hdr.needs_csum
+    assert parse_vnet_hdr(raw + b"frame") == hdr
+    assert gso_type(raw) == VNET_GSO_TCPV4
 
 
 def test_plain_header_is_all_zeros_and_means_a_finished_frame() -> None:
-    plain = tap.VnetHeader.parse(tap.plain_header())
-    assert tap.plain_header() == bytes(10)
-    assert plain == tap.VnetHeader() and not plain.is_gso and not plain.needs_csum
+    assert build_vnet_hdr() == bytes(10)
+    assert parse_vnet_hdr(build_vnet_hdr()) == VnetHdr()
 
 
 @pytest.mark.parametrize("size", [0, 1, 9])
 def test_vnet_header_rejects_a_short_buffer(size: int) -> None:
-    with pytest.raises(tap.VnetHeaderError):
-        tap.VnetHeader.parse(bytes(size))
-    with pytest.raises(tap.VnetHeaderError):
-        tap.split_item(bytes(size))
+    with pytest.raises(FrameError):
+        parse_vnet_hdr(bytes(size))
 
 
 def test_vnet_header_refuses_to_build_out_of_range_fields() -> None:
-    with pytest.raises(tap.VnetHeaderError):
-        tap.VnetHeader(gso_size=70000).build()
-    with pytest.raises(tap.VnetHeaderError):
-        tap.VnetHeader(flags=-1).build()
-
-
-def test_split_item_gives_the_frame_after_the_header() -> None:
-    item = tap.VnetHeader(csum_start=34).build() + b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06"
-    hdr, frame = tap.split_item(item)
-    assert hdr.csum_start == 34 and bytes(frame) == item[10:]
+    with pytest.raises(FrameError):
+        build_vnet_hdr(VnetHdr(gso_size=70000))
+    with pytest.raises(FrameError):
+        build_vnet_hdr(VnetHdr(flags=-1))
 
 
 # --- fixtures for the kernel tests -------------------------------------------------------
@@ -222,15 +224,15 @@ class TestRouterPort:
             src = mac_bytes(site.mac)
 
             def is_arp_from_container(item: bytes) -> bool:
-                frame = item[tap.VNET_HDR_LEN:]
+                frame = item[VNET_HDR_LEN:]
                 return frame[6:12] == src and ethertype_of(frame) == ETHERTYPE_ARP
 
             item, _ = read_until(tap_fd, is_arp_from_container)
         finally:
             pinger.kill()
             pinger.wait()
-        hdr, frame = tap.split_item(item)
-        assert hdr == tap.VnetHeader()  # a small complete frame: nothing for us to finish
+        hdr, frame = parse_vnet_hdr(item), item[VNET_HDR_LEN:]
+        assert hdr == VnetHdr()  # a small complete frame: nothing for us to finish
         assert bytes(frame[:6]) == b"\xff" * 6
         assert bytes(frame[38:42]) == bytes([10, 0, 1, 99])  # ARP target protocol address
 
@@ -248,7 +250,7 @@ class TestRouterPort:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             def is_syn(item: bytes) -> bool:
-                frame = item[tap.VNET_HDR_LEN:]
+                frame = item[VNET_HDR_LEN:]
                 return (frame[:6] == mac_bytes(far_mac) and ethertype_of(frame) == ETHERTYPE_IPV4
                         and frame[14 + 9] == socket.IPPROTO_TCP)
 
@@ -256,9 +258,9 @@ class TestRouterPort:
         finally:
             client.kill()
             client.wait()
-        hdr, frame = tap.split_item(item)
+        hdr, frame = parse_vnet_hdr(item), item[VNET_HDR_LEN:]
         # The container's kernel left the TCP checksum to "hardware": the header says where.
-        assert hdr.needs_csum and not hdr.is_gso
+        assert hdr.flags & VNET_F_NEEDS_CSUM and gso_type(item) == VNET_GSO_NONE
         assert (hdr.csum_start, hdr.csum_offset) == (14 + 20, 16)
         assert len(frame) >= hdr.csum_start + hdr.csum_offset + 2
 
@@ -267,7 +269,7 @@ class TestRouterPort:
     ) -> None:
         remote_mac = bytes.fromhex("02aabbccdd01")
         nonce = uuid.uuid4().bytes
-        assert tap.write_frame(tap_fd, tap.plain_header() + craft_frame(remote_mac, nonce))
+        assert tap.write_frame(tap_fd, build_vnet_hdr() + craft_frame(remote_mac, nonce))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             ready, _, _ = select.select([container_raw], [], [], 0.2)
@@ -286,14 +288,13 @@ class TestRouterPort:
     def test_write_frame_returns_false_when_the_kernel_refuses(self, site: Site,
                                                                tap_fd: int) -> None:
         frame = craft_frame(bytes.fromhex("02aabbccdd02"), b"refused")
-        bad = tap.VnetHeader(flags=tap.VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start=4000,
-                             csum_offset=16).build()
+        bad = build_vnet_hdr(VnetHdr(flags=VNET_F_NEEDS_CSUM, csum_start=4000, csum_offset=16))
         assert tap.write_frame(tap_fd, bad + frame) is False  # EINVAL: malformed header
         assert tap.write_frame(tap_fd, b"\0" * 4) is False  # shorter than the header
         ns_run(site.host, "ip", "link", "set", hostnet.ROUTER_PORT, "down")
-        assert tap.write_frame(tap_fd, tap.plain_header() + frame) is False  # EIO: port down
+        assert tap.write_frame(tap_fd, build_vnet_hdr() + frame) is False  # EIO: port down
         with pytest.raises(OSError):
-            tap.write_frame(-1, tap.plain_header() + frame)  # a bug, not a drop
+            tap.write_frame(-1, build_vnet_hdr() + frame)  # a bug, not a drop
 
     def test_read_batch_stops_at_max_frames_and_never_blocks(
         self, site: Site, tap_fd: int, container_raw: socket.socket
