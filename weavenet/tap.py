@@ -2,10 +2,11 @@
 
 The capture actor opens the bridge's router port (created persistent by `weavenet.hostnet`)
 with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and turns on TSO/checksum offloads, so the kernel
-hands us whole TCP super-frames (up to 64 KiB) with a `VnetHeader` that says how to finish
-them (partial checksum, segmentation) instead of segmenting them for us. Writing a frame back
+hands us whole TCP super-frames (up to 64 KiB) with a virtio-net header (weavenet.frame's
+VnetHdr) that says how to finish them (partial checksum, segmentation) instead of segmenting
+them for us. Writing a frame back
 with its header lets the far side's kernel do that work. Every item read or written is
-`VnetHeader bytes + Ethernet frame`.
+`virtio-net header bytes + Ethernet frame`.
 
 The header is 10 bytes: `struct virtio_net_hdr`. The 12-byte variant appends `num_buffers`,
 which only means something for virtio's mergeable receive buffers; a TAP reader has no use
