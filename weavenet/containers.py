@@ -95,9 +95,20 @@ def docker_run(args: list[str]) -> str:
     proc = subprocess.run([exe, "run", "-d", *extra, *args], capture_output=True,
                           text=True)
     if proc.returncode != 0:
-        msg = proc.stderr.strip().splitlines()
-        raise BusError(FAILED, msg[-1] if msg else f"docker run failed ({proc.returncode})")
+        reason = docker_error(proc.stderr) or f"docker run failed ({proc.returncode})"
+        raise BusError(FAILED, reason)
     return proc.stdout.strip().splitlines()[-1]
+
+
+def docker_error(stderr: str) -> str:
+    """The one line of `docker run`'s stderr that says what went wrong."""
+    lines = [x.strip() for x in stderr.splitlines() if x.strip()]
+    for line in lines:
+        if line.startswith("docker: "):
+            return line
+    noise = ("WARNING", "Usage:", "Run 'docker", "See 'docker", "Unable to find image")
+    useful = [x for x in lines if not x.startswith(noise)]
+    return useful[0] if useful else (lines[-1] if lines else "")
 
 
 def docker_remove(container_id: str) -> None:
