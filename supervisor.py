@@ -265,6 +265,12 @@ class Supervisor:
             self.pending[env.id] = Pending(b"@" + a.name.encode(), target.name,
                                            time.monotonic() + REQUEST_TIMEOUT)
             self.bus.send_multipart([target.name.encode(), bus.encode(inner)])
+            return
+        # Say so rather than stay silent: the asking actor decides whether to retry.
+        state = target.state if target is not None else "unknown"
+        r = bus.reply(env, src="supervisor", inc=self.inc,
+                      error=(bus.UNAVAILABLE, f"{env.body.get('to')} is {state}"))
+        self.bus.send_multipart([a.name.encode(), bus.encode(r)])
 
     def on_ctl(self) -> None:
         while True:
