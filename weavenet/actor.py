@@ -151,6 +151,7 @@ class Actor:
     def dispatch(self, env: Envelope) -> Envelope:
         """The one error boundary of the actor: every handler failure becomes an error reply."""
         handler = self.HANDLERS.get(env.type)
+        self.log.debug("request_received", type=env.type, id=env.id, src=env.src)
         if handler is None:
             return bus.reply(env, src=self.NAME, inc=self.inc,
                              error=(bus.USAGE, f"{self.NAME} does not handle {env.type!r}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -101,6 +102,22 @@ def test_the_control_socket_refuses_an_unprivileged_user(router: Router):
     # The supervisor's own sockets and pid file are root-only too.
     assert (router.run_dir.stat().st_mode & 0o777) == 0o700
     assert (router.run_dir / "ctl.sock").stat().st_mode & 0o077 == 0
+
+
+def test_debug_raises_log_verbosity_and_logs_are_json_lines(router: Router):
+    def levels() -> set[str]:
+        lines = router.weave("logs").stdout.splitlines()
+        events = [json.loads(x) for x in lines]  # every line is one JSON object
+        assert all({"actor", "pid", "inc", "event", "level"} <= set(e) for e in events)
+        return {e["level"] for e in events}
+
+    router.weave("launch")
+    router.weave("ps")
+    assert "debug" not in levels()
+    router.weave("stop")
+    router.weave("launch", "-debug")
+    router.weave("ps")
+    assert "debug" in levels()
 
 
 def test_status_when_nothing_runs_says_so_and_exits_1(router: Router):
