@@ -21,7 +21,6 @@ import math
 import platform
 import random
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +29,6 @@ from weavenet.peer import PeerName
 from weavenet.routes import Routes
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def connected_half(sim: MeshSim, start: PeerName) -> list[PeerName]:
-    order, seen, queue = [], {start}, deque([start])
-    while queue and len(order) < len(sim.nodes) // 2:
-        at = queue.popleft()
-        order.append(at)
-        for nxt in sorted(sim.nodes[at].neighbours):
-            if nxt not in seen:
-                seen.add(nxt)
-                queue.append(nxt)
-    return order
 
 
 def measure(sim: MeshSim, n: int, event: str, change: Any) -> dict[str, Any]:
@@ -78,7 +65,7 @@ def run_size(n: int, degree: int, seed: int) -> list[dict[str, Any]]:
 
     rows.append(measure(sim, n, "join", join))
     rows.append(measure(sim, n, "leave", lambda: sim.remove_peer(names[n // 3])))
-    rows.append(measure(sim, n, "partition", lambda: sim.partition(connected_half(sim, names[0]))))
+    rows.append(measure(sim, n, "partition", lambda: sim.partition(sim.connected_half(names[0]))))
     rows.append(measure(sim, n, "heal", sim.heal))
     rows.append(measure(sim, n, "restart", lambda: sim.restart_peer(names[n // 2])))
 

@@ -113,6 +113,19 @@ class MeshSim:
             self.connect(name, other)
         return name
 
+    def connected_half(self, start: PeerName) -> list[PeerName]:
+        """Half of the peers, connected among themselves (BFS from ``start``): one side of a
+        partition that leaves both halves whole."""
+        order, seen, queue = [], {start}, deque([start])
+        while queue and len(order) < len(self.nodes) // 2:
+            at = queue.popleft()
+            order.append(at)
+            for nxt in sorted(self.nodes[at].neighbours):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    queue.append(nxt)
+        return order
+
     def partition(self, side: Iterable[PeerName]) -> int:
         """Cut every link between ``side`` and the rest; return how many were cut."""
         group = set(side)

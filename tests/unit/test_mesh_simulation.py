@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections import deque
 
 import pytest
 from hypothesis import given, settings
@@ -23,19 +22,6 @@ def report(event: str, stats: SimStats) -> None:
 
 def links(sim: MeshSim) -> int:
     return sum(len(node.neighbours) for node in sim.nodes.values()) // 2
-
-
-def connected_half(sim: MeshSim, start: PeerName) -> list[PeerName]:
-    """Half of the peers, connected among themselves (BFS from ``start``)."""
-    order, seen, queue = [], {start}, deque([start])
-    while queue and len(order) < len(sim.nodes) // 2:
-        at = queue.popleft()
-        order.append(at)
-        for nxt in sorted(sim.nodes[at].neighbours):
-            if nxt not in seen:
-                seen.add(nxt)
-                queue.append(nxt)
-    return order
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +74,7 @@ def test_a_partition_splits_the_views_and_healing_rejoins_them(
     mesh: tuple[MeshSim, list[PeerName]],
 ) -> None:
     sim, names = mesh
-    side = connected_half(sim, names[0])
+    side = sim.connected_half(names[0])
     cut = sim.partition(side)
     stats = sim.run_until_quiet()
     report("partition", stats)
@@ -150,7 +136,7 @@ def test_small_meshes_converge_after_any_sequence_of_changes(seed: int, events: 
         elif event == "restart":
             sim.restart_peer(a)
         elif event == "split":
-            sim.partition(connected_half(sim, a))
+            sim.partition(sim.connected_half(a))
         # Changes may overlap in flight: only sometimes wait for quiet in between.
         if rng.random() < 0.5:
             sim.run_until_quiet(max_rounds=200)
