@@ -17,7 +17,7 @@ from typing import Any
 import zmq
 
 from weavenet import tap
-from weavenet.actor import Actor, main
+from weavenet.actor import Actor, drain, main
 from weavenet.counters import Counters
 from weavenet.dataplane import BatchError, decode_batch, encode_batch, tune_malloc
 from weavenet.tap import ROUTER_PORT
@@ -96,14 +96,9 @@ class Capture(Actor):
 
     def _on_inject(self) -> None:
         fd = self.tap.fd
-        recv = self.inj.recv_multipart
         write = tap.write_frame
         counters = self.counters
-        for _ in range(INJECT_BATCHES_PER_WAKEUP):
-            try:
-                parts = recv(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+        for parts in drain(self.inj, INJECT_BATCHES_PER_WAKEUP):
             try:
                 _, frames = decode_batch(parts)
             except BatchError:

@@ -49,7 +49,7 @@ from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
 
 from weavenet import bus
-from weavenet.actor import Actor, handles, main
+from weavenet.actor import Actor, drain, handles, main
 from weavenet.bus import BusError, Envelope
 from weavenet.cryptoproto import (
     MAX_PAYLOAD,
@@ -278,16 +278,11 @@ class Crypto(Actor):
 
     # -- data -----------------------------------------------------------------------------------
     def _on_data(self) -> None:
-        recv = self.data.recv_multipart
         send = self.data.send_multipart
         ring = self.ring
-        for _ in range(REQUESTS_PER_WAKEUP):
-            try:
-                # copied parts: the libsodium binding only takes bytes, so a zero-copy receive
-                # would be copied for every item anyway
-                parts = recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        # copied parts: the libsodium binding only takes bytes, so a zero-copy receive would be
+        # copied for every item anyway
+        for parts in drain(self.data, REQUESTS_PER_WAKEUP, copy=True):
             ident = parts[0]
             try:
                 req, payloads = decode_request(parts[1:])

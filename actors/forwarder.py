@@ -35,7 +35,7 @@ from typing import Any
 import zmq
 
 from weavenet import bus
-from weavenet.actor import Actor, main
+from weavenet.actor import Actor, drain, main
 from weavenet.counters import Counters
 from weavenet.cryptoproto import (
     OPEN,
@@ -368,14 +368,9 @@ class ForwarderActor(Actor):
     def _on_captured(self) -> None:
         plan = Plan()
         captured = self.core.captured
-        recv = self.frames_out.recv_multipart
         now = time.monotonic()
         n = 0
-        for _ in range(BATCHES_PER_WAKEUP):
-            try:
-                parts = recv(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
+        for parts in drain(self.frames_out, BATCHES_PER_WAKEUP):
             try:
                 _, frames = decode_batch(parts)
             except BatchError:
@@ -515,15 +510,10 @@ class ForwarderActor(Actor):
     def _on_crypto(self) -> None:
         plan = Plan()
         now = time.monotonic()
-        recv = self.crypto.recv_multipart
         counters = self.counters
         received = self.core.received
         nframes = 0
-        for _ in range(CRYPTO_REPLIES_PER_WAKEUP):
-            try:
-                parts = recv(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
+        for parts in drain(self.crypto, CRYPTO_REPLIES_PER_WAKEUP):
             try:
                 reply, results = decode_reply(parts)
             except CryptoProtoError:

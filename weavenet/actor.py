@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,19 @@ def handles(type_: str) -> Callable[[Handler], Handler]:
         return fn
 
     return mark
+
+
+def drain(sock: zmq.Socket, limit: int, copy: bool = False) -> Iterator[list[Any]]:
+    """The multipart messages waiting on `sock`, at most `limit` of them, never blocking.
+
+    The bound keeps one busy socket from starving the others (and the heartbeat) in the loop.
+    """
+    recv = sock.recv_multipart
+    for _ in range(limit):
+        try:
+            yield recv(zmq.NOBLOCK, copy=copy)
+        except zmq.Again:
+            return
 
 
 def load_config(run_dir: Path) -> dict[str, Any]:
