@@ -26,11 +26,11 @@ import msgpack
 import zmq
 
 import weavenet
-from weavenet import bus, log
-from weavenet.bus import Envelope
-from weavenet.keys import Password
-from weavenet.peer import Peer
-from weavenet.restart import RestartPolicy, RestartSettings
+from weavenet.crypto.keys import Password
+from weavenet.mesh.peer import Peer
+from weavenet.runtime import bus, log
+from weavenet.runtime.bus import Envelope
+from weavenet.runtime.restart import RestartPolicy, RestartSettings
 
 ACTOR_ORDER = ("netconf", "capture", "crypto", "forwarder", "gossip")
 READY_TIMEOUT = 20.0

@@ -16,11 +16,11 @@ from typing import Any
 
 import zmq
 
-from weavenet import tap
-from weavenet.actor import Actor, drain, main
-from weavenet.counters import Counters
-from weavenet.dataplane import BatchError, decode_batch, encode_batch, tune_malloc
-from weavenet.tap import ROUTER_PORT
+from weavenet.dataplane.batch import BatchError, decode_batch, encode_batch, tune_malloc
+from weavenet.host import tap
+from weavenet.host.tap import ROUTER_PORT
+from weavenet.runtime.actor import Actor, drain, main
+from weavenet.runtime.counters import Counters
 
 READ_BATCH = 64  # frames per read batch (one ZeroMQ message)
 READS_PER_WAKEUP = 4  # batches read before going back to the poller (lets injection interleave)

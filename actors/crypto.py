@@ -2,7 +2,7 @@
 
 Sockets
     ROUTER bound at ``Endpoints.crypto``; the forwarder connects a DEALER. One multipart message
-    per batch (codec and field meanings in ``weavenet.cryptoproto``)::
+    per batch (codec and field meanings in ``weavenet.crypto.protocol``)::
 
         request  [header, p1, ..., pn]   header {"op": "seal"|"open", "peer": name, "tag": any}
         reply    [header, r1, ..., rn]   header {"op", "peer", "tag", "epoch", "failed"}
@@ -48,10 +48,7 @@ import zmq
 from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
 
-from weavenet import bus
-from weavenet.actor import Actor, drain, handles, main
-from weavenet.bus import BusError, Envelope
-from weavenet.cryptoproto import (
+from weavenet.crypto.protocol import (
     MAX_PAYLOAD,
     SEAL,
     CryptoProtoError,
@@ -61,8 +58,7 @@ from weavenet.cryptoproto import (
     decode_request,
     encode_reply_header,
 )
-from weavenet.dataplane import tune_malloc
-from weavenet.seal import (
+from weavenet.crypto.seal import (
     DatagramOpener,
     DatagramSealer,
     ForgedMessage,
@@ -70,6 +66,10 @@ from weavenet.seal import (
     NonceExhausted,
     ReplayedDatagram,
 )
+from weavenet.dataplane.batch import tune_malloc
+from weavenet.runtime import bus
+from weavenet.runtime.actor import Actor, drain, handles, main
+from weavenet.runtime.bus import BusError, Envelope
 
 QUEUE_HWM = 1024  # batches each way
 REQUESTS_PER_WAKEUP = 256  # bounded drain, so heartbeats and key installs are never starved

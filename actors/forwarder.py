@@ -1,14 +1,14 @@
 """The forwarder actor: the sleeve's UDP side and the per-frame forwarding loop.
 
 A thin loop around the sans-IO core: frames captured on our bridge (PULL from capture) go
-through :class:`weavenet.forwarding.Forwarder` and leave as sleeve datagrams
-(:func:`weavenet.sleeve.pack_datagram`) to each next hop's UDP address; datagrams from the
+through :class:`weavenet.dataplane.forwarding.Forwarder` and leave as sleeve datagrams
+(:func:`weavenet.dataplane.sleeve.pack_datagram`) to each next hop's UDP address; datagrams from the
 network are decoded and either injected (PUSH to capture) or relayed. Routes come from the
 gossip actor's "routes" event. Per neighbour it keeps a :class:`Path`: the UDP address
 (configured by gossip or learned from the neighbour's own heartbeats, which is what makes a
-peer behind NAT reachable), heartbeat liveness and a :class:`weavenet.pmtu.PathMtu`.
+peer behind NAT reachable), heartbeat liveness and a :class:`weavenet.dataplane.pmtu.PathMtu`.
 
-The core runs on wire peer ids (48-bit ints, see :func:`weavenet.sleeve.peer_to_wire`) so
+The core runs on wire peer ids (48-bit ints, see :func:`weavenet.dataplane.sleeve.peer_to_wire`) so
 nothing is converted per datagram; names only appear in routes, status and events.
 
 With encryption (config["encryption"]) every FRAMES datagram goes through the crypto actor (a
@@ -34,10 +34,7 @@ from typing import Any
 
 import zmq
 
-from weavenet import bus
-from weavenet.actor import Actor, drain, main
-from weavenet.counters import Counters
-from weavenet.cryptoproto import (
+from weavenet.crypto.protocol import (
     OPEN,
     OVERHEAD,
     SEAL,
@@ -45,11 +42,11 @@ from weavenet.cryptoproto import (
     decode_reply,
     encode_request,
 )
-from weavenet.dataplane import MAX_BATCH, BatchError, decode_batch, encode_batch, tune_malloc
-from weavenet.forwarding import Forwarder, Plan, Routes
-from weavenet.maccache import MacCache
-from weavenet.pmtu import PathMtu, fit_frame, frame_budget
-from weavenet.sleeve import (
+from weavenet.dataplane.batch import MAX_BATCH, BatchError, decode_batch, encode_batch, tune_malloc
+from weavenet.dataplane.forwarding import Forwarder, Plan, Routes
+from weavenet.dataplane.maccache import MacCache
+from weavenet.dataplane.pmtu import PathMtu, fit_frame, frame_budget
+from weavenet.dataplane.sleeve import (
     BROADCAST_PEER,
     ENCRYPTED,
     FRAG_TEST,
@@ -78,6 +75,9 @@ from weavenet.sleeve import (
     unpack_control_body,
     unpack_frames,
 )
+from weavenet.runtime import bus
+from weavenet.runtime.actor import Actor, drain, main
+from weavenet.runtime.counters import Counters
 
 # Linux <linux/in.h>; the socket module does not export them all.
 IP_MTU_DISCOVER = 10
@@ -108,7 +108,7 @@ SEALED_PREFIX_LEN = 12  # version, kind, flags, reserved, sender: the outer head
 SEAL_EXTRA = SEALED_PREFIX_LEN + OVERHEAD - OUTER_LEN  # bytes a datagram grows when sealed
 _OPENED = Header(FRAMES, 0, 0, 0)  # what unpack_frames needs of the header: only the kind
 
-# drop reasons of the actor (the core's are in weavenet.forwarding / weavenet.pmtu)
+# drop reasons of the actor (the core's are in weavenet.dataplane's forwarding and pmtu)
 MALFORMED = "malformed_datagram"
 UNKNOWN_SENDER = "unknown_sender"
 SEALED = "sealed_unexpected"  # an encrypted datagram while we run without a password

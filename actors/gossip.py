@@ -40,18 +40,17 @@ from typing import Any
 
 import zmq
 
-from weavenet import bus
-from weavenet.actor import Actor, handles, main
-from weavenet.bus import BusError, Envelope
-from weavenet.connmaker import (
+from weavenet.crypto.keys import KeyExchange, Password
+from weavenet.crypto.protocol import forget_body, install_body
+from weavenet.crypto.seal import StreamSealer
+from weavenet.mesh.connmaker import (
     ConnectionMaker,
     Source,
     TargetState,
     discovery_candidates,
     normalize_address,
 )
-from weavenet.cryptoproto import forget_body, install_body
-from weavenet.handshake import (
+from weavenet.mesh.handshake import (
     CONNECTION_TO_SELF,
     DUPLICATE_CONNECTION,
     Accepted,
@@ -61,12 +60,10 @@ from weavenet.handshake import (
     Refused,
     prefer,
 )
-from weavenet.keys import KeyExchange, Password
-from weavenet.peer import Peer, PeerName, new_uid
-from weavenet.routes import Routes, forwarder_snapshot
-from weavenet.seal import StreamSealer
-from weavenet.topology import PeerRecord, Peers
-from weavenet.wire import (
+from weavenet.mesh.peer import Peer, PeerName, new_uid
+from weavenet.mesh.routes import Routes, forwarder_snapshot
+from weavenet.mesh.topology import PeerRecord, Peers
+from weavenet.mesh.wire import (
     MAX_MESSAGE_SIZE,
     Decoder,
     Established,
@@ -80,6 +77,9 @@ from weavenet.wire import (
     encode_body,
     frame,
 )
+from weavenet.runtime import bus
+from weavenet.runtime.actor import Actor, handles, main
+from weavenet.runtime.bus import BusError, Envelope
 
 CONNECT_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 5.0

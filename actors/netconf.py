@@ -19,9 +19,9 @@ import subprocess
 import sys
 from typing import Any
 
-from weavenet import arp, hostnet, veth
-from weavenet.actor import Actor, handles, main
-from weavenet.bus import FAILED, BusError, Envelope
+from weavenet.host import arp, bridge, veth
+from weavenet.runtime.actor import Actor, handles, main
+from weavenet.runtime.bus import FAILED, BusError, Envelope
 
 BRIDGE = "weave"
 
@@ -35,8 +35,8 @@ class Netconf(Actor):
         self.range = ipaddress.ip_network(rng) if rng else None
         self.db_path = self.state_dir / "attachments.json"
         self.attachments: dict[str, dict[str, Any]] = self._load()
-        hostnet.ensure_bridge(BRIDGE, mtu=self.mtu)
-        hostnet.ensure_router_port(BRIDGE, mtu=self.mtu)
+        bridge.ensure_bridge(BRIDGE, mtu=self.mtu)
+        bridge.ensure_router_port(BRIDGE, mtu=self.mtu)
         self._clear_conntrack(int(self.config.get("port", 6783)))
         self.every(5.0, self._prune)
         self.log.info("bridge_ready", bridge=BRIDGE, mtu=self.mtu,
@@ -80,7 +80,7 @@ class Netconf(Actor):
     def _check(self, cidrs: list[str], key: str | None) -> list[ipaddress.IPv4Interface]:
         self._prune()
         out = []
-        exposed = {ipaddress.ip_interface(c).ip for c in hostnet.bridge_addresses(BRIDGE)}
+        exposed = {ipaddress.ip_interface(c).ip for c in bridge.bridge_addresses(BRIDGE)}
         for text in cidrs:
             iface = ipaddress.ip_interface(text)
             if self.range is not None and not iface.network.subnet_of(self.range):
@@ -147,18 +147,18 @@ class Netconf(Actor):
     @handles("expose")
     def expose(self, env: Envelope) -> dict[str, Any]:
         cidr = str(env.body["cidr"])
-        if cidr not in hostnet.bridge_addresses(BRIDGE):
+        if cidr not in bridge.bridge_addresses(BRIDGE):
             self._check([cidr], None)
-        hostnet.expose(cidr, bridge=BRIDGE)
+        bridge.expose(cidr, bridge=BRIDGE)
         self.log.info("host_exposed", cidr=cidr)
         return {}
 
     @handles("hide")
     def hide(self, env: Envelope) -> dict[str, Any]:
         cidr = str(env.body["cidr"])
-        if cidr not in hostnet.bridge_addresses(BRIDGE):
+        if cidr not in bridge.bridge_addresses(BRIDGE):
             raise BusError(FAILED, f"{cidr} is not exposed on this host")
-        hostnet.hide(cidr, bridge=BRIDGE)
+        bridge.hide(cidr, bridge=BRIDGE)
         self.log.info("host_hidden", cidr=cidr)
         return {}
 
@@ -168,13 +168,13 @@ class Netconf(Actor):
         return self.status()
 
     def status(self) -> dict[str, Any]:
-        with hostnet.rtnl() as ipr:
-            link = hostnet.get_link(ipr, BRIDGE)
+        with bridge.rtnl() as ipr:
+            link = bridge.get_link(ipr, BRIDGE)
         return {
             "bridge": BRIDGE,
-            "bridge_mac": hostnet.link_summary(link)["mac"] if link is not None else None,
+            "bridge_mac": bridge.link_summary(link)["mac"] if link is not None else None,
             "mtu": self.mtu,
-            "exposed": hostnet.bridge_addresses(BRIDGE),
+            "exposed": bridge.bridge_addresses(BRIDGE),
             "attachments": [
                 {k: a[k] for k in ("key", "label", "container_id", "mac", "cidrs")}
                 for a in self.attachments.values()

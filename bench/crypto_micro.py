@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 
-from weavenet.seal import (
+from weavenet.crypto.seal import (
     DatagramOpener,
     DatagramSealer,
     StreamOpener,

@@ -12,10 +12,10 @@ import argparse
 import time
 from collections.abc import Callable
 
-from weavenet.dataplane import decode_batch, encode_batch
-from weavenet.forwarding import Forwarder, Routes
-from weavenet.maccache import MacCache
-from weavenet.sleeve import pack_datagram, peer_to_wire, unpack_datagram
+from weavenet.dataplane.batch import decode_batch, encode_batch
+from weavenet.dataplane.forwarding import Forwarder, Routes
+from weavenet.dataplane.maccache import MacCache
+from weavenet.dataplane.sleeve import pack_datagram, peer_to_wire, unpack_datagram
 
 A, B, C = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"
 

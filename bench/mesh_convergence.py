@@ -2,7 +2,8 @@
 
     python bench/mesh_convergence.py [--sizes 10,100,500] [--degree 3] [--seed 2014]
 
-In-process (weavenet.meshsim): N peers, each connecting to `degree` random earlier ones, gossip
+In-process (weavenet.mesh.simulation): N peers, each connecting to `degree` random earlier
+ones, gossip
 through the real Peers/Routes code over an in-memory transport in synchronous rounds (one round =
 one network latency). For each size it measures a cold start, a peer joining, a peer leaving, a
 partition into two halves, the partition healing, and a peer restarting as a new incarnation,
@@ -24,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from weavenet.meshsim import MeshSim
-from weavenet.peer import PeerName
-from weavenet.routes import Routes
+from weavenet.mesh.peer import PeerName
+from weavenet.mesh.routes import Routes
+from weavenet.mesh.simulation import MeshSim
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -19,7 +19,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from weavenet.lab import Lab, LabError, procs
-from weavenet.lab import netns as lab_netns
+from weavenet.lab import underlay as lab_netns
 from weavenet.lab.lab import LABS_ROOT, unique_prefix
 
 pytestmark = [

@@ -20,9 +20,8 @@ import pytest
 import zmq
 
 from actors.crypto import PREVIOUS_GRACE, KeyReused, KeyRing
-from weavenet import bus
-from weavenet.bus import Envelope
-from weavenet.cryptoproto import (
+from weavenet.crypto.keys import HandshakeParty, KeyExchange, Password, Role, SessionKeys
+from weavenet.crypto.protocol import (
     OVERHEAD,
     Install,
     Reply,
@@ -31,8 +30,9 @@ from weavenet.cryptoproto import (
     forget_body,
     install_body,
 )
-from weavenet.keys import HandshakeParty, KeyExchange, Password, Role, SessionKeys
-from weavenet.seal import DatagramSealer
+from weavenet.crypto.seal import DatagramSealer
+from weavenet.runtime import bus
+from weavenet.runtime.bus import Envelope
 
 REPO = Path(__file__).resolve().parents[2]
 PEER_A = "aa:00:00:00:00:0a"

@@ -20,8 +20,8 @@ import pytest
 import zmq
 
 from tests.functional.conftest import Router, wait_for
-from weavenet import bus
-from weavenet.handshake import (
+from weavenet.host.netns import open_netns_fd, socket_in_netns
+from weavenet.mesh.handshake import (
     CONNECTION_TO_SELF,
     DUPLICATE_CONNECTION,
     NAME_COLLISION,
@@ -32,10 +32,9 @@ from weavenet.handshake import (
     Refused,
     prefer,
 )
-from weavenet.netns import open_netns_fd, socket_in_netns
-from weavenet.peer import Peer, PeerName
-from weavenet.topology import Connection, PeerRecord
-from weavenet.wire import (
+from weavenet.mesh.peer import Peer, PeerName
+from weavenet.mesh.topology import Connection, PeerRecord
+from weavenet.mesh.wire import (
     Decoder,
     Goodbye,
     Heartbeat,
@@ -46,6 +45,7 @@ from weavenet.wire import (
     encode,
     encode_header,
 )
+from weavenet.runtime import bus
 
 pytestmark = pytest.mark.root
 PORT = 6783

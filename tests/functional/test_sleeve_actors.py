@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.functional.conftest import Router, wait_for
-from weavenet.netns import socket_in_netns
+from weavenet.host.netns import socket_in_netns
 
 pytestmark = [
     pytest.mark.root,

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from weavenet import hostnet, tap, veth
-from weavenet.frame import (
+from weavenet.dataplane.frame import (
     VNET_F_NEEDS_CSUM,
     VNET_GSO_ECN,
     VNET_GSO_NONE,
@@ -34,7 +33,8 @@ from weavenet.frame import (
     gso_type,
     parse_vnet_hdr,
 )
-from weavenet.netns import socket_in_netns
+from weavenet.host import bridge, tap, veth
+from weavenet.host.netns import socket_in_netns
 
 needs_root = [
     pytest.mark.root,
@@ -102,8 +102,8 @@ def site() -> Iterator[Site]:
     netns.pushns(host)
     try:
         assert os.stat("/proc/thread-self/ns/net").st_ino == os.stat(host).st_ino
-        hostnet.ensure_bridge()
-        hostnet.ensure_router_port()
+        bridge.ensure_bridge()
+        bridge.ensure_router_port()
         att = veth.attach(cont, "10.0.1.1/24")
         yield Site(host=host, container=cont, mac=att["mac"])
     finally:
@@ -124,7 +124,7 @@ def wait_port_forwarding(site: Site, timeout: float = 5.0) -> None:
     may batch the event for up to a second. Frames sent before the port forwards are lost."""
     deadline = time.monotonic() + timeout
     while True:
-        out = ns_run(site.host, "bridge", "-j", "link", "show", "dev", hostnet.ROUTER_PORT)
+        out = ns_run(site.host, "bridge", "-j", "link", "show", "dev", bridge.ROUTER_PORT)
         ports = json.loads(out.stdout or "[]")
         if ports and ports[0].get("state") == "forwarding":
             return
@@ -134,7 +134,7 @@ def wait_port_forwarding(site: Site, timeout: float = 5.0) -> None:
 
 @pytest.fixture
 def tap_fd(site: Site) -> Iterator[int]:
-    fd = tap.open_tap(hostnet.ROUTER_PORT)
+    fd = tap.open_tap(bridge.ROUTER_PORT)
     try:
         wait_port_forwarding(site)
         yield fd
@@ -195,25 +195,25 @@ class TestRouterPort:
     pytestmark = needs_root
 
     def test_persistent_tap_opens_with_vnet_header_and_offloads(self, site: Site) -> None:
-        handle = tap.open_tap_handle(hostnet.ROUTER_PORT)
+        handle = tap.open_tap_handle(bridge.ROUTER_PORT)
         try:
             wanted = tap.TUN_F_CSUM | tap.TUN_F_TSO4 | tap.TUN_F_TSO6
             assert handle.vnet_hdr and handle.offloads & wanted == wanted
             info = self._tun_info(site)
             assert info["vnet_hdr"] is True and info["persist"] is True
             with pytest.raises(tap.TapError) as busy:
-                tap.open_tap(hostnet.ROUTER_PORT)  # single queue: one reader at a time
+                tap.open_tap(bridge.ROUTER_PORT)  # single queue: one reader at a time
             assert busy.value.errno == 16  # EBUSY
         finally:
             os.close(handle.fd)
         # Persistent: the port survives its reader closing and stays on the bridge.
-        ports = {p["name"]: p for p in hostnet.bridge_ports()}
-        assert ports[hostnet.ROUTER_PORT]["kind"] == "tun"
-        os.close(tap.open_tap(hostnet.ROUTER_PORT))
+        ports = {p["name"]: p for p in bridge.bridge_ports()}
+        assert ports[bridge.ROUTER_PORT]["kind"] == "tun"
+        os.close(tap.open_tap(bridge.ROUTER_PORT))
 
     @staticmethod
     def _tun_info(site: Site) -> dict:
-        out = ns_run(site.host, "ip", "-j", "-d", "link", "show", hostnet.ROUTER_PORT)
+        out = ns_run(site.host, "ip", "-j", "-d", "link", "show", bridge.ROUTER_PORT)
         return json.loads(out.stdout)[0]["linkinfo"]["info_data"]
 
     def test_reads_the_arp_broadcast_a_container_sends(self, site: Site, tap_fd: int) -> None:
@@ -282,7 +282,7 @@ class TestRouterPort:
             raise AssertionError("the injected frame never reached the container")
         # The bridge learned the remote MAC on the router port, so replies go back to us.
         fdb = json.loads(ns_run(site.host, "bridge", "-j", "fdb", "show", "br", "weave").stdout)
-        assert any(e["mac"] == "02:aa:bb:cc:dd:01" and e["ifname"] == hostnet.ROUTER_PORT
+        assert any(e["mac"] == "02:aa:bb:cc:dd:01" and e["ifname"] == bridge.ROUTER_PORT
                    for e in fdb)
 
     def test_write_frame_returns_false_when_the_kernel_refuses(self, site: Site,
@@ -291,7 +291,7 @@ class TestRouterPort:
         bad = build_vnet_hdr(VnetHdr(flags=VNET_F_NEEDS_CSUM, csum_start=4000, csum_offset=16))
         assert tap.write_frame(tap_fd, bad + frame) is False  # EINVAL: malformed header
         assert tap.write_frame(tap_fd, b"\0" * 4) is False  # shorter than the header
-        ns_run(site.host, "ip", "link", "set", hostnet.ROUTER_PORT, "down")
+        ns_run(site.host, "ip", "link", "set", bridge.ROUTER_PORT, "down")
         assert tap.write_frame(tap_fd, build_vnet_hdr() + frame) is False  # EIO: port down
         with pytest.raises(OSError):
             tap.write_frame(-1, build_vnet_hdr() + frame)  # a bug, not a drop
@@ -320,7 +320,7 @@ class TestRouterPort:
     def test_without_vnet_header_items_are_bare_ethernet(
         self, site: Site, container_raw: socket.socket
     ) -> None:
-        fd = tap.open_tap(hostnet.ROUTER_PORT, vnet_hdr=False)
+        fd = tap.open_tap(bridge.ROUTER_PORT, vnet_hdr=False)
         try:
             wait_port_forwarding(site)
             nonce = uuid.uuid4().bytes

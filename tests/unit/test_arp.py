@@ -1,6 +1,6 @@
 import struct
 
-from weavenet.arp import announcement
+from weavenet.host.arp import announcement
 
 
 def test_announcement_is_a_broadcast_arp_request_for_our_own_address():

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from weavenet import bus
+from weavenet.runtime import bus
 
 
 def test_request_and_reply_roundtrip_keep_type_and_correlate():

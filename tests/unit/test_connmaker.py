@@ -6,15 +6,15 @@ import random
 
 import pytest
 
-from weavenet.connmaker import (
+from weavenet.mesh.connmaker import (
     ConnectionMaker,
     Source,
     TargetState,
     discovery_candidates,
     normalize_address,
 )
-from weavenet.peer import Peer, PeerName
-from weavenet.topology import Connection, PeerRecord, Peers
+from weavenet.mesh.peer import Peer, PeerName
+from weavenet.mesh.topology import Connection, PeerRecord, Peers
 
 P1 = PeerName("02:00:00:00:00:01")
 P2 = PeerName("02:00:00:00:00:02")

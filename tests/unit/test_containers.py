@@ -1,4 +1,4 @@
-from weavenet.containers import docker_error
+from weavenet.cli.containers import docker_error
 
 
 def test_the_line_that_says_what_went_wrong_is_picked_from_docker_run_stderr():

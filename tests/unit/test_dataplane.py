@@ -4,7 +4,13 @@ import zmq
 from hypothesis import given
 from hypothesis import strategies as st
 
-from weavenet.dataplane import MAX_BATCH, MAX_FRAME_LEN, BatchError, decode_batch, encode_batch
+from weavenet.dataplane.batch import (
+    MAX_BATCH,
+    MAX_FRAME_LEN,
+    BatchError,
+    decode_batch,
+    encode_batch,
+)
 
 
 def test_batch_roundtrip_keeps_header_and_frames_separate():

@@ -1,7 +1,7 @@
 from collections import Counter
 
 from tests.unit.frames_helper import eth, mac
-from weavenet.forwarding import (
+from weavenet.dataplane.forwarding import (
     BAD_SRC_MAC,
     LOCAL_DST,
     NO_PEERS,
@@ -15,7 +15,7 @@ from weavenet.forwarding import (
     Routes,
     Send,
 )
-from weavenet.maccache import Learned, MacCache
+from weavenet.dataplane.maccache import Learned, MacCache
 
 BCAST = b"\xff" * 6
 MAC_A, MAC_B, MAC_C = mac(0xA), mac(0xB), mac(0xC)

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.unit.frames_helper import eth, ipv4, mac, slow_checksum, vnet
-from weavenet.frame import (
+from weavenet.dataplane.frame import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
     VNET_GSO_ECN,

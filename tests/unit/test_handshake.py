@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from weavenet.handshake import (
+from weavenet.mesh.handshake import (
     CONNECTION_TO_SELF,
     LOCAL_REQUIRES_ENCRYPTION,
     NAME_COLLISION,
@@ -21,8 +21,8 @@ from weavenet.handshake import (
     negotiate_version,
     prefer,
 )
-from weavenet.peer import Peer, PeerName
-from weavenet.wire import Decoder, Goodbye, Heartbeat, encode, encode_header
+from weavenet.mesh.peer import Peer, PeerName
+from weavenet.mesh.wire import Decoder, Goodbye, Heartbeat, encode, encode_header
 
 ALICE = Peer(PeerName("02:00:00:00:00:01"), "alice", 11)
 BOB = Peer(PeerName("02:00:00:00:00:02"), "bob", 22)

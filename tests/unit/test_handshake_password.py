@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from weavenet.handshake import (
+from weavenet.crypto.keys import KeyExchange, Password
+from weavenet.mesh.handshake import (
     PASSWORD_MISMATCH,
     Accepted,
     Handshake,
     HandshakeConfig,
     Refused,
 )
-from weavenet.keys import KeyExchange, Password
-from weavenet.peer import Peer, PeerName
-from weavenet.wire import (
+from weavenet.mesh.peer import Peer, PeerName
+from weavenet.mesh.wire import (
     Decoder,
     Goodbye,
     Heartbeat,

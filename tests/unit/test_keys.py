@@ -9,7 +9,7 @@ import nacl.pwhash.argon2id as argon2id
 import pytest
 from nacl.public import PrivateKey
 
-from weavenet.keys import (
+from weavenet.crypto.keys import (
     HandshakeError,
     HandshakeParty,
     KeyExchange,
@@ -19,7 +19,7 @@ from weavenet.keys import (
     SessionKeys,
     derive_session_keys,
 )
-from weavenet.seal import ForgedMessage
+from weavenet.crypto.seal import ForgedMessage
 
 FAST = {"opslimit": argon2id.OPSLIMIT_MIN, "memlimit": argon2id.MEMLIMIT_MIN}
 

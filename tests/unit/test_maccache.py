@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.unit.frames_helper import mac
-from weavenet.maccache import Learned, MacCache
+from weavenet.dataplane.maccache import Learned, MacCache
 
 
 class FakeClock:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weavenet.meshsim import MeshSim, SimStats
-from weavenet.peer import PeerName
+from weavenet.mesh.peer import PeerName
+from weavenet.mesh.simulation import MeshSim, SimStats
 
 N = 100
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from weavenet.peer import PEER_NAME_FILE, Peer, PeerIdentityError, PeerName, new_uid
+from weavenet.mesh.peer import PEER_NAME_FILE, Peer, PeerIdentityError, PeerName, new_uid
 
 
 def test_random_name_is_a_locally_administered_unicast_mac() -> None:

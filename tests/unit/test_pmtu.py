@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.frames_helper import eth, ipv4, mac, slow_checksum, vnet
-from weavenet.frame import ETHERTYPE_IPV4, ETHERTYPE_IPV6, VNET_GSO_TCPV4, VNET_GSO_TCPV6
-from weavenet.pmtu import (
+from weavenet.dataplane.frame import ETHERTYPE_IPV4, ETHERTYPE_IPV6, VNET_GSO_TCPV4, VNET_GSO_TCPV6
+from weavenet.dataplane.pmtu import (
     FRAG_NEEDED,
     MALFORMED,
     OVERSIZE,
@@ -14,8 +14,8 @@ from weavenet.pmtu import (
     fit_frame,
     frame_budget,
 )
-from weavenet.segment import fragment_ipv4, icmp_frag_needed, segment_tcp
-from weavenet.sleeve import FRAG_TEST, FRAG_TEST_ACK, MAX_DATAGRAM, PMTU_ACK, PMTU_PROBE
+from weavenet.dataplane.segment import fragment_ipv4, icmp_frag_needed, segment_tcp
+from weavenet.dataplane.sleeve import FRAG_TEST, FRAG_TEST_ACK, MAX_DATAGRAM, PMTU_ACK, PMTU_PROBE
 
 SRC_IP, DST_IP = bytes([10, 0, 1, 1]), bytes([10, 0, 1, 2])
 SRC_MAC, DST_MAC = mac(1), mac(2)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weavenet.replay import DEFAULT_WIDTH, MAX_SEQ, ReplayWindow
+from weavenet.crypto.replay import DEFAULT_WIDTH, MAX_SEQ, ReplayWindow
 
 
 class ReferenceWindow:

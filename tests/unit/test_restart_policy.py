@@ -1,6 +1,6 @@
 import pytest
 
-from weavenet.restart import RestartPolicy, RestartSettings
+from weavenet.runtime.restart import RestartPolicy, RestartSettings
 
 
 class FakeClock:

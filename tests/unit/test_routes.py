@@ -8,9 +8,9 @@ from collections import deque
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weavenet.peer import Peer, PeerName
-from weavenet.routes import Routes, established_graph, forwarder_snapshot
-from weavenet.topology import Connection, PeerRecord, Peers
+from weavenet.mesh.peer import Peer, PeerName
+from weavenet.mesh.routes import Routes, established_graph, forwarder_snapshot
+from weavenet.mesh.topology import Connection, PeerRecord, Peers
 
 NAMES = [PeerName(f"02:00:00:00:01:{i:02x}") for i in range(16)]
 

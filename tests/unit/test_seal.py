@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weavenet.seal import (
+from weavenet.crypto.seal import (
     DATAGRAM_OVERHEAD,
     SEQ_LIMIT,
     STREAM_OVERHEAD,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from actors.forwarder import SEAL_EXTRA, SEALED_PREFIX_LEN
-from weavenet.seal import DatagramOpener, DatagramSealer
-from weavenet.sleeve import (
+from weavenet.crypto.seal import DatagramOpener, DatagramSealer
+from weavenet.dataplane.sleeve import (
     ENCRYPTED,
     FRAMES,
     OUTER_LEN,

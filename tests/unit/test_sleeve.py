@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.frames_helper import eth, mac
-from weavenet.sleeve import (
+from weavenet.dataplane.sleeve import (
     BROADCAST_PEER,
     ENCRYPTED,
     FRAG_TEST,

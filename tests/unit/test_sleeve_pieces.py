@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weavenet.sleeve import (
+from weavenet.dataplane.sleeve import (
     FRAGMENT,
     MAX_DATAGRAM,
     MAX_SEGMENTS,

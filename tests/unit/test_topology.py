@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weavenet.peer import Peer, PeerName
-from weavenet.topology import (
+from weavenet.mesh.peer import Peer, PeerName
+from weavenet.mesh.topology import (
     Connection,
     PeerRecord,
     Peers,
@@ -231,8 +231,8 @@ def test_merge_result_is_the_greatest_record_per_peer(a: list[PeerRecord], b: li
 
 
 def test_records_older_than_ours_are_reported_as_outdated_so_we_can_answer():
-    from weavenet.peer import Peer, PeerName
-    from weavenet.topology import Peers
+    from weavenet.mesh.peer import Peer, PeerName
+    from weavenet.mesh.topology import Peers
 
     a = Peer(PeerName("02:00:00:00:00:0a"), "a", 1)
     b_old = Peer(PeerName("02:00:00:00:00:0b"), "b", 7)

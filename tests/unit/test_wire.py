@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weavenet import wire
-from weavenet.peer import PeerName
-from weavenet.topology import Connection, PeerRecord
-from weavenet.wire import (
+from weavenet.mesh import wire
+from weavenet.mesh.peer import PeerName
+from weavenet.mesh.topology import Connection, PeerRecord
+from weavenet.mesh.wire import (
     BadMagic,
     Decoder,
     Established,

@@ -24,7 +24,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from weavenet.lab import netns
+from weavenet.lab import underlay
 from weavenet.lab.errors import LabError
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
@@ -109,7 +109,7 @@ def start(ns: str, paths: DockerdPaths, containerd_namespace: str) -> subprocess
         # A session of its own: a Ctrl-C meant for the test runner must not reach dockerd
         # before the lab has had a chance to stop it in order.
         return subprocess.Popen(
-            netns.nsenter(ns, argv(paths, containerd_namespace)),
+            underlay.nsenter(ns, argv(paths, containerd_namespace)),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -4,7 +4,7 @@ Process-free calls for the netconf actor, which runs inside the host's namespace
 so everything here acts on the *current* namespace. Every call is an idempotent `ensure`:
 a second call with the same arguments changes nothing, which is what lets a restarted
 netconf replay its state. Calls open their own rtnetlink socket and close it, and return
-plain values, never pyroute2 messages. Container attachment lives in `weavenet.veth`.
+plain values, never pyroute2 messages. Container attachment lives in `weavenet.host.veth`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from weavenet import tap
-from weavenet.netns import HostNetError, rtnl
-from weavenet.tap import ROUTER_PORT
+from weavenet.host import tap
+from weavenet.host.netns import HostNetError, rtnl
+from weavenet.host.tap import ROUTER_PORT
 
 BRIDGE = "weave"
 DEFAULT_MTU = 1410
@@ -33,7 +33,7 @@ class BridgeMissing(HostNetError):
     """The weave bridge does not exist (weave is not launched on this host)."""
 
 
-# --- small netlink helpers shared with weavenet.veth ------------------------------------
+# --- small netlink helpers shared with weavenet.host.veth ------------------------------------
 
 
 def check_ifname(name: str) -> str:
@@ -206,7 +206,7 @@ def ensure_router_port(
     """Create (or reconcile) the persistent TAP through which the router joins the bridge.
 
     The TAP is created persistent so it stays on the bridge while capture restarts; capture
-    attaches with `weavenet.tap.open_tap`, which sets IFF_VNET_HDR per open (it need not be
+    attaches with `weavenet.host.tap.open_tap`, which sets IFF_VNET_HDR per open (it need not be
     set at creation). Returns the TAP's ifindex.
     """
     check_ifname(name)

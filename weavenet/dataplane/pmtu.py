@@ -1,6 +1,6 @@
 """Path MTU of one sleeve connection, sans-IO, and what to do with frames that exceed it.
 
-Sizes here are UDP payload sizes (what :func:`weavenet.sleeve.pack_datagram` calls
+Sizes here are UDP payload sizes (what :func:`weavenet.dataplane.sleeve.pack_datagram` calls
 ``max_size``). Two facts are tracked per connection:
 
 * **frag test**: as weave did, a 60001-byte datagram is sent *without* DF; if it arrives
@@ -16,7 +16,7 @@ lost datagrams, while an ICMP "fragmentation needed" with a too-small MTU would 
 container's TCP to it for minutes.
 
 The actor calls :meth:`PathMtu.poll` whenever :meth:`PathMtu.next_deadline` passes and sends
-the returned probes with :func:`weavenet.sleeve.build_control` (PMTU probes with DF set,
+the returned probes with :func:`weavenet.dataplane.sleeve.build_control` (PMTU probes with DF set,
 the frag test without), and feeds acks back through :meth:`PathMtu.on_ack`.
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from weavenet.frame import (
+from weavenet.dataplane.frame import (
     ETHERTYPE_IPV4,
     VNET_GSO_NONE,
     VNET_GSO_TCPV4,
@@ -36,8 +36,8 @@ from weavenet.frame import (
     gso_type,
     ipv4_header,
 )
-from weavenet.segment import fragment_ipv4, icmp_frag_needed, segment_tcp
-from weavenet.sleeve import (
+from weavenet.dataplane.segment import fragment_ipv4, icmp_frag_needed, segment_tcp
+from weavenet.dataplane.sleeve import (
     FRAG_TEST,
     FRAG_TEST_ACK,
     FRAG_TEST_SIZE,

@@ -5,14 +5,14 @@ All functions take a data-plane frame (virtio-net header at 0, Ethernet at ``off
 new data-plane frames with a zeroed virtio-net header: every checksum in them is complete, so
 the receiving kernel has nothing left to do. ``mtu`` is always the largest IP packet allowed.
 These run only on the slow path (a frame bigger than the path takes), so they favour clarity;
-checksums still avoid per-word Python loops (see :func:`weavenet.frame.inet_checksum`).
+checksums still avoid per-word Python loops (see :func:`weavenet.dataplane.frame.inet_checksum`).
 """
 
 from __future__ import annotations
 
 import struct
 
-from weavenet.frame import (
+from weavenet.dataplane.frame import (
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
     IPPROTO_ICMP,

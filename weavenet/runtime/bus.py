@@ -2,7 +2,7 @@
 
 An envelope is ``{v, type, id, in_reply_to, src, inc, ts, body}``; a reply keeps the request's
 type and adds ``ok`` and, on failure, ``error: {code, reason}``. Raw Ethernet frames never travel
-inside an envelope: the data plane has its own framing (see ``weavenet.dataplane``).
+inside an envelope: the data plane has its own framing (see ``weavenet.dataplane.batch``).
 
 All ipc endpoints live in one run directory (``WEAVE_RUN_DIR``), mode 0700, so only root can
 reach the control socket: the permission check is the directory, not the socket file, because

@@ -26,9 +26,9 @@ from typing import Any
 
 import msgpack
 
-from weavenet.dataplane import MAX_BATCH
-from weavenet.frame import Buffer
-from weavenet.seal import DATAGRAM_OVERHEAD, KEY_SIZE
+from weavenet.crypto.seal import DATAGRAM_OVERHEAD, KEY_SIZE
+from weavenet.dataplane.batch import MAX_BATCH
+from weavenet.dataplane.frame import Buffer
 
 SEAL = "seal"
 OPEN = "open"

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from weavenet.peer import PeerName
-from weavenet.topology import PeerRecord, Peers
+from weavenet.mesh.peer import PeerName
+from weavenet.mesh.topology import PeerRecord, Peers
 
 _NO_PARENT = -1
 

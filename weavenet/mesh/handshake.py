@@ -7,7 +7,7 @@ hellos, so each reaches the same verdict on its own; the ``Goodbye`` sent on ref
 for the remote's log.
 
 With a password (``exchange`` given) the hellos carry ephemeral public keys, and a password proof
-follows, in the order ``weavenet.keys`` prescribes: the initiator (outbound side) sends its
+follows, in the order ``weavenet.crypto.keys`` prescribes: the initiator (outbound side) sends its
 ``Proof`` at once; the responder checks it and only then sends its own, and is accepted; the
 initiator is accepted when the responder's proof checks. A wrong proof is refused with
 ``PASSWORD_MISMATCH``, which the side that detects it also tells the other in its ``Goodbye``.
@@ -33,7 +33,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from weavenet.keys import (
+from weavenet.crypto.keys import (
     HandshakeError,
     HandshakeParty,
     KeyExchange,
@@ -41,8 +41,8 @@ from weavenet.keys import (
     Role,
     SessionKeys,
 )
-from weavenet.peer import Peer
-from weavenet.wire import (
+from weavenet.mesh.peer import Peer
+from weavenet.mesh.wire import (
     PROTOCOL_MAX_VERSION,
     PROTOCOL_MIN_VERSION,
     Goodbye,

@@ -1,6 +1,7 @@
 """Sealing and opening of peer traffic with session keys (sans-IO).
 
-Two channels, each with its own keys (see `weavenet.keys`), both NaCl SecretBox (XSalsa20-Poly1305):
+Two channels, each with its own keys (see `weavenet.crypto.keys`), both NaCl SecretBox
+(XSalsa20-Poly1305):
 
 - **TCP control stream** (`StreamSealer` / `StreamOpener`): each message travels as
   `u32 big-endian length || box`, where `box` is the 16-byte MAC plus ciphertext. The nonce is an
@@ -29,7 +30,7 @@ import struct
 import nacl.exceptions
 from nacl.bindings import crypto_secretbox_easy, crypto_secretbox_open_easy
 
-from weavenet.replay import DEFAULT_WIDTH, ReplayWindow
+from weavenet.crypto.replay import DEFAULT_WIDTH, ReplayWindow
 
 KEY_SIZE = 32
 MAC_SIZE = 16

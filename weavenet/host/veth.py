@@ -17,7 +17,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from weavenet.hostnet import (
+from weavenet.host.bridge import (
     BRIDGE,
     DEFAULT_MTU,
     HOST_VETH_PREFIX,
@@ -33,7 +33,7 @@ from weavenet.hostnet import (
     remove_address,
     require_bridge,
 )
-from weavenet.netns import HostNetError, Namespace, entered, open_netns_fd, rtnl
+from weavenet.host.netns import HostNetError, Namespace, entered, open_netns_fd, rtnl
 
 CONTAINER_IFNAME = "ethwe"
 # Namespace inode numbers come from the kernel's proc inum allocator, which starts at

@@ -12,7 +12,7 @@ import os
 import socket
 import struct
 
-from weavenet.netns import open_netns_fd, socket_in_netns
+from weavenet.host.netns import open_netns_fd, socket_in_netns
 
 ETH_P_ARP = 0x0806
 BROADCAST = b"\xff" * 6

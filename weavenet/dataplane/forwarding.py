@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-from weavenet.frame import ETH_HLEN, VNET_HDR_LEN, Buffer
-from weavenet.maccache import Learned, MacCache
+from weavenet.dataplane.frame import ETH_HLEN, VNET_HDR_LEN, Buffer
+from weavenet.dataplane.maccache import Learned, MacCache
 
 Peer = Hashable
 SendKey = tuple[Peer, Peer, Peer]  # (next_hop, src_peer, dst_peer)

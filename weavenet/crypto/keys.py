@@ -38,7 +38,7 @@ from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
 from nacl.public import PrivateKey
 
-from weavenet.seal import (
+from weavenet.crypto.seal import (
     KEY_SIZE,
     CryptoError,
     DatagramOpener,

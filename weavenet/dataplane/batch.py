@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from weavenet.frame import ETH_HLEN, VLAN_HLEN, VNET_HDR_LEN, Buffer
+from weavenet.dataplane.frame import ETH_HLEN, VLAN_HLEN, VNET_HDR_LEN, Buffer
 
 VERSION = 1
 MAX_BATCH = 4096  # frames per batch

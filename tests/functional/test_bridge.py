@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from weavenet import hostnet, veth
-from weavenet.netns import HostNetError, NamespaceGone
+from weavenet.host import bridge, veth
+from weavenet.host.netns import HostNetError, NamespaceGone
 
 pytestmark = [
     pytest.mark.root,
@@ -144,17 +144,17 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str =
 
 
 def test_bridge_is_up_without_stp_or_forward_delay_or_snooping(host: str) -> None:
-    index = hostnet.ensure_bridge(mtu=1410)
-    (bridge,) = ip_json(host, "link", "show", "weave")
-    data = bridge["linkinfo"]["info_data"]
-    assert bridge["ifindex"] == index
-    assert "UP" in bridge["flags"] and bridge["mtu"] == 1410
+    index = bridge.ensure_bridge(mtu=1410)
+    (link,) = ip_json(host, "link", "show", "weave")
+    data = link["linkinfo"]["info_data"]
+    assert link["ifindex"] == index
+    assert "UP" in link["flags"] and link["mtu"] == 1410
     assert (data["stp_state"], data["forward_delay"], data["mcast_snooping"]) == (0, 0, 0)
     assert data["ageing_time"] == 30000  # the default, in centiseconds
 
 
 def test_bridge_mac_stays_put_when_a_port_with_a_lower_mac_joins(host: str) -> None:
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     mac_before = ip_json(host, "link", "show", "weave")[0]["address"]
     for argv in (("add", "lowmac0", "address", "02:00:00:00:00:01",
                   "type", "veth", "peer", "name", "lowmac1"),
@@ -169,28 +169,28 @@ def test_existing_non_bridge_link_named_weave_is_refused(host: str) -> None:
     made = ns_run(host, "ip", "link", "add", "weave", "type", "veth", "peer", "name", "weavepeer")
     assert made.returncode == 0, made.stderr
     with pytest.raises(HostNetError, match="veth"):
-        hostnet.ensure_bridge()
+        bridge.ensure_bridge()
     with pytest.raises(HostNetError, match="not a bridge"):
-        hostnet.ensure_router_port()
+        bridge.ensure_router_port()
 
 
 def test_router_port_is_a_persistent_tap_enslaved_to_the_bridge(host: str) -> None:
-    bridge_index = hostnet.ensure_bridge()
-    index = hostnet.ensure_router_port(mtu=1410)
+    bridge_index = bridge.ensure_bridge()
+    index = bridge.ensure_router_port(mtu=1410)
     (tap,) = ip_json(host, "link", "show", "weave-tap")
     assert tap["ifindex"] == index and tap["master"] == "weave" and "UP" in tap["flags"]
     assert tap["mtu"] == 1410
     assert tap["linkinfo"]["info_kind"] == "tun"
     assert tap["linkinfo"]["info_data"]["type"] == "tap"
     assert tap["linkinfo"]["info_data"]["persist"] is True
-    ports = hostnet.bridge_ports()
+    ports = bridge.bridge_ports()
     assert [(p["name"], p["kind"]) for p in ports] == [("weave-tap", "tun")]
     assert bridge_index != index
 
 
 def test_router_port_needs_the_bridge(host: str) -> None:
-    with pytest.raises(hostnet.BridgeMissing):
-        hostnet.ensure_router_port()
+    with pytest.raises(bridge.BridgeMissing):
+        bridge.ensure_router_port()
     assert "weave-tap" not in link_names(host)
 
 
@@ -200,7 +200,7 @@ def test_router_port_needs_the_bridge(host: str) -> None:
 def test_containers_on_one_network_ping_each_other_over_the_bridge(
     host: str, container: Callable[[], str]
 ) -> None:
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     a, b = container(), container()
     att_a = veth.attach(a, "10.0.1.1/24")
     att_b = veth.attach(b, "10.0.1.2/24")
@@ -213,7 +213,7 @@ def test_containers_on_one_network_ping_each_other_over_the_bridge(
     assert "UP" in ip_json(a, "link", "show", "lo")[0]["flags"]
     assert any(r["dst"] == "224.0.0.0/4" and r["dev"] == "ethwe"
                for r in ip_json(a, "route", "show"))
-    ports = {p["name"]: p for p in hostnet.bridge_ports()}
+    ports = {p["name"]: p for p in bridge.bridge_ports()}
     assert ports[att_a["host_ifname"]]["kind"] == "veth"
     assert att_b["host_ifname"] in ports
 
@@ -224,12 +224,12 @@ def test_containers_on_one_network_ping_each_other_over_the_bridge(
 def test_container_on_another_network_cannot_reach_the_first(
     host: str, container: Callable[[], str]
 ) -> None:
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     a, c = container(), container()
     veth.attach(a, "10.0.1.1/24")
     att_c = veth.attach(c, "10.0.2.1/24")
     # Same bridge, different application network: isolation is by subnet alone.
-    assert att_c["host_ifname"] in {p["name"] for p in hostnet.bridge_ports()}
+    assert att_c["host_ifname"] in {p["name"] for p in bridge.bridge_ports()}
     assert cannot_ping(c, "10.0.1.1")
     assert cannot_ping(a, "10.0.2.1")
 
@@ -237,34 +237,34 @@ def test_container_on_another_network_cannot_reach_the_first(
 def test_expose_lets_the_host_reach_a_container_and_hide_takes_it_away(
     host: str, container: Callable[[], str]
 ) -> None:
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     a = container()
     veth.attach(a, "10.0.1.1/24")
     assert cannot_ping(host, "10.0.1.1")
 
-    assert hostnet.expose("10.0.1.254/24") is True
-    assert hostnet.expose("10.0.1.254/24") is False
-    assert hostnet.bridge_addresses() == ["10.0.1.254/24"]
+    assert bridge.expose("10.0.1.254/24") is True
+    assert bridge.expose("10.0.1.254/24") is False
+    assert bridge.bridge_addresses() == ["10.0.1.254/24"]
     assert can_ping(host, "10.0.1.1")
     assert can_ping(a, "10.0.1.254")
 
-    assert hostnet.hide("10.0.1.254/24") is True
-    assert hostnet.hide("10.0.1.254/24") is False
-    assert hostnet.bridge_addresses() == []
+    assert bridge.hide("10.0.1.254/24") is True
+    assert bridge.hide("10.0.1.254/24") is False
+    assert bridge.bridge_addresses() == []
     assert cannot_ping(host, "10.0.1.1")
 
 
 def test_expose_without_bridge_is_an_error_and_hide_is_a_no_op(host: str) -> None:
-    with pytest.raises(hostnet.BridgeMissing):
-        hostnet.expose("10.0.1.254/24")
-    assert hostnet.hide("10.0.1.254/24") is False
-    assert hostnet.bridge_addresses() == [] and hostnet.bridge_ports() == []
+    with pytest.raises(bridge.BridgeMissing):
+        bridge.expose("10.0.1.254/24")
+    assert bridge.hide("10.0.1.254/24") is False
+    assert bridge.bridge_addresses() == [] and bridge.bridge_ports() == []
 
 
 def test_second_network_adds_an_address_and_detach_removes_one_at_a_time(
     host: str, container: Callable[[], str]
 ) -> None:
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     a, b, c = container(), container(), container()
     first = veth.attach(a, "10.0.1.1/24")
     second = veth.attach(a, "10.0.2.1/24")
@@ -290,7 +290,7 @@ def test_second_network_adds_an_address_and_detach_removes_one_at_a_time(
 def test_one_namespace_reached_by_two_paths_is_one_attachment(
     host: str, container: Callable[[], str]
 ) -> None:
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     a = container()
     sleeper = subprocess.Popen(["nsenter", f"--net={a}", "sleep", "60"])
     try:
@@ -304,13 +304,13 @@ def test_one_namespace_reached_by_two_paths_is_one_attachment(
         sleeper.wait()
     assert first["host_ifname"] == second["host_ifname"]
     assert second["addresses"] == ["10.0.1.1/24", "10.0.2.1/24"]
-    assert [p["kind"] for p in hostnet.bridge_ports()] == ["veth"]
+    assert [p["kind"] for p in bridge.bridge_ports()] == ["veth"]
 
 
 def test_replayed_attach_puts_a_veth_back_on_a_recreated_bridge(
     host: str, container: Callable[[], str]
 ) -> None:
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     a, b = container(), container()
     att = veth.attach(a, "10.0.1.1/24")
     veth.attach(b, "10.0.1.2/24")
@@ -318,7 +318,7 @@ def test_replayed_attach_puts_a_veth_back_on_a_recreated_bridge(
     assert gone.returncode == 0, gone.stderr
     assert cannot_ping(b, "10.0.1.1")
 
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     assert veth.attach(a, "10.0.1.1/24") == att  # what a restarted netconf replays
     veth.attach(b, "10.0.1.2/24")
     assert can_ping(b, "10.0.1.1")
@@ -327,15 +327,15 @@ def test_replayed_attach_puts_a_veth_back_on_a_recreated_bridge(
 def test_every_call_is_idempotent(host: str, container: Callable[[], str]) -> None:
     a = container()
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("ensure_bridge", hostnet.ensure_bridge),
-        ("ensure_router_port", hostnet.ensure_router_port),
+        ("ensure_bridge", bridge.ensure_bridge),
+        ("ensure_router_port", bridge.ensure_router_port),
         ("attach", lambda: veth.attach(a, "10.0.1.1/24")),
         ("attach second", lambda: veth.attach(a, "10.0.2.1/24")),
-        ("expose", lambda: hostnet.expose("10.0.1.254/24")),
-        ("hide", lambda: hostnet.hide("10.0.1.254/24")),
+        ("expose", lambda: bridge.expose("10.0.1.254/24")),
+        ("hide", lambda: bridge.hide("10.0.1.254/24")),
         ("detach one", lambda: veth.detach(a, "10.0.1.1/24")),
         ("detach last", lambda: veth.detach(a, "10.0.2.1/24")),
-        ("teardown", hostnet.teardown),
+        ("teardown", bridge.teardown),
     ]
     for name, step in steps:
         step()
@@ -349,7 +349,7 @@ def test_every_call_is_idempotent(host: str, container: Callable[[], str]) -> No
 def test_attach_without_bridge_fails_cleanly(host: str, container: Callable[[], str]) -> None:
     a = container()
     before = snapshot(host), snapshot(a)
-    with pytest.raises(hostnet.BridgeMissing):
+    with pytest.raises(bridge.BridgeMissing):
         veth.attach(a, "10.0.1.1/24")
     assert (snapshot(host), snapshot(a)) == before
 
@@ -358,18 +358,18 @@ def test_attach_without_bridge_fails_cleanly(host: str, container: Callable[[], 
 def test_attach_rejects_a_malformed_cidr(
     host: str, container: Callable[[], str], cidr: str
 ) -> None:
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     a = container()
     with pytest.raises(HostNetError):
         veth.attach(a, cidr)
     assert "ethwe" not in link_names(a)
-    assert hostnet.bridge_ports() == []
+    assert bridge.bridge_ports() == []
 
 
 def test_failed_attach_removes_the_veth_it_created_but_not_an_existing_one(
     host: str, container: Callable[[], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     a, b = container(), container()
     veth.attach(b, "10.0.1.2/24")
     host_before = snapshot(host)
@@ -391,7 +391,7 @@ def test_failed_attach_removes_the_veth_it_created_but_not_an_existing_one(
 
 
 def test_exited_container_gives_namespace_gone(host: str, make_ns: Callable[[str], str]) -> None:
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     proc = subprocess.Popen(["unshare", "--net", "sleep", "60"])
     try:
         path = f"/proc/{proc.pid}/ns/net"
@@ -427,32 +427,32 @@ def test_a_path_that_is_not_a_container_namespace_is_refused(host: str) -> None:
 
 
 def test_teardown_leaves_no_bridge_veth_or_tap(host: str, container: Callable[[], str]) -> None:
-    hostnet.ensure_bridge()
-    hostnet.ensure_router_port()
+    bridge.ensure_bridge()
+    bridge.ensure_router_port()
     a, b = container(), container()
     names = {veth.attach(a, "10.0.1.1/24")["host_ifname"],
              veth.attach(b, "10.0.2.1/24")["host_ifname"]}
-    hostnet.expose("10.0.1.254/24")
+    bridge.expose("10.0.1.254/24")
 
-    removed = hostnet.teardown()
+    removed = bridge.teardown()
     assert set(removed) == {"weave", "weave-tap", *names}
     assert link_names(host) == {"lo"}
     assert "ethwe" not in link_names(a) and "ethwe" not in link_names(b)
-    assert hostnet.teardown() == []
-    assert hostnet.bridge_ports() == [] and hostnet.bridge_addresses() == []
+    assert bridge.teardown() == []
+    assert bridge.bridge_ports() == [] and bridge.bridge_addresses() == []
 
 
 def test_teardown_when_nothing_exists_is_fine(host: str) -> None:
-    assert hostnet.teardown() == []
+    assert bridge.teardown() == []
     assert link_names(host) == {"lo"}
 
 
 def test_teardown_removes_veths_orphaned_by_a_deleted_bridge(
     host: str, container: Callable[[], str]
 ) -> None:
-    hostnet.ensure_bridge()
+    bridge.ensure_bridge()
     a = container()
     name = veth.attach(a, "10.0.1.1/24")["host_ifname"]
     assert ns_run(host, "ip", "link", "del", "weave").returncode == 0
-    assert hostnet.teardown() == [name]
+    assert bridge.teardown() == [name]
     assert link_names(host) == {"lo"} and "ethwe" not in link_names(a)

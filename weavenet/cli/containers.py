@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from weavenet.bus import FAILED, USAGE, BusError
+from weavenet.runtime.bus import FAILED, USAGE, BusError
 
 
 @dataclass(frozen=True)

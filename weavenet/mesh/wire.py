@@ -5,9 +5,9 @@ Stream layout::
     b"weavenet" | min_version:u8 | max_version:u8          (ProtocolHeader, once, each direction)
     length:u32be | msgpack map {"type": str, ...fields}      (one Message, repeated)
 
-With a password, each side sends a ``Proof`` after the hellos (see ``weavenet.keys``) and every
-message after the proofs is sealed: ``length:u32be | box`` where box is a ``StreamSealer``'s
-output for the msgpack body (``encode_body``). The decoder stops after the last clear message
+With a password, each side sends a ``Proof`` after the hellos (see ``weavenet.crypto.keys``)
+and every message after the proofs is sealed: ``length:u32be | box`` where box is a
+``StreamSealer``'s output for the msgpack body (``encode_body``). The decoder stops after the last clear message
 (``pause_after``) until the actor hands it the stream opener (``open_with``).
 
 Decoding is sans-IO and incremental: ``Decoder.feed(data)`` returns what is complete and keeps the
@@ -25,10 +25,10 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from weavenet.keys import PROOF_SIZE
-from weavenet.peer import MAX_NICKNAME_LEN, PeerIdentityError, PeerName
-from weavenet.seal import MAC_SIZE, CryptoError
-from weavenet.topology import PeerRecord, TopologyDecodeError, decode_records, encode_record
+from weavenet.crypto.keys import PROOF_SIZE
+from weavenet.crypto.seal import MAC_SIZE, CryptoError
+from weavenet.mesh.peer import MAX_NICKNAME_LEN, PeerIdentityError, PeerName
+from weavenet.mesh.topology import PeerRecord, TopologyDecodeError, decode_records, encode_record
 
 MAGIC = b"weavenet"
 PROTOCOL_MIN_VERSION = 1

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from weavenet.peer import MAX_NICKNAME_LEN, Peer, PeerIdentityError, PeerName
+from weavenet.mesh.peer import MAX_NICKNAME_LEN, Peer, PeerIdentityError, PeerName
 
 MAX_ADDRESS_LEN = 255
 MAX_CONNECTIONS_PER_PEER = 4096

@@ -21,8 +21,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from weavenet.peer import PeerName
-from weavenet.topology import Peers
+from weavenet.mesh.peer import PeerName
+from weavenet.mesh.topology import Peers
 
 INITIAL_INTERVAL = 2.0
 BACKOFF_FACTOR = 1.5

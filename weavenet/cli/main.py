@@ -22,11 +22,12 @@ from typing import Any, NoReturn
 import msgpack
 
 import weavenet
-from weavenet import bus, client, log
-from weavenet.bus import FAILED, USAGE, BusError
-from weavenet.containers import docker_remove, docker_run, resolve
-from weavenet.peer import PeerIdentityError, PeerName
-from weavenet.statusview import format_ps, format_status
+from weavenet.cli.containers import docker_remove, docker_run, resolve
+from weavenet.cli.main import client
+from weavenet.cli.statusview import format_ps, format_status
+from weavenet.mesh.peer import PeerIdentityError, PeerName
+from weavenet.runtime import bus, log
+from weavenet.runtime.bus import FAILED, USAGE, BusError
 
 DEFAULT_PORT = 6783
 DEFAULT_MTU = 1410
@@ -364,9 +365,9 @@ def cmd_stop(ctx: Ctx, argv: list[str]) -> int:
 def cmd_reset(ctx: Ctx, argv: list[str]) -> int:
     Parser(prog="weave reset").parse_args(argv)
     stop_router(ctx)
-    from weavenet import hostnet
+    from weavenet.host import bridge
 
-    hostnet.teardown()
+    bridge.teardown()
     for d in (ctx.run_dir, ctx.state_dir):
         shutil.rmtree(d, ignore_errors=True)
     return 0

@@ -23,8 +23,8 @@ from typing import Any
 import msgpack
 import zmq
 
-from weavenet import bus, log
-from weavenet.bus import BusError, Envelope
+from weavenet.runtime import bus, log
+from weavenet.runtime.bus import BusError, Envelope
 
 HEARTBEAT_INTERVAL = 1.0
 

@@ -1,8 +1,8 @@
 """The router port seen from userspace: a TAP device carrying virtio-net headers.
 
-The capture actor opens the bridge's router port (created persistent by `weavenet.hostnet`)
+The capture actor opens the bridge's router port (created persistent by `weavenet.host.bridge`)
 with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and turns on TSO/checksum offloads, so the kernel
-hands us whole TCP super-frames (up to 64 KiB) with a virtio-net header (weavenet.frame's
+hands us whole TCP super-frames (up to 64 KiB) with a virtio-net header (weavenet.dataplane.frame's
 VnetHdr) that says how to finish them (partial checksum, segmentation) instead of segmenting
 them for us. Writing a frame back
 with its header lets the far side's kernel do that work. Every item read or written is
@@ -25,7 +25,7 @@ import struct
 import sys
 from dataclasses import dataclass
 
-from weavenet.frame import VNET_HDR_LEN
+from weavenet.dataplane.frame import VNET_HDR_LEN
 
 TUN_DEVICE = "/dev/net/tun"
 IFNAMSIZ = 16
@@ -74,7 +74,7 @@ TUNSETVNETHDRSZ = _iow("T", 216, 4)
 TUNSETVNETLE = _iow("T", 220, 4)
 
 # struct virtio_net_hdr
-# The virtio-net header itself (layout, flags, parsing) is weavenet.frame's.
+# The virtio-net header itself (layout, flags, parsing) is weavenet.dataplane.frame's.
 MAX_ITEM = VNET_HDR_LEN + 14 + 2 * 4 + 0xFFFF
 
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from weavenet.peer import Peer, PeerName
-from weavenet.routes import Routes
-from weavenet.topology import PeerRecord, Peers, encode_record
+from weavenet.mesh.peer import Peer, PeerName
+from weavenet.mesh.routes import Routes
+from weavenet.mesh.topology import PeerRecord, Peers, encode_record
 
 
 @dataclass

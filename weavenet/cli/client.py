@@ -10,8 +10,8 @@ from typing import Any
 
 import zmq
 
-from weavenet import bus
-from weavenet.bus import BusError, Envelope
+from weavenet.runtime import bus
+from weavenet.runtime.bus import BusError, Envelope
 
 
 class NotRunning(BusError):

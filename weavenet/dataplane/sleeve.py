@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
-from weavenet.frame import Buffer
+from weavenet.dataplane.frame import Buffer
 
 VERSION = 0x51
 

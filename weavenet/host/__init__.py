@@ -1,0 +1,1 @@
+"""The host's network: the weave bridge, veths, namespaces, the TAP, ARP (pyroute2 and sockets)."""

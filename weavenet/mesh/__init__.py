@@ -1,0 +1,3 @@
+"""The mesh, sans-IO: peers, topology gossip, routes, the connection maker, the peer protocol and
+handshake.
+"""
