@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
-from weavenet.lab import Lab, LabError, procs
-from weavenet.lab import underlay as lab_netns
+from weavenet.lab import Lab, LabError, procs, underlay
 from weavenet.lab.lab import LABS_ROOT, unique_prefix
 
 pytestmark = [
@@ -87,7 +86,7 @@ def test_run_timeout_kills_the_whole_command_not_just_its_shell(lab3: Lab) -> No
 
     def sleepers() -> list[int]:
         found = []
-        for pid in procs.in_netns([lab_netns.ns_file(host.ns)]):
+        for pid in procs.in_netns([underlay.ns_file(host.ns)]):
             with contextlib.suppress(OSError):
                 if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
                     found.append(pid)
@@ -238,7 +237,7 @@ def test_down_leaves_no_namespace_process_or_dir_and_root_netns_is_never_touched
     assert {"dockerd", "containerd", "containerd-shim-runc-v2", "busybox", "sleep"} <= kinds
 
     lab.down()
-    assert [n for n in namespaces if lab_netns.exists(n)] == []
+    assert [n for n in namespaces if underlay.exists(n)] == []
     assert [r.pid for r in refs if procs.alive(r)] == []
     assert not lab.base_dir.exists()
     assert root_netns_snapshot() == before
@@ -255,7 +254,7 @@ def test_failed_up_cleans_up_after_itself(monkeypatch: pytest.MonkeyPatch) -> No
     lab = Lab(2, prefix=unique_prefix())
     with pytest.raises(LabError, match="dockerd of host1 exited"):
         lab.up()
-    assert not lab_netns.exists(lab.lan_ns) and not lab_netns.exists(lab.hosts[0].ns)
+    assert not underlay.exists(lab.lan_ns) and not underlay.exists(lab.hosts[0].ns)
     assert not lab.base_dir.exists()
     assert procs.docker_family_under(lab.base_dir) == set()
 
@@ -288,7 +287,7 @@ def test_weave_lab_cli_builds_uses_and_removes_a_lab_across_invocations() -> Non
         assert weave_lab("exec", "--prefix", prefix, "9", "--", "true").returncode == 1
         assert weave_lab("up", "0").returncode == 2
         assert weave_lab("down", "--prefix", prefix).returncode == 0
-        assert not lab_netns.exists(f"{prefix}-h1") and not (LABS_ROOT / prefix).exists()
+        assert not underlay.exists(f"{prefix}-h1") and not (LABS_ROOT / prefix).exists()
     finally:
         if (LABS_ROOT / prefix).exists():
             Lab.load(prefix).down()

@@ -19,7 +19,7 @@ from typing import Any
 
 import docker
 
-from weavenet.lab import dockerd, netns
+from weavenet.lab import dockerd, underlay
 from weavenet.lab.errors import LabError
 
 Command = str | Sequence[str]
@@ -95,7 +95,7 @@ class Host:
 
     def argv(self, cmd: Command) -> list[str]:
         """The argv that runs cmd in this host's network namespace."""
-        return netns.nsenter(self.ns, as_argv(cmd))
+        return underlay.nsenter(self.ns, as_argv(cmd))
 
     def run(self, cmd: Command, check: bool = True, timeout: float = 60,
             input: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from weavenet.lab import dockerd, image, netns, procs
+from weavenet.lab import dockerd, image, procs, underlay
 from weavenet.lab.errors import LabError
 from weavenet.lab.host import Host
 
@@ -159,7 +159,7 @@ class Lab:
         if self.base_dir.exists() and any(self.base_dir.iterdir()):
             raise LabError(f"lab directory {self.base_dir} exists and is not empty")
         for name in [self.lan_ns, *(h.ns for h in self.hosts)]:
-            if netns.exists(name):
+            if underlay.exists(name):
                 raise LabError(f"network namespace {name} exists; "
                                f"run: weave-lab down --prefix {self.prefix}")
         if self.docker and shutil.which("dockerd") is None:
@@ -180,11 +180,11 @@ class Lab:
         return self
 
     def _build_underlay(self) -> None:
-        netns.create(self.lan_ns)
-        netns.build_lan(self.lan_ns)
+        underlay.create(self.lan_ns)
+        underlay.build_lan(self.lan_ns)
         for host in self.hosts:
-            netns.create(host.ns)
-            netns.attach(self.lan_ns, netns.Port(host.ns, f"h{host.index}", host.ip,
+            underlay.create(host.ns)
+            underlay.attach(self.lan_ns, underlay.Port(host.ns, f"h{host.index}", host.ip,
                                                  UNDERLAY_PREFIXLEN))
             host.run_dir.mkdir(parents=True, exist_ok=True)
             host.state_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +223,7 @@ class Lab:
         left = procs.wait_gone(dockerds, DOCKERD_STOP_GRACE)
         # Then everything else that is ours: tracked processes, anything living in our
         # namespaces, and dockerd's family (shims re-parent to init and outlive dockerd).
-        ns_files = [netns.ns_file(n) for n in self._namespaces()]
+        ns_files = [underlay.ns_file(n) for n in self._namespaces()]
         pids = {r.pid for r in self._refs()} | procs.in_netns(ns_files)
         pids |= procs.docker_family_under(self.base_dir)
         pids |= procs.descendants(pids)
@@ -236,7 +236,7 @@ class Lab:
         _unmount_under(self.base_dir)
         for name in self._namespaces():
             try:
-                netns.remove(name)
+                underlay.remove(name)
             except LabError as e:
                 problems.append(str(e))
         problems += self._remove_dirs()
@@ -268,7 +268,7 @@ class Lab:
     def _namespaces(self) -> list[str]:
         mine = re.compile(rf"^{re.escape(self.prefix)}-(lan|h\d+)$")
         names = {self.lan_ns, *(h.ns for h in self.hosts)}
-        names |= {n for n in netns.list_names() if mine.match(n)}
+        names |= {n for n in underlay.list_names() if mine.match(n)}
         # Hosts before the LAN, so no veth is left dangling in a half-removed LAN.
         return sorted(names, key=lambda n: n == self.lan_ns)
 
@@ -298,25 +298,25 @@ class Lab:
     def cut(self, a: HostRef, b: HostRef) -> None:
         """Drop all underlay traffic between two hosts (both directions, silently)."""
         ha, hb = self._pair(a, b)
-        netns.add_drop(ha.ns, ["-s", hb.ip])
-        netns.add_drop(hb.ns, ["-s", ha.ip])
+        underlay.add_drop(ha.ns, ["-s", hb.ip])
+        underlay.add_drop(hb.ns, ["-s", ha.ip])
         self._record(["cut", ha.name, hb.name], True)
 
     def heal(self, a: HostRef, b: HostRef) -> None:
         ha, hb = self._pair(a, b)
-        netns.remove_drop(ha.ns, ["-s", hb.ip])
-        netns.remove_drop(hb.ns, ["-s", ha.ip])
+        underlay.remove_drop(ha.ns, ["-s", hb.ip])
+        underlay.remove_drop(hb.ns, ["-s", ha.ip])
         self._record(["cut", ha.name, hb.name], False)
 
     def firewall(self, host: HostRef, proto: str, port: int) -> None:
         """Drop everything arriving at host for proto ("tcp"/"udp") port."""
-        h, proto = self.host(host), netns.tcp_or_udp(proto)
-        netns.add_drop(h.ns, ["-p", proto, "--dport", str(int(port))])
+        h, proto = self.host(host), underlay.tcp_or_udp(proto)
+        underlay.add_drop(h.ns, ["-p", proto, "--dport", str(int(port))])
         self._record(["firewall", h.name, proto, int(port)], True)
 
     def unfirewall(self, host: HostRef, proto: str, port: int) -> None:
-        h, proto = self.host(host), netns.tcp_or_udp(proto)
-        netns.remove_drop(h.ns, ["-p", proto, "--dport", str(int(port))])
+        h, proto = self.host(host), underlay.tcp_or_udp(proto)
+        underlay.remove_drop(h.ns, ["-p", proto, "--dport", str(int(port))])
         self._record(["firewall", h.name, proto, int(port)], False)
 
     def drop_udp_larger_than(self, host: HostRef, size: int) -> None:
@@ -326,13 +326,13 @@ class Lab:
         if not 28 <= size < 65535:
             raise LabError(f"size must be 28..65534, not {size}")
         self.undrop_udp_larger_than(h)
-        netns.add_drop(h.ns, _udp_length_rule(size))
+        underlay.add_drop(h.ns, _udp_length_rule(size))
         self._record(["drop_udp_larger_than", h.name, int(size)], True)
 
     def undrop_udp_larger_than(self, host: HostRef) -> None:
         h = self.host(host)
         for fault in [f for f in self._faults if f[:2] == ["drop_udp_larger_than", h.name]]:
-            netns.remove_drop(h.ns, _udp_length_rule(int(fault[2])))
+            underlay.remove_drop(h.ns, _udp_length_rule(int(fault[2])))
             self._record(fault, False)
 
     def clear_faults(self) -> None:
@@ -356,7 +356,7 @@ def unique_prefix(stem: str = "wt") -> str:
     """A prefix no lab on this machine uses: stem plus 4 random hex digits."""
     while True:
         prefix = f"{stem}{secrets.token_hex(2)}"
-        if not (LABS_ROOT / prefix).exists() and not netns.exists(f"{prefix}-lan"):
+        if not (LABS_ROOT / prefix).exists() and not underlay.exists(f"{prefix}-lan"):
             return prefix
 
 
