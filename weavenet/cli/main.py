@@ -22,8 +22,8 @@ from typing import Any, NoReturn
 import msgpack
 
 import weavenet
+from weavenet.cli import client
 from weavenet.cli.containers import docker_remove, docker_run, resolve
-from weavenet.cli.main import client
 from weavenet.cli.statusview import format_ps, format_status
 from weavenet.mesh.peer import PeerIdentityError, PeerName
 from weavenet.runtime import bus, log
