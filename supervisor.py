@@ -30,6 +30,7 @@ from weavenet.crypto.keys import Password
 from weavenet.mesh.peer import Peer
 from weavenet.runtime import bus, log
 from weavenet.runtime.bus import Envelope
+from weavenet.runtime.defaults import PORT
 from weavenet.runtime.restart import RestartPolicy, RestartSettings
 
 ACTOR_ORDER = ("netconf", "capture", "crypto", "forwarder", "gossip")
@@ -412,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             config = msgpack.unpackb(f.read(), raw=False)
         os.unlink(args.config)
     config.setdefault("state_dir", args.state_dir)
-    config.setdefault("port", 6783)
+    config.setdefault("port", PORT)
     config["debug"] = bool(config.get("debug") or args.debug)
     config["foreground"] = args.foreground
     secret = None

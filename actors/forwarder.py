@@ -77,7 +77,9 @@ from weavenet.dataplane.sleeve import (
 )
 from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, drain, main
+from weavenet.runtime.address import parse_ipv4_endpoint
 from weavenet.runtime.counters import Counters
+from weavenet.runtime.defaults import PORT
 
 # Linux <linux/in.h>; the socket module does not export them all.
 IP_MTU_DISCOVER = 10
@@ -183,18 +185,6 @@ class Path:
                 "frag_ok": bool(pm is not None and pm.frag_ok)}
 
 
-def parse_udp(text: Any) -> tuple[str, int] | None:
-    if not isinstance(text, str) or ":" not in text:
-        return None
-    host, _, port = text.rpartition(":")
-    try:
-        socket.inet_aton(host)
-        p = int(port)
-    except (OSError, ValueError):
-        return None
-    return (host, p) if 0 < p < 65536 else None
-
-
 def _gro_size(anc: list) -> int:
     """The segment size of a GRO-coalesced read (0 when the read is one datagram)."""
     for level, kind, value in anc:
@@ -220,7 +210,7 @@ class ForwarderActor(Actor):
         tune_malloc()
         self.me = str(self.config["peer_name"])
         self.me_wire = peer_to_wire(self.me)
-        self.port = int(self.config.get("port", 6783))
+        self.port = int(self.config.get("port", PORT))
         self.counters = Counters()
         self.macs = MacCache()
         self.core = Forwarder(self.me_wire, self.macs, broadcast_peer=BROADCAST_PEER)
@@ -327,7 +317,7 @@ class ForwarderActor(Actor):
             pid = w(name)
             if pid is not None:
                 peers[pid] = name
-                udp[pid] = parse_udp(info.get("udp")) if isinstance(info, dict) else None
+                udp[pid] = parse_ipv4_endpoint(info.get("udp")) if isinstance(info, dict) else None
         unicast = {}
         for dst, hop in (data.get("unicast") or {}).items():
             d, h = w(dst), w(hop)

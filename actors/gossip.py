@@ -48,7 +48,6 @@ from weavenet.mesh.connmaker import (
     Source,
     TargetState,
     discovery_candidates,
-    normalize_address,
 )
 from weavenet.mesh.handshake import (
     CONNECTION_TO_SELF,
@@ -79,7 +78,9 @@ from weavenet.mesh.wire import (
 )
 from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, handles, main
+from weavenet.runtime.address import format_host_port, normalize, parse_host_port
 from weavenet.runtime.bus import BusError, Envelope
+from weavenet.runtime.defaults import PORT
 
 CONNECT_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 5.0
@@ -142,21 +143,11 @@ class Refusal:
     count: int = 1
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """(host, port) of a normalised ``host:port`` or ``[v6]:port``."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def join_address(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
 class Gossip(Actor):
     NAME = "gossip"
 
     def setup(self) -> None:
-        self.port = int(self.config.get("port", 6783))
+        self.port = int(self.config.get("port", PORT))
         self.me = Peer(PeerName(self.config["peer_name"]), str(self.config["nickname"]), new_uid())
         self.log = self.log.bind(peer=str(self.me.name))
         self.rng = random.Random()
@@ -224,7 +215,7 @@ class Gossip(Actor):
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
             raise BusError(bus.USAGE, "peers must be a list of host[:port] strings")
         try:
-            return [normalize_address(x, self.port) for x in raw]
+            return [normalize(x, self.port) for x in raw]
         except ValueError as exc:
             raise BusError(bus.USAGE, str(exc)) from None
 
@@ -265,7 +256,7 @@ class Gossip(Actor):
             except OSError as exc:  # EMFILE and friends: try again on the next wakeup
                 self.log.warning("accept_failed", reason=str(exc))
                 return
-            address = join_address(addr[0], addr[1])
+            address = format_host_port(addr[0], addr[1])
             if len(self.conns) >= MAX_CONNECTIONS:
                 self.log.info("connection_refused", address=address, reason="too many connections")
                 sock.close()
@@ -274,7 +265,7 @@ class Gossip(Actor):
             self._start_handshake(conn)
 
     def _dial(self, address: str) -> None:
-        host, port = split_address(address)
+        host, port = parse_host_port(address)
         try:
             ipaddress.ip_address(host)
         except ValueError:
@@ -464,7 +455,7 @@ class Gossip(Actor):
             conn.sealer = acc.keys.stream_sealer()
             conn.decoder.open_with(acc.keys.stream_opener().open)
         try:
-            conn.udp = join_address(conn.sock.getpeername()[0], acc.remote_udp_port)
+            conn.udp = format_host_port(conn.sock.getpeername()[0], acc.remote_udp_port)
         except OSError as exc:
             self._close(conn, f"connection lost during handshake: {exc.strerror or exc}")
             return
@@ -606,7 +597,7 @@ class Gossip(Actor):
 
     # -- refusals of inbound connections, for status ----------------------------------------
     def _remember_refusal(self, conn: PeerConnection, reason: str) -> None:
-        host = split_address(conn.address)[0]
+        host = parse_host_port(conn.address)[0]
         remote = conn.handshake.remote
         now = time.monotonic()
         old = self.refusals.pop(host, None)
@@ -617,7 +608,7 @@ class Gossip(Actor):
 
     def _forget_refusal(self, conn: PeerConnection, remote: Peer) -> None:
         for host, refusal in list(self.refusals.items()):
-            if refusal.peer == str(remote.name) or host == split_address(conn.address)[0]:
+            if refusal.peer == str(remote.name) or host == parse_host_port(conn.address)[0]:
                 del self.refusals[host]
 
     # -- timers -----------------------------------------------------------------------------

@@ -22,22 +22,21 @@ from typing import Any
 from weavenet.host import arp, bridge, veth
 from weavenet.runtime.actor import Actor, handles, main
 from weavenet.runtime.bus import FAILED, BusError, Envelope
-
-BRIDGE = "weave"
+from weavenet.runtime.defaults import BRIDGE, CONTAINER_MTU, PORT
 
 
 class Netconf(Actor):
     NAME = "netconf"
 
     def setup(self) -> None:
-        self.mtu = int(self.config.get("mtu", 1410))
+        self.mtu = int(self.config.get("mtu", CONTAINER_MTU))
         rng = self.config.get("range")
         self.range = ipaddress.ip_network(rng) if rng else None
         self.db_path = self.state_dir / "attachments.json"
         self.attachments: dict[str, dict[str, Any]] = self._load()
         bridge.ensure_bridge(BRIDGE, mtu=self.mtu)
         bridge.ensure_router_port(BRIDGE, mtu=self.mtu)
-        self._clear_conntrack(int(self.config.get("port", 6783)))
+        self._clear_conntrack(int(self.config.get("port", PORT)))
         self.every(5.0, self._prune)
         self.log.info("bridge_ready", bridge=BRIDGE, mtu=self.mtu,
                       attachments=len(self.attachments))

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
 from weavenet.mesh.connmaker import (
     ConnectionMaker,
     Source,
     TargetState,
     discovery_candidates,
-    normalize_address,
 )
 from weavenet.mesh.peer import Peer, PeerName
 from weavenet.mesh.topology import Connection, PeerRecord, Peers
@@ -36,26 +33,6 @@ def maker(seed: int = 1) -> tuple[ConnectionMaker, Clock]:
 
 def state(cm: ConnectionMaker, address: str) -> TargetState:
     return next(t.state for t in cm.targets() if t.address == address)
-
-
-@pytest.mark.parametrize(
-    "raw,expected",
-    [
-        ("host1", "host1:6783"),
-        ("198.18.0.1:7000", "198.18.0.1:7000"),
-        ("[fd00::1]:7000", "[fd00::1]:7000"),
-        ("fd00::1", "[fd00::1]:6783"),
-        (" host1:06783 ", "host1:6783"),
-    ],
-)
-def test_addresses_get_the_default_port(raw: str, expected: str) -> None:
-    assert normalize_address(raw) == expected
-
-
-@pytest.mark.parametrize("raw", ["", ":6783", "host:0", "host:99999", "host:x", "[fd00::1"])
-def test_bad_addresses_are_refused(raw: str) -> None:
-    with pytest.raises(ValueError):
-        normalize_address(raw)
 
 
 def test_launch_targets_are_dialled_at_once_and_only_once() -> None:

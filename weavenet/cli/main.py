@@ -26,12 +26,10 @@ from weavenet.cli import client
 from weavenet.cli.containers import docker_remove, docker_run, resolve
 from weavenet.cli.statusview import format_ps, format_status
 from weavenet.mesh.peer import PeerIdentityError, PeerName
-from weavenet.runtime import bus, log
+from weavenet.runtime import address, bus, log
 from weavenet.runtime.bus import FAILED, USAGE, BusError
+from weavenet.runtime.defaults import CONTAINER_MTU, PORT, container_mtu
 
-DEFAULT_PORT = 6783
-DEFAULT_MTU = 1410
-SEAL_OVERHEAD = 16
 LAUNCH_TIMEOUT = 40.0
 STOP_TIMEOUT = 30.0
 
@@ -50,17 +48,16 @@ class Parser(argparse.ArgumentParser):
 
 # -- validation -----------------------------------------------------------------------------
 def parse_cidr(text: str) -> ipaddress.IPv4Interface:
-    if "/" not in text:
-        raise UsageError(f"{text!r} is not IP/CIDR (e.g. 10.0.1.1/24)")
+    """An application network address: IPv4 only, not the network's own or broadcast address."""
     try:
-        iface = ipaddress.ip_interface(text)
-    except ValueError:
-        raise UsageError(f"{text!r} is not a valid IP/CIDR") from None
+        iface = address.parse_cidr(text)
+    except address.AddressError as exc:
+        raise UsageError(str(exc)) from None
     if not isinstance(iface, ipaddress.IPv4Interface):
-        raise UsageError(f"{text!r}: only IPv4 application networks are supported")
+        raise UsageError(f"{address.shown(text)}: only IPv4 application networks are supported")
     net = iface.network
     if net.prefixlen < 31 and iface.ip in (net.network_address, net.broadcast_address):
-        raise UsageError(f"{text!r} is the network's own or broadcast address")
+        raise UsageError(f"{address.shown(text)} is the network's own or broadcast address")
     return iface
 
 
@@ -69,14 +66,10 @@ def parse_cidrs(text: str) -> list[str]:
 
 
 def parse_peer(text: str) -> str:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = text, str(DEFAULT_PORT)
-    if not host or any(c.isspace() for c in host):
-        raise UsageError(f"{text!r} is not a peer address (host[:port])")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"{text!r}: invalid port")
-    return f"{host}:{port}"
+    try:
+        return address.normalize(text)
+    except address.AddressError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def normalise_single_dash(argv: list[str]) -> list[str]:
@@ -115,8 +108,9 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     p.add_argument("--debug", action="store_true", help="debug logs, including per-packet ones")
     p.add_argument("--name", help="peer name (MAC-like); default: persisted in WEAVE_STATE_DIR")
     p.add_argument("--nickname", help="shown in status; default: WEAVE_NICKNAME or the hostname")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP and UDP port (6783)")
-    p.add_argument("--mtu", type=int, help="container MTU (default 1410; 1394 with a password)")
+    p.add_argument("--port", type=int, default=PORT, help=f"TCP and UDP port ({PORT})")
+    p.add_argument("--mtu", type=int, help=f"container MTU (default {CONTAINER_MTU}; "
+                   f"{container_mtu(True)} with a password)")
     p.add_argument("--no-fastdp", action="store_true",
                    help="accepted for compatibility: the kernel fast datapath is not built yet, "
                    "frames always take the sleeve")
@@ -148,7 +142,7 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     config = {
         "ip": ip, "range": rng, "peers": peers, "port": a.port,
         # A full-size frame must fit one datagram on a 1500-byte underlay; sealing costs 16 bytes.
-        "mtu": a.mtu or (DEFAULT_MTU - SEAL_OVERHEAD if password else DEFAULT_MTU),
+        "mtu": a.mtu or container_mtu(bool(password)),
         "name": a.name, "nickname": a.nickname, "fastdp": not a.no_fastdp,
         "debug": a.debug, "state_dir": str(ctx.state_dir), "encryption": password is not None,
     }

@@ -29,6 +29,7 @@ import msgpack
 from weavenet.crypto.seal import DATAGRAM_OVERHEAD, KEY_SIZE
 from weavenet.dataplane.batch import MAX_BATCH
 from weavenet.dataplane.frame import Buffer
+from weavenet.runtime.codec import unpack_map
 
 SEAL = "seal"
 OPEN = "open"
@@ -82,15 +83,7 @@ def _raw(part: Any) -> Buffer:
 
 def _unpack_header(part: Any) -> dict[str, Any]:
     raw = _raw(part)
-    if len(raw) > MAX_HEADER_LEN:
-        raise CryptoProtoError(f"header of {len(raw)} bytes is too long")
-    try:
-        header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises a zoo of types for bad input
-        raise CryptoProtoError(f"undecodable header: {exc.__class__.__name__}") from None
-    if not isinstance(header, dict):
-        raise CryptoProtoError("header is not a map")
-    return header
+    return unpack_map(raw, CryptoProtoError, "header", MAX_HEADER_LEN)
 
 
 def _peer(value: Any) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import msgpack
 
 from weavenet.dataplane.frame import ETH_HLEN, VLAN_HLEN, VNET_HDR_LEN, Buffer
+from weavenet.runtime.codec import unpack_map
 
 VERSION = 1
 MAX_BATCH = 4096  # frames per batch
@@ -76,14 +77,7 @@ def decode_batch(parts: Sequence[Any]) -> tuple[dict[str, Any], list[Buffer]]:
     if len(parts) < 2:
         raise BatchError(f"batch of {len(parts)} parts has no frames")
     raw = _buffer(parts[0])
-    if len(raw) > MAX_HEADER_LEN:
-        raise BatchError(f"batch header of {len(raw)} bytes is too long")
-    try:
-        header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise BatchError(f"undecodable batch header: {exc}") from None
-    if not isinstance(header, dict):
-        raise BatchError("batch header is not a map")
+    header = unpack_map(raw, BatchError, "batch header", MAX_HEADER_LEN)
     if header.get("v") != VERSION:
         raise BatchError(f"unknown batch version {header.get('v')!r}")
     n = header.get("n")

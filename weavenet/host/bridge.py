@@ -19,9 +19,10 @@ from pyroute2.netlink.exceptions import NetlinkError
 from weavenet.host import tap
 from weavenet.host.netns import HostNetError, rtnl
 from weavenet.host.tap import ROUTER_PORT
+from weavenet.runtime import address
+from weavenet.runtime.defaults import BRIDGE
+from weavenet.runtime.defaults import CONTAINER_MTU as DEFAULT_MTU
 
-BRIDGE = "weave"
-DEFAULT_MTU = 1410
 HOST_VETH_PREFIX = "vethwepl"  # host side of a container's veth; see veth.host_veth_name
 IFNAMSIZ = 16
 
@@ -43,12 +44,10 @@ def check_ifname(name: str) -> str:
 
 
 def parse_cidr(cidr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
-    if "/" not in cidr:
-        raise HostNetError(f"{cidr!r} is not an address with a prefix length (IP/CIDR)")
     try:
-        return ipaddress.ip_interface(cidr)
-    except ValueError as exc:
-        raise HostNetError(f"{cidr!r} is not a valid IP/CIDR") from exc
+        return address.parse_cidr(cidr)
+    except address.AddressError as exc:
+        raise HostNetError(str(exc)) from None
 
 
 def get_link(ipr: IPRoute, name: str | None = None, index: int | None = None) -> Any | None:

@@ -23,11 +23,12 @@ from typing import Any
 
 from weavenet.mesh.peer import PeerName
 from weavenet.mesh.topology import Peers
+from weavenet.runtime.address import normalize
+from weavenet.runtime.defaults import PORT as DEFAULT_PORT
 
 INITIAL_INTERVAL = 2.0
 BACKOFF_FACTOR = 1.5
 MAX_INTERVAL = 120.0
-DEFAULT_PORT = 6783
 
 
 class Source(enum.Enum):
@@ -57,27 +58,6 @@ class Target:
     since: float = 0.0  # when the state last changed
 
 
-def normalize_address(address: str, default_port: int = DEFAULT_PORT) -> str:
-    """``host[:port]`` with the port filled in (``[v6]:port`` form for IPv6)."""
-    address = address.strip()
-    if not address:
-        raise ValueError("empty peer address")
-    if address.startswith("["):
-        host, sep, rest = address[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad peer address {address!r}")
-        port = rest[1:] or str(default_port)
-        host = f"[{host}]"
-    elif address.count(":") > 1:  # bare IPv6
-        host, port = f"[{address}]", str(default_port)
-    else:
-        host, _, port = address.partition(":")
-        port = port or str(default_port)
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad peer address {address!r}")
-    return f"{host}:{int(port)}"
-
-
 def discovery_candidates(peers: Peers, default_port: int = DEFAULT_PORT) -> dict[str, PeerName]:
     """Dialable addresses of peers we know of but are not directly connected to.
 
@@ -94,9 +74,9 @@ def discovery_candidates(peers: Peers, default_port: int = DEFAULT_PORT) -> dict
                 continue
             try:
                 if conn.outbound:
-                    address = normalize_address(conn.address, default_port)
+                    address = normalize(conn.address, default_port)
                 else:
-                    host = normalize_address(conn.address, default_port).rpartition(":")[0]
+                    host = normalize(conn.address, default_port).rpartition(":")[0]
                     address = f"{host}:{default_port}"
             except ValueError:
                 continue
@@ -130,7 +110,7 @@ class ConnectionMaker:
         now = self._clock()
         added = []
         for raw in addresses:
-            address = normalize_address(raw, self.default_port)
+            address = normalize(raw, self.default_port)
             target = self._targets.get(address)
             if target is None:
                 target = self._targets[address] = Target(address, {source}, since=now)
@@ -148,7 +128,7 @@ class ConnectionMaker:
         """Drop user-named targets (an already open connection is the actor's to close)."""
         forgotten = []
         for raw in addresses:
-            address = normalize_address(raw, self.default_port)
+            address = normalize(raw, self.default_port)
             target = self._targets.get(address)
             if target is None:
                 continue
@@ -206,7 +186,7 @@ class ConnectionMaker:
     def connected(self, address: str, peer: PeerName) -> None:
         """A dial to ``address`` reached ``peer`` (even if the connection was then dropped as a
         duplicate: the peer is connected either way)."""
-        target = self._targets.get(normalize_address(address, self.default_port))
+        target = self._targets.get(normalize(address, self.default_port))
         self._connected_peers.add(peer)
         if target is None:
             return
@@ -217,7 +197,7 @@ class ConnectionMaker:
         target.since = self._clock()
 
     def failed(self, address: str, reason: str, permanent: bool = False) -> None:
-        target = self._targets.get(normalize_address(address, self.default_port))
+        target = self._targets.get(normalize(address, self.default_port))
         if target is None:
             return
         now = self._clock()

@@ -53,6 +53,7 @@ from weavenet.mesh.wire import (
     encode,
     encode_header,
 )
+from weavenet.runtime.defaults import PORT
 
 # Refusal reasons (also sent to the remote in Goodbye).
 CONNECTION_TO_SELF = "connection to self"
@@ -93,7 +94,7 @@ class HandshakeConfig:
     """What this router says about itself on every connection."""
 
     peer: Peer
-    udp_port: int = 6783
+    udp_port: int = PORT
     encrypt: bool = False
     public_key: bytes | None = None  # this connection's ephemeral key when encrypting
     min_version: int = PROTOCOL_MIN_VERSION

@@ -29,6 +29,8 @@ from weavenet.crypto.keys import PROOF_SIZE
 from weavenet.crypto.seal import MAC_SIZE, CryptoError
 from weavenet.mesh.peer import MAX_NICKNAME_LEN, PeerIdentityError, PeerName
 from weavenet.mesh.topology import PeerRecord, TopologyDecodeError, decode_records, encode_record
+from weavenet.runtime.codec import unpack_map
+from weavenet.runtime.defaults import PORT
 
 MAGIC = b"weavenet"
 PROTOCOL_MIN_VERSION = 1
@@ -91,7 +93,7 @@ class Hello:
     conn_id: int  # random per connection; both ids combined identify the connection
     encrypt: bool
     public_key: bytes | None = None  # X25519 ephemeral key, present iff encrypt
-    udp_port: int = 6783
+    udp_port: int = PORT
 
 
 @dataclass(frozen=True)
@@ -245,13 +247,7 @@ _DECODERS = {
 
 def decode_message(body: bytes) -> Message:
     """One message from its msgpack body (the length prefix already removed)."""
-    try:
-        obj = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        # ValueError covers ExtraData, FormatError, StackError and bad UTF-8.
-        raise MalformedMessage(f"not msgpack: {type(exc).__name__}") from None
-    if not isinstance(obj, dict):
-        raise MalformedMessage("message must be a map")
+    obj = unpack_map(body, MalformedMessage, "message")
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise MalformedMessage("message has no type")

@@ -20,13 +20,14 @@ from typing import Any
 
 import msgpack
 
+from weavenet.runtime import defaults
+from weavenet.runtime.codec import unpack_map
+
 PROTOCOL_VERSION = 1
 MAX_ENVELOPE = 4 * 1024 * 1024
 # sun_path is 108 bytes including the terminating NUL.
 MAX_IPC_PATH = 107
 
-DEFAULT_RUN_DIR = "/run/weave"
-DEFAULT_STATE_DIR = "/var/lib/weave"
 
 # Error codes carried in replies. The CLI maps "usage" to exit status 2, everything else to 1.
 USAGE = "usage"
@@ -129,14 +130,7 @@ def _field(d: dict[str, Any], name: str, kind: type | tuple[type, ...], default:
 
 def decode(data: bytes) -> Envelope:
     """Parse an envelope; anything malformed raises EnvelopeError, never another exception."""
-    if len(data) > MAX_ENVELOPE:
-        raise EnvelopeError(f"envelope of {len(data)} bytes exceeds {MAX_ENVELOPE}")
-    try:
-        d = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises a zoo of types for bad input
-        raise EnvelopeError(f"not msgpack: {exc.__class__.__name__}") from None
-    if not isinstance(d, dict):
-        raise EnvelopeError("envelope is not a map")
+    d = unpack_map(data, EnvelopeError, "envelope", MAX_ENVELOPE)
     v = _field(d, "v", int)
     if v != PROTOCOL_VERSION:
         raise EnvelopeError(f"unsupported envelope version {v}")
@@ -226,8 +220,8 @@ class Endpoints:
 
 
 def run_dir_from_env() -> Path:
-    return Path(os.environ.get("WEAVE_RUN_DIR", DEFAULT_RUN_DIR))
+    return Path(os.environ.get("WEAVE_RUN_DIR", defaults.RUN_DIR))
 
 
 def state_dir_from_env() -> Path:
-    return Path(os.environ.get("WEAVE_STATE_DIR", DEFAULT_STATE_DIR))
+    return Path(os.environ.get("WEAVE_STATE_DIR", defaults.STATE_DIR))
