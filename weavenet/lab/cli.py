@@ -5,6 +5,7 @@
     weave-lab status [--prefix P] [--json]        what is up
     weave-lab exec [--prefix P] HOST -- CMD...    run CMD on HOST (host1 or 1); its exit code
     weave-lab cut|heal [--prefix P] A B           drop / restore underlay traffic between hosts
+    weave-lab loss [--prefix P] HOST PERCENT      drop PERCENT % of what HOST receives (0: stop)
     weave-lab demo [ARGS...]                      the demo, if weavenet.lab.demo exists
 
 Exit codes: 0 ok, 1 operational failure, 2 usage error; errors are one line on stderr.
@@ -48,6 +49,16 @@ def _prefix(text: str) -> str:
     return text
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"not a percentage from 0 to 100: {text!r}")
+    return value
+
+
 def _parser(exec_remainder: bool = True) -> _Parser:
     parser = _Parser(prog=PROG, description="Simulated weave hosts on this machine.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -78,6 +89,10 @@ def _parser(exec_remainder: bool = True) -> _Parser:
         p.add_argument("--prefix", type=_prefix, default="wl", help=prefix_help)
         p.add_argument("a", metavar="HOST")
         p.add_argument("b", metavar="HOST")
+    loss = sub.add_parser("loss", help="drop a share of the underlay packets a host receives")
+    loss.add_argument("--prefix", type=_prefix, default="wl", help=prefix_help)
+    loss.add_argument("host", metavar="HOST")
+    loss.add_argument("percent", type=_percent, metavar="PERCENT", help="0..100; 0 removes it")
     sub.add_parser("demo", help="run the demo (arguments go to it)", add_help=False)
     return parser
 
@@ -166,6 +181,12 @@ def _fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loss(args: argparse.Namespace) -> int:
+    _need_root()
+    Lab.load(args.prefix).lose(args.host, args.percent)
+    return 0
+
+
 def _demo(args: list[str]) -> int:
     if importlib.util.find_spec("weavenet.lab.demo") is None:
         raise LabError("demo not available")
@@ -174,7 +195,7 @@ def _demo(args: list[str]) -> int:
 
 
 _COMMANDS = {"up": _up, "down": _down, "status": _status, "exec": _exec,
-             "cut": _fault, "heal": _fault}
+             "cut": _fault, "heal": _fault, "loss": _loss}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -335,15 +335,28 @@ class Lab:
             underlay.remove_drop(h.ns, _udp_length_rule(int(fault[2])))
             self._record(fault, False)
 
+    def lose(self, host: HostRef, percent: float) -> None:
+        """Drop `percent` % of the underlay packets arriving at host, at random (0 undoes it)."""
+        h = self.host(host)
+        if not 0 <= percent <= 100:
+            raise LabError(f"loss must be 0..100 %, not {percent}")
+        for fault in [f for f in self._faults if f[:2] == ["loss", h.name]]:
+            underlay.remove_drop(h.ns, underlay.loss_rule(float(fault[2])))
+            self._record(fault, False)
+        if percent > 0:
+            underlay.add_drop(h.ns, underlay.loss_rule(percent))
+            self._record(["loss", h.name, float(percent)], True)
+
     def clear_faults(self) -> None:
         """Undo every fault this lab has recorded."""
+        undo = {
+            "cut": lambda a, b: self.heal(a, b),
+            "firewall": lambda h, proto, port: self.unfirewall(h, proto, port),
+            "drop_udp_larger_than": lambda h, _size: self.undrop_udp_larger_than(h),
+            "loss": lambda h, _percent: self.lose(h, 0),
+        }
         for kind, *args in list(self._faults):
-            if kind == "cut":
-                self.heal(*args)
-            elif kind == "firewall":
-                self.unfirewall(*args)
-            elif kind == "drop_udp_larger_than":
-                self.undrop_udp_larger_than(args[0])
+            undo[kind](*args)
 
     def _pair(self, a: HostRef, b: HostRef) -> tuple[Host, Host]:
         ha, hb = self.host(a), self.host(b)

@@ -147,6 +147,13 @@ def remove_drop(ns: str, rule: list[str], chain: str = "INPUT") -> None:
                 return
 
 
+def loss_rule(percent: float) -> list[str]:
+    """Match a random share of the packets arriving from the LAN (the `statistic` match: each
+    packet independently, like a lossy link; nftables' `numgen random` would be the same)."""
+    return ["-i", UNDERLAY_IF, "-m", "statistic", "--mode", "random",
+            "--probability", f"{percent / 100:.4f}"]
+
+
 def tcp_or_udp(proto: str) -> str:
     proto = proto.lower()
     if proto not in ("tcp", "udp"):
