@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -72,13 +73,13 @@ def skip_reason(docker: bool) -> str | None:
     return None
 
 
-def start_lab(n_hosts: int, docker: bool = True) -> Lab:
+def start_lab(n_hosts: int, docker: bool = True, **lab_args: Any) -> Lab:
     """An up lab, registered for teardown however the run ends (skips if it cannot run here)."""
     reason = skip_reason(docker)
     if reason:
         pytest.skip(reason)
     _install_handlers()
-    lab = Lab(n_hosts, prefix=unique_prefix(), docker=docker)
+    lab = Lab(n_hosts, prefix=unique_prefix(), docker=docker, **lab_args)
     _live.append(lab)  # before up(): a half-built lab must be torn down too
     lab.up()
     return lab
@@ -92,11 +93,12 @@ def stop_lab(lab: Lab) -> None:
 
 @pytest.fixture
 def lab_factory() -> Iterator[Callable[..., Lab]]:
-    """`lab_factory(n, docker=True)` returns an up lab; all are torn down after the test."""
+    """`lab_factory(n, docker=True, nat=())` returns an up lab; all are torn down after the
+    test."""
     labs: list[Lab] = []
 
-    def make(n_hosts: int, docker: bool = True) -> Lab:
-        lab = start_lab(n_hosts, docker)
+    def make(n_hosts: int, docker: bool = True, **lab_args: Any) -> Lab:
+        lab = start_lab(n_hosts, docker, **lab_args)
         labs.append(lab)
         return lab
 

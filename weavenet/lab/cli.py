@@ -1,6 +1,8 @@
 """`weave-lab`: build, inspect, use and remove a lab from the shell.
 
-    weave-lab up N [--no-docker] [--prefix P]     build N hosts (they outlive this command)
+    weave-lab up N [--no-docker] [--prefix P] [--nat I,J]
+                                                  build N hosts (they outlive this command);
+                                                  hosts I, J behind a masquerading NAT
     weave-lab down [--prefix P]                   remove every trace of the lab
     weave-lab status [--prefix P] [--json]        what is up
     weave-lab exec [--prefix P] HOST -- CMD...    run CMD on HOST (host1 or 1); its exit code
@@ -49,6 +51,13 @@ def _prefix(text: str) -> str:
     return text
 
 
+def _host_numbers(text: str) -> list[int]:
+    parts = [p.removeprefix("host") for p in text.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"not host numbers (e.g. 3 or 2,3): {text!r}")
+    return [int(p) for p in parts]
+
+
 def _percent(text: str) -> float:
     try:
         value = float(text)
@@ -67,6 +76,8 @@ def _parser(exec_remainder: bool = True) -> _Parser:
     up = sub.add_parser("up", help="build a lab of N hosts")
     up.add_argument("n_hosts", type=_n_hosts, metavar="N")
     up.add_argument("--no-docker", action="store_true", help="no dockerd per host")
+    up.add_argument("--nat", type=_host_numbers, default=[], metavar="I[,J...]",
+                    help="put these hosts (by number) behind a masquerading NAT router")
     up.add_argument("--prefix", type=_prefix, default="wl", help=prefix_help)
 
     down = sub.add_parser("down", help="remove the lab")
@@ -104,10 +115,11 @@ def _need_root() -> None:
 
 def _up(args: argparse.Namespace) -> int:
     _need_root()
-    lab = Lab(args.n_hosts, prefix=args.prefix, docker=not args.no_docker)
+    lab = Lab(args.n_hosts, prefix=args.prefix, docker=not args.no_docker, nat=args.nat)
     lab.up()
     for host in lab.hosts:
-        print(f"{host.name}  {host.ns}  {host.ip}")
+        nat = f"  (behind NAT, seen as {host.lan_ip})" if host.router_ns else ""
+        print(f"{host.name}  {host.ns}  {host.ip}{nat}")
     return 0
 
 
@@ -129,7 +141,7 @@ def _describe(lab: Lab) -> dict[str, Any]:
         d = pids.get(f"dockerd {host.name}")
         running = d is not None and procs.alive(procs.ProcRef.from_json(d))
         hosts.append({
-            "name": host.name, "ns": host.ns, "ip": host.ip,
+            "name": host.name, "ns": host.ns, "ip": host.ip, "lan_ip": host.lan_ip,
             "dockerd_pid": d["pid"] if d else None, "dockerd_running": running,
             "DOCKER_HOST": host.docker_host if lab.docker else None,
             "WEAVE_RUN_DIR": str(host.run_dir), "WEAVE_STATE_DIR": str(host.state_dir),

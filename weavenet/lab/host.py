@@ -51,18 +51,23 @@ class Host:
     """One simulated host. Created by Lab; `index` counts from 1 and names it ("host1")."""
 
     def __init__(self, index: int, ns: str, ip: str, directory: Path, docker_enabled: bool,
-                 track: Callable[[subprocess.Popen[Any], str], None]):
+                 track: Callable[[subprocess.Popen[Any], str], None],
+                 nat: tuple[str, str] | None = None):
         self.index = index
         self.name = f"host{index}"
         self.ns = ns
         self.ip = ip
+        # Behind NAT: (router namespace, the router's LAN address). Others see our packets come
+        # from lan_ip and cannot dial ip (a private address only the router reaches).
+        self.router_ns, self.lan_ip = nat if nat is not None else (None, ip)
         self.dir = directory
         self.docker_enabled = docker_enabled
         self._track = track
         self._client: docker.DockerClient | None = None
 
     def __repr__(self) -> str:
-        return f"Host({self.name}, ns={self.ns}, ip={self.ip})"
+        nat = f", behind NAT {self.lan_ip}" if self.router_ns else ""
+        return f"Host({self.name}, ns={self.ns}, ip={self.ip}{nat})"
 
     @property
     def run_dir(self) -> Path:

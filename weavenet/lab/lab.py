@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,6 +30,7 @@ STATE_FILE = "lab.json"
 STATE_VERSION = 1
 UNDERLAY_NET = "198.18.0"  # host i is UNDERLAY_NET.i/24
 UNDERLAY_PREFIXLEN = 24
+NAT_INSIDE_NET = "198.19.{index}.0"  # behind NAT, host i is 198.19.i.2 and its router 198.19.i.1
 MAX_HOSTS = 250
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 DOCKERD_STOP_GRACE = 20.0  # > SHUTDOWN_TIMEOUT plus dockerd's and containerd's own shutdown
@@ -40,27 +42,35 @@ class Lab:
     """N hosts `host1`..`hostN` in namespaces `<prefix>-h<i>` on a LAN `<prefix>-lan`."""
 
     def __init__(self, n_hosts: int, prefix: str = "wl", docker: bool = True,
-                 base_dir: Path | None = None):
+                 base_dir: Path | None = None, nat: Iterable[int] = ()):
         if not PREFIX_RE.match(prefix):
             raise LabError(f"bad prefix {prefix!r}: 1-12 chars, a-z then a-z0-9")
         if not 1 <= n_hosts <= MAX_HOSTS:
             raise LabError(f"number of hosts must be 1..{MAX_HOSTS}, not {n_hosts}")
         self.n_hosts = n_hosts
+        self.nat = sorted(set(nat))
+        if any(not 1 <= i <= n_hosts for i in self.nat):
+            raise LabError(f"NAT hosts must be among 1..{n_hosts}, not {self.nat}")
         self.prefix = prefix
         self.docker = docker
         self.base_dir = Path(base_dir) if base_dir is not None else LABS_ROOT / prefix
         self.lan_ns = f"{prefix}-lan"
-        self.hosts: list[Host] = [
-            Host(i, f"{prefix}-h{i}", f"{UNDERLAY_NET}.{i}", self.base_dir / f"h{i}", docker,
-                 self._track)
-            for i in range(1, n_hosts + 1)
-        ]
+        self.hosts: list[Host] = [self._make_host(i) for i in range(1, n_hosts + 1)]
         self.status = "down"
         self._procs: list[dict[str, Any]] = []  # {"pid", "start", "what"}
         self._popens: list[subprocess.Popen[Any]] = []
         self._faults: list[list[Any]] = []
         for host in self.hosts:
             dockerd.check_socket_lengths(host.docker_paths)
+
+    def _make_host(self, i: int) -> Host:
+        lan_ip = f"{UNDERLAY_NET}.{i}"
+        if i not in self.nat:
+            return Host(i, f"{self.prefix}-h{i}", lan_ip, self.base_dir / f"h{i}", self.docker,
+                        self._track)
+        private = NAT_INSIDE_NET.format(index=i).rsplit(".", 1)[0] + ".2"
+        return Host(i, f"{self.prefix}-h{i}", private, self.base_dir / f"h{i}", self.docker,
+                    self._track, nat=(f"{self.prefix}-r{i}", lan_ip))
 
     # --- state ------------------------------------------------------------------------------
 
@@ -73,6 +83,7 @@ class Lab:
             "version": STATE_VERSION,
             "prefix": self.prefix,
             "n_hosts": self.n_hosts,
+            "nat": self.nat,
             "docker": self.docker,
             "base_dir": str(self.base_dir),
             "lan_ns": self.lan_ns,
@@ -108,7 +119,8 @@ class Lab:
         except (OSError, ValueError) as e:
             raise LabError(f"unreadable lab state {base / STATE_FILE}: {e}") from e
         try:
-            lab = cls(int(data["n_hosts"]), data["prefix"], bool(data["docker"]), base)
+            lab = cls(int(data["n_hosts"]), data["prefix"], bool(data["docker"]), base,
+                      nat=[int(i) for i in data.get("nat", [])])
             lab.status = str(data.get("status", "unknown"))
             lab._procs = [dict(p) for p in data.get("procs", [])]
             lab._faults = [list(f) for f in data.get("faults", [])]
@@ -158,7 +170,8 @@ class Lab:
                            f"run: weave-lab down --prefix {self.prefix}")
         if self.base_dir.exists() and any(self.base_dir.iterdir()):
             raise LabError(f"lab directory {self.base_dir} exists and is not empty")
-        for name in [self.lan_ns, *(h.ns for h in self.hosts)]:
+        for name in [self.lan_ns, *(h.ns for h in self.hosts),
+                     *(h.router_ns for h in self.hosts if h.router_ns)]:
             if underlay.exists(name):
                 raise LabError(f"network namespace {name} exists; "
                                f"run: weave-lab down --prefix {self.prefix}")
@@ -184,8 +197,15 @@ class Lab:
         underlay.build_lan(self.lan_ns)
         for host in self.hosts:
             underlay.create(host.ns)
-            underlay.attach(self.lan_ns, underlay.Port(host.ns, f"h{host.index}", host.ip,
-                                                 UNDERLAY_PREFIXLEN))
+            if host.router_ns is None:
+                underlay.attach(self.lan_ns, underlay.Port(host.ns, f"h{host.index}", host.ip,
+                                                     UNDERLAY_PREFIXLEN))
+            else:
+                underlay.create(host.router_ns)
+                underlay.attach(self.lan_ns, underlay.Port(host.router_ns, f"h{host.index}",
+                                                     host.lan_ip, UNDERLAY_PREFIXLEN))
+                underlay.build_nat(host.router_ns, host.ns, NAT_INSIDE_NET.format(index=host.index),
+                                   f"{UNDERLAY_NET}.0/{UNDERLAY_PREFIXLEN}")
             host.run_dir.mkdir(parents=True, exist_ok=True)
             host.state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -266,8 +286,9 @@ class Lab:
         return []
 
     def _namespaces(self) -> list[str]:
-        mine = re.compile(rf"^{re.escape(self.prefix)}-(lan|h\d+)$")
-        names = {self.lan_ns, *(h.ns for h in self.hosts)}
+        mine = re.compile(rf"^{re.escape(self.prefix)}-(lan|[hr]\d+)$")
+        names = {self.lan_ns, *(h.ns for h in self.hosts),
+                 *(h.router_ns for h in self.hosts if h.router_ns)}
         names |= {n for n in underlay.list_names() if mine.match(n)}
         # Hosts before the LAN, so no veth is left dangling in a half-removed LAN.
         return sorted(names, key=lambda n: n == self.lan_ns)
@@ -298,14 +319,15 @@ class Lab:
     def cut(self, a: HostRef, b: HostRef) -> None:
         """Drop all underlay traffic between two hosts (both directions, silently)."""
         ha, hb = self._pair(a, b)
-        underlay.add_drop(ha.ns, ["-s", hb.ip])
-        underlay.add_drop(hb.ns, ["-s", ha.ip])
+        # By the source address each side sees: a NAT host's packets carry its router's.
+        underlay.add_drop(ha.ns, ["-s", hb.lan_ip])
+        underlay.add_drop(hb.ns, ["-s", ha.lan_ip])
         self._record(["cut", ha.name, hb.name], True)
 
     def heal(self, a: HostRef, b: HostRef) -> None:
         ha, hb = self._pair(a, b)
-        underlay.remove_drop(ha.ns, ["-s", hb.ip])
-        underlay.remove_drop(hb.ns, ["-s", ha.ip])
+        underlay.remove_drop(ha.ns, ["-s", hb.lan_ip])
+        underlay.remove_drop(hb.ns, ["-s", ha.lan_ip])
         self._record(["cut", ha.name, hb.name], False)
 
     def firewall(self, host: HostRef, proto: str, port: int) -> None:

@@ -4,6 +4,9 @@ Every host namespace gets a veth `eth0` whose other end is a port of bridge `br0
 LAN namespace. The veth pair is created from inside the LAN namespace with its peer placed
 directly in the host namespace, so no link ever exists in the root namespace, not even briefly.
 
+A host may sit behind NAT (``build_nat``): then its ``eth0`` leads to a router namespace of its
+own, whose ``eth0`` is the LAN port and which masquerades what the host sends.
+
 Faults are iptables rules in the *host* namespaces (INPUT only): rules on the LAN bridge would
 need br_netfilter, a module-wide switch that would affect every bridge on the machine. Dropping
 at INPUT on the receiving side makes a cut a silent black hole, as a real partition is, rather
@@ -27,6 +30,7 @@ from weavenet.lab.errors import LabError
 NETNS_DIR = Path("/var/run/netns")
 BRIDGE = "br0"
 UNDERLAY_IF = "eth0"
+NAT_INSIDE_IF = "in0"  # the NAT router's side of the link to the host behind it
 RULE_TAG = "weave-lab"  # iptables comment marking rules the lab owns
 
 
@@ -103,6 +107,40 @@ def attach(lan_ns: str, port: Port) -> None:
         idx = host.link_lookup(ifname=UNDERLAY_IF)[0]
         host.addr("add", index=idx, address=port.address, prefixlen=port.prefixlen)
         host.link("set", index=idx, state="up")
+
+
+def build_nat(router_ns: str, host_ns: str, inside: str, lan_net: str) -> None:
+    """Put host_ns behind router_ns, a masquerading NAT router (its LAN side already attached).
+
+    ``inside`` is the private /24 between them (router .1, host .2). The host routes only the
+    LAN (``lan_net``) through the router, so nothing can leave the lab. Inbound connections to
+    the router's LAN address are not forwarded: the host can dial out, nobody can dial in,
+    as behind a home router.
+    """
+    net = inside.rsplit(".", 1)[0]
+    with NetNS(router_ns) as router:
+        try:
+            router.link("add", ifname=NAT_INSIDE_IF, kind="veth",
+                        peer={"ifname": UNDERLAY_IF, "net_ns_fd": host_ns})
+        except NetlinkError as e:
+            raise LabError(f"cannot create the NAT veth for {host_ns}: {e}") from e
+        idx = router.link_lookup(ifname=NAT_INSIDE_IF)[0]
+        router.addr("add", index=idx, address=f"{net}.1", prefixlen=24)
+        router.link("set", index=idx, state="up")
+    with NetNS(host_ns) as host:
+        idx = host.link_lookup(ifname=UNDERLAY_IF)[0]
+        host.addr("add", index=idx, address=f"{net}.2", prefixlen=24)
+        host.link("set", index=idx, state="up")
+        dst, dst_len = lan_net.split("/")
+        host.route("add", dst=dst, dst_len=int(dst_len), gateway=f"{net}.1")
+    # Forwarding is a per-namespace sysctl: this changes the router namespace only.
+    for argv in (["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
+                 ["iptables", "-w", "5", "-t", "nat", "-A", "POSTROUTING", "-o", UNDERLAY_IF,
+                  "-m", "comment", "--comment", RULE_TAG, "-j", "MASQUERADE"]):
+        done = subprocess.run(nsenter(router_ns, argv), capture_output=True, text=True,
+                              timeout=30)
+        if done.returncode != 0:
+            raise LabError(f"{argv[0]} in {router_ns} failed: {done.stderr.strip()}")
 
 
 def links(name: str) -> list[str]:
