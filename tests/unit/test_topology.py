@@ -38,8 +38,7 @@ def test_local_changes_bump_the_version_and_no_ops_do_not() -> None:
     assert peers.add_connection(peer(1), "198.18.0.1:6783", outbound=True)
     assert peers.local_record.version == 2
     assert not peers.add_connection(peer(1), "198.18.0.1:6783", outbound=True)
-    assert peers.set_established(NAMES[1])
-    assert not peers.set_established(NAMES[1])
+    assert peers.add_connection(peer(1), "198.18.0.1:6783", outbound=True, established=True)
     assert peers.local_record.connection(NAMES[1]).established  # type: ignore[union-attr]
     assert peers.remove_connection(NAMES[1])
     assert not peers.remove_connection(NAMES[1])

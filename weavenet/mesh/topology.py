@@ -33,8 +33,10 @@ class Connection:
     """One connection as reported by the peer that owns the record.
 
     ``address`` is the remote TCP address as that peer sees it; ``outbound`` says the owner dialled
-    it (so the address is dialable by others); ``established`` says the data path (UDP heartbeats)
-    works, which is what routes require.
+    it (so the address is dialable by others); ``established`` says the handshake completed, and
+    routes use a connection only when both ends report it established. (The gossip actor records
+    connections established as they are accepted; the flag stays on the wire, where a peer that
+    reports one not yet established keeps it out of everyone's routes.)
     """
 
     peer: PeerName
@@ -248,15 +250,6 @@ class Peers:
             # A placeholder so status and reachability know the neighbour at once; any record
             # the neighbour gossips (version >= 1) supersedes it.
             self._records[remote.name] = PeerRecord(remote.name, remote.nickname, remote.uid, 0)
-        return True
-
-    def set_established(self, remote: PeerName, established: bool = True) -> bool:
-        conns = {c.peer: c for c in self.local_record.connections}
-        conn = conns.get(remote)
-        if conn is None or conn.established == established:
-            return False
-        conns[remote] = replace(conn, established=established)
-        self._set_local(conns)
         return True
 
     def remove_connection(self, remote: PeerName) -> bool:
