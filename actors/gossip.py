@@ -18,8 +18,10 @@ the supervisor; "crypto.forget" when the connection goes). A restarted crypto ac
 so when the supervisor announces it ready every encrypted connection is closed and re-made:
 fresh exchanges give fresh keys, so no nonce is ever reused.
 
-All protocol logic is sans-IO in weavenet.mesh (wire, handshake, connection, refusals, topology,
-routes, connmaker); this module only moves bytes and time through it. Input from a socket can
+All protocol logic is sans-IO in weavenet.mesh: ``router`` (topology, routes, connection maker,
+gossip rules), ``connection`` (one connection's decoder, handshake and out-buffer), ``refusals``,
+and below them wire, handshake, topology, routes, connmaker; this module only moves bytes and time
+through it. Input from a socket can
 close that connection, with the reason logged, but never the actor.
 """
 
@@ -49,7 +51,7 @@ from weavenet.mesh.connection import (
     Phase,
     new_handshake,
 )
-from weavenet.mesh.connmaker import ConnectionMaker, Source, TargetState, discovery_candidates
+from weavenet.mesh.connmaker import Source
 from weavenet.mesh.handshake import (
     CONNECTION_TO_SELF,
     DUPLICATE_CONNECTION,
@@ -59,8 +61,8 @@ from weavenet.mesh.handshake import (
 )
 from weavenet.mesh.peer import Peer, PeerName, new_uid
 from weavenet.mesh.refusals import Refusals
-from weavenet.mesh.routes import Routes, forwarder_snapshot
-from weavenet.mesh.topology import PeerRecord, Peers
+from weavenet.mesh.router import Router
+from weavenet.mesh.topology import PeerRecord
 from weavenet.mesh.wire import (
     Goodbye,
     Heartbeat,
@@ -68,7 +70,6 @@ from weavenet.mesh.wire import (
     ProtocolHeader,
     TopologyUpdate,
     WireError,
-    encode_body,
 )
 from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, handles, main
@@ -78,7 +79,6 @@ from weavenet.runtime.defaults import PORT
 
 HEARTBEAT_INTERVAL = 2.0
 FULL_EXCHANGE_INTERVAL = 10.0
-FULL_EXCHANGE_FANOUT = 3
 PUBLISH_INTERVAL = 2.0
 TICK = 0.1  # dial due targets, enforce connect/handshake deadlines
 RECV_SIZE = 256 * 1024
@@ -106,9 +106,10 @@ class Gossip(Actor):
         self.me = Peer(PeerName(self.config["peer_name"]), str(self.config["nickname"]), new_uid())
         self.log = self.log.bind(peer=str(self.me.name))
         self.rng = random.Random()
-        self.peers = Peers(self.me)
-        self.routes = Routes.calculate(self.peers)
-        self.maker = ConnectionMaker(rng=self.rng, default_port=self.port)
+        self.router: Router[SocketConnection] = Router(self.me, port=self.port, rng=self.rng,
+                                                       log=self.log)
+        self.maker = self.router.maker
+        self.by_peer = self.router.by_peer  # the one established link per peer
         self.password: Password | None = (
             self._fetch_password() if self.config.get("encryption") else None)
         self.hs_config = HandshakeConfig(self.me, udp_port=self.port,
@@ -118,9 +119,6 @@ class Gossip(Actor):
         self.conns: dict[int, SocketConnection] = {}
         self.resolver = ThreadPoolExecutor(max_workers=2, thread_name_prefix="resolve")
         self.resolving: dict[str, Future[list[Any]]] = {}
-        self.by_peer: dict[PeerName, SocketConnection] = {}  # the one established link per peer
-        self.snapshot: dict[str, Any] | None = None
-        self.routes_version = 0
 
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -135,7 +133,8 @@ class Gossip(Actor):
 
         self.every(TICK, self._tick, first=0.0)
         self.every(HEARTBEAT_INTERVAL, self._heartbeats)
-        self.every(FULL_EXCHANGE_INTERVAL, self._full_exchange)
+        self.every(FULL_EXCHANGE_INTERVAL,
+                   lambda: self._gossip(self.router.full_exchange(), publish=False))
         self.every(PUBLISH_INTERVAL, lambda: self._publish_routes(force=True))
         self._publish_routes()
         self.log.info("gossip_listening", port=self.port, uid=self.me.uid,
@@ -408,43 +407,24 @@ class Gossip(Actor):
             self._crypto_request("crypto.install", str(remote.name), epoch, install_body(
                 str(remote.name), epoch, acc.keys.udp_send, acc.keys.udp_recv))
         conn.establish(time.monotonic(), epoch)
-        self.by_peer[remote.name] = conn
         self.refusals.forget(conn.host, str(remote.name))
-        self.maker.peer_connected(remote.name)
-        self.peers.add_connection(remote, conn.address, outbound=conn.outbound, established=True)
         self.log.info("peer_connected", remote=str(remote.name), nickname=remote.nickname,
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
                       udp=conn.udp, encrypted=conn.sealer is not None)
-        self._send_body(conn, encode_body(TopologyUpdate(self.peers.full_update())))
-        self._topology_changed({self.me.name}, source=None)
+        self._gossip(self.router.established(conn))
 
     def _on_gossip(self, conn: SocketConnection, records: tuple[PeerRecord, ...]) -> None:
-        improved = self.peers.merge(records)
+        improved = self.router.merge(conn, records)
         if improved:
-            self.log.debug("topology_changed", via=conn.address,
-                           improved=sorted(str(n) for n in improved))
-            self._topology_changed(improved, source=conn)
-        # The sender gossiped records older than ours (e.g. a restarted peer's new, low-version
-        # incarnation on one side and its old record on the other): answer with what we hold.
-        outdated = self.peers.outdated(records)
-        if outdated and conn.remote is not None and self.by_peer.get(conn.remote.name) is conn:
-            self._send_body(conn, encode_body(TopologyUpdate(self.peers.update_for(outdated))))
+            self._gossip(self.router.topology_changed(improved, source=conn))
+        self._gossip(self.router.answer_outdated(conn, records), publish=False)
 
-    def _topology_changed(self, improved: set[PeerName], source: SocketConnection | None) -> None:
-        """Pass improved records on, then recompute everything that derives from the topology."""
-        gone = self.peers.garbage_collect()
-        if gone:
-            self.log.debug("peers_forgotten", peers=sorted(str(n) for n in gone))
-        records = self.peers.update_for(improved)
-        if records:
-            data = encode_body(TopologyUpdate(records))
-            for conn in list(self.by_peer.values()):
-                # The sender has these records already, unless one is ours (we outranked it).
-                if conn is not source or self.me.name in improved:
-                    self._send_body(conn, data)
-        self.maker.update_discovered(discovery_candidates(self.peers, self.port))
-        self.routes = Routes.calculate(self.peers)
-        self._publish_routes()
+    def _gossip(self, sends: list[tuple[SocketConnection, bytes]], publish: bool = True) -> None:
+        """Write what the router wants sent, then publish the routes if they changed."""
+        for conn, body in sends:
+            self._send_body(conn, body)
+        if publish:
+            self._publish_routes()
 
     # -- closing ----------------------------------------------------------------------------
     def _close(self, conn: SocketConnection, reason: str, *, event: str = "connection_closed",
@@ -465,17 +445,15 @@ class Gossip(Actor):
             self.log.info(event, address=conn.address, reason=reason,
                           remote=str(remote.name) if remote else None, phase=conn.phase.value)
         if conn.established and remote and self.by_peer.get(remote.name) is conn:
-            del self.by_peer[remote.name]
             if replaced:
+                del self.by_peer[remote.name]
                 return  # the new connection's keys replace these in the crypto actor
             if conn.epoch is not None:
                 self._crypto_request("crypto.forget", str(remote.name), conn.epoch,
                                      forget_body(str(remote.name)))
             self.log.info("peer_disconnected", remote=str(remote.name),
                           nickname=remote.nickname, reason=reason)
-            self.maker.peer_disconnected(remote.name, reason)
-            self.peers.remove_connection(remote.name)
-            self._topology_changed({self.me.name}, source=None)
+            self._gossip(self.router.lost(conn, reason))
         elif not conn.established and conn.target is not None:
             self.maker.failed(conn.target, reason, permanent=permanent)
 
@@ -542,31 +520,10 @@ class Gossip(Actor):
             else:
                 self._send_body(conn, conn.heartbeat())
 
-    def _full_exchange(self) -> None:
-        """The backstop for lost or GC-raced updates: everything to a few random neighbours."""
-        neighbours = list(self.by_peer.values())
-        if not neighbours:
-            return
-        data = encode_body(TopologyUpdate(self.peers.full_update()))
-        for conn in self.rng.sample(neighbours, min(FULL_EXCHANGE_FANOUT, len(neighbours))):
-            self._send_body(conn, data)
-
-    # -- routes to the forwarder ------------------------------------------------------------
     def _publish_routes(self, force: bool = False) -> None:
-        udp = {name: c.udp for name, c in self.by_peer.items() if c.udp}
-        snap = forwarder_snapshot(self.peers, self.routes, udp)
-        old = self.snapshot
-        if snap != old:
-            self.routes_version += 1
-            self.snapshot = snap
-            if old is None or (old["unicast"], old["broadcast"]) != (
-                    snap["unicast"], snap["broadcast"]):
-                self.log.info("routes_changed", version=self.routes_version,
-                              peers=len(snap["peers"]), unicast=len(snap["unicast"]),
-                              neighbours=len(self.by_peer))
-        elif not force:
-            return
-        self.publish("routes", {"version": self.routes_version, **snap})
+        event = self.router.routes_event(force)
+        if event is not None:
+            self.publish("routes", event)
 
     def _on_event(self) -> None:
         while True:
@@ -587,34 +544,15 @@ class Gossip(Actor):
 
     # -- status and shutdown ----------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        reach = self.peers.reachable()
-        return {
-            "peer": {"name": str(self.me.name), "nickname": self.me.nickname, "uid": self.me.uid},
-            "peers": [
-                {"name": str(name), "nickname": rec.nickname, "uid": rec.uid,
-                 "connections": len(rec.connections)}
-                for name, rec in sorted(self.peers.records().items()) if name in reach
-            ],
-            "connections": self._connection_rows(),
-            "routes": {str(d): str(h) for d, h in sorted(self.routes.unicast.items())},
-        }
-
-    def _connection_rows(self) -> list[dict[str, Any]]:
-        """Live connections, recent inbound refusals, names being resolved, then the targets
-        not backed by any of those."""
+        """Live connections, recent inbound refusals, names being resolved, then the targets no
+        connection stands for."""
         now = time.monotonic()
         rows = [c.status_row() for c in sorted(self.conns.values(), key=lambda c: c.address)]
         rows += [r.status_row(now) for r in self.refusals.recent(now)]
         rows += [{"address": address, "peer": None, "nickname": None, "state": "connecting",
                   "info": "resolving"} for address in sorted(self.resolving)]
-        live = {c.target for c in self.conns.values()}
-        for t in self.maker.targets():
-            if t.address in live or t.state in (TargetState.CONNECTED, TargetState.CONNECTING):
-                continue
-            if t.peer is not None and t.peer in self.by_peer:
-                continue  # reached through another connection (e.g. the remote dialled us)
-            rows.append(t.status_row(now))
-        return rows
+        rows += self.router.target_rows({c.target for c in self.conns.values()}, now)
+        return self.router.status(rows)
 
     def teardown(self) -> None:
         for conn in list(self.conns.values()):
