@@ -24,7 +24,7 @@ from typing import Any
 
 from weavenet.mesh.peer import PeerName
 from weavenet.mesh.topology import Peers
-from weavenet.runtime.address import normalize
+from weavenet.runtime.address import format_host_port, normalize, parse_host_port
 from weavenet.runtime.defaults import PORT as DEFAULT_PORT
 
 INITIAL_INTERVAL = 2.0
@@ -91,8 +91,8 @@ def discovery_candidates(peers: Peers, default_port: int = DEFAULT_PORT) -> dict
                 if conn.outbound:
                     address = normalize(conn.address, default_port)
                 else:
-                    host = normalize(conn.address, default_port).rpartition(":")[0]
-                    address = f"{host}:{default_port}"
+                    host = parse_host_port(conn.address, default_port)[0]
+                    address = format_host_port(host, default_port)
             except ValueError:
                 continue
             out.setdefault(address, conn.peer)
