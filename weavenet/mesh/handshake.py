@@ -12,9 +12,10 @@ follows, in the order ``weavenet.crypto.keys`` prescribes: the initiator (outbou
 initiator is accepted when the responder's proof checks. A wrong proof is refused with
 ``PASSWORD_MISMATCH``, which the side that detects it also tells the other in its ``Goodbye``.
 ``Accepted.keys`` then holds the connection's ``SessionKeys``: everything after the proofs is
-sealed (the actor switches its decoder with ``Decoder.open_with``).
+sealed (``PeerConnection.accept`` in ``weavenet.mesh.connection`` switches the decoder with
+``Decoder.open_with``).
 
-The actor drives it with what ``wire.Decoder`` yields::
+The gossip actor drives it, through the connection, with what ``wire.Decoder`` yields::
 
     hs = Handshake(config, outbound=True, conn_id=rng.getrandbits(64))
     sock.send(hs.start())
@@ -23,7 +24,8 @@ The actor drives it with what ``wire.Decoder`` yields::
         sock.send(step.send)
         if step.outcome: ...           # Accepted or Refused (then close)
 
-Duplicate connections between the same two peers are settled by ``prefer`` below.
+Duplicate connections between the same two peers are settled by ``prefer`` below
+(``PeerConnection.loses_to`` applies it).
 """
 
 from __future__ import annotations

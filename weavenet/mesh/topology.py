@@ -6,8 +6,8 @@ keeping the greater one under a total order (version first), which makes merging
 commutative, associative and idempotent, so gossip may arrive in any order, duplicated, and every
 peer still ends with the same records.
 
-Sans-IO: no sockets and no clock. The gossip actor feeds received records into ``Peers.merge`` and
-sends on what it returns.
+Sans-IO: no sockets and no clock. ``weavenet.mesh.router.Router`` feeds received records into
+``Peers.merge`` and passes on what it returns.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Stream layout::
 With a password, each side sends a ``Proof`` after the hellos (see ``weavenet.crypto.keys``)
 and every message after the proofs is sealed: ``length:u32be | box`` where box is a
 ``StreamSealer``'s output for the msgpack body (``encode_body``). The decoder stops after the
-last clear message (``pause_after``) until the actor hands it the stream opener (``open_with``).
+last clear message (``pause_after``) until the accepted handshake's stream opener is handed to it
+(``open_with``).
 
 Decoding is sans-IO and incremental: ``Decoder.feed(data)`` returns what is complete and keeps the
 rest. Anything malformed, oversized, truncated or unknown raises a ``WireError`` subclass; the
