@@ -79,14 +79,19 @@ class Mesh:
             self.queue += router.answer_outdated(far, msg.records)
 
 
-def test_a_line_of_three_learns_routes_through_the_middle() -> None:
+def line_of_three() -> Mesh:
+    """1 - 2 - 3, gossip settled."""
     mesh = Mesh()
     for i in (1, 2, 3):
         mesh.add(i)
     mesh.connect(1, 2)
     mesh.connect(2, 3)
     mesh.pump()
-    one = mesh.routers[1]
+    return mesh
+
+
+def test_a_line_of_three_learns_routes_through_the_middle() -> None:
+    one = line_of_three().routers[1]
     assert dict(one.routes.unicast) == {peer(2).name: peer(2).name, peer(3).name: peer(2).name}
     event = one.routes_event()
     assert event is not None and event["unicast"] == {str(peer(2).name): str(peer(2).name),
@@ -96,12 +101,7 @@ def test_a_line_of_three_learns_routes_through_the_middle() -> None:
 
 
 def test_a_lost_link_takes_the_routes_through_it_away_everywhere() -> None:
-    mesh = Mesh()
-    for i in (1, 2, 3):
-        mesh.add(i)
-    mesh.connect(1, 2)
-    mesh.connect(2, 3)
-    mesh.pump()
+    mesh = line_of_three()
     mesh.disconnect(2, 3)
     mesh.pump()
     assert peer(3).name not in mesh.routers[1].routes.unicast
