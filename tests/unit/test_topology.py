@@ -116,17 +116,6 @@ def test_our_own_record_echoed_back_changes_nothing() -> None:
     assert peers.local_record == own
 
 
-def test_status_view_is_plain_data_and_marks_unreachable_peers() -> None:
-    peers = Peers(LOCAL)
-    peers.add_connection(peer(1), "198.18.0.1:6783", outbound=True, established=True)
-    peers.merge([record(1, 1, 0), record(4, 1)])
-    view = peers.as_dict()
-    assert view[NAMES[1]]["reachable"] and not view[NAMES[4]]["reachable"]
-    assert view[NAMES[0]]["connections"] == [
-        {"peer": NAMES[1], "address": "198.18.0.1:6783", "established": True, "outbound": True}
-    ]
-
-
 def test_records_roundtrip_through_the_gossip_encoding() -> None:
     rec = PeerRecord(
         NAMES[1],

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from weavenet.crypto.keys import (
@@ -77,10 +76,6 @@ PERMANENT_REASONS = frozenset(
         NO_COMMON_VERSION,
     }
 )
-
-# Extra check on the remote hello (e.g. a policy on names): a refusal reason, or None to accept.
-# The password itself is checked by the proof exchange (``exchange`` below), not here.
-Authenticator = Callable[[Hello], str | None]
 
 
 def negotiate_version(
@@ -142,7 +137,6 @@ class Handshake:
         *,
         outbound: bool,
         conn_id: int,
-        authenticate: Authenticator | None = None,
         exchange: KeyExchange | None = None,
     ) -> None:
         if exchange is not None and (
@@ -153,7 +147,6 @@ class Handshake:
         self.config = config
         self.outbound = outbound
         self.conn_id = conn_id
-        self.authenticate = authenticate
         self.exchange = exchange
         self.state = State.AWAIT_HEADER
         self.version: int | None = None
@@ -225,10 +218,6 @@ class Handshake:
             return self._refuse(REMOTE_REQUIRES_ENCRYPTION)
         if self.config.encrypt and not hello.encrypt:
             return self._refuse(LOCAL_REQUIRES_ENCRYPTION)
-        if self.authenticate is not None:
-            reason = self.authenticate(hello)
-            if reason is not None:
-                return self._refuse(reason)
         assert self.version is not None
         accepted = Accepted(
             remote=Peer(hello.name, hello.nickname, hello.uid),

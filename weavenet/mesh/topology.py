@@ -191,28 +191,6 @@ class Peers:
         """{name: (version, uid)}: equal fingerprints mean equal views (records are owned)."""
         return {n: (r.version, r.uid) for n, r in self._records.items()}
 
-    def as_dict(self) -> dict[str, dict[str, Any]]:
-        """Plain data for ``weave status``: every known peer, whether we reach it, its links."""
-        reach = self.reachable()
-        return {
-            str(name): {
-                "nickname": rec.nickname,
-                "uid": rec.uid,
-                "version": rec.version,
-                "reachable": name in reach,
-                "connections": [
-                    {
-                        "peer": str(c.peer),
-                        "address": c.address,
-                        "established": c.established,
-                        "outbound": c.outbound,
-                    }
-                    for c in rec.connections
-                ],
-            }
-            for name, rec in sorted(self._records.items())
-        }
-
     # what to gossip
     def update_for(self, names: Iterable[PeerName]) -> tuple[PeerRecord, ...]:
         """The records for ``names`` that we hold (for an incremental update)."""
