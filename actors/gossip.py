@@ -21,8 +21,8 @@ fresh exchanges give fresh keys, so no nonce is ever reused.
 All protocol logic is sans-IO in weavenet.mesh: ``router`` (topology, routes, connection maker,
 gossip rules), ``connection`` (one connection's decoder, handshake and out-buffer), ``refusals``,
 and below them wire, handshake, topology, routes, connmaker; this module only moves bytes and time
-through it. Input from a socket can
-close that connection, with the reason logged, but never the actor.
+through it. Input from a socket can close that connection, with the reason logged, but never the
+actor.
 """
 
 from __future__ import annotations
