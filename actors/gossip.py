@@ -3,10 +3,12 @@
 Sockets: a listening TCP socket on ``config["port"]``; one non-blocking TCP socket per peer
 connection, registered as a raw fd with the actor's poller (POLLOUT is added only while that
 connection's out-buffer is non-empty, or while its connect is in progress); a SUB on the
-supervisor's "actor.ready" events, so a restarted forwarder gets routes at once.
+supervisor's "actor.ready" events, so a restarted forwarder gets routes at once and a restarted
+crypto actor gets fresh keys. Host names are resolved on a small thread pool, off the loop.
 
-Publishes "routes" (notes/actors-contract.md) on change, every 2 s as a backstop, and when the
-forwarder says it is ready. Handles the requests "connect" and "forget" ({"peers": [addr, ...]}).
+Publishes the event "routes" (``weavenet.mesh.routes.forwarder_snapshot`` plus a version; the
+forwarder subscribes) on change, every 2 s as a backstop, and when the forwarder says it is
+ready. Handles the requests "connect" and "forget" ({"peers": [addr, ...]}).
 
 Encryption (config["encryption"]): at setup the stretched password comes from the supervisor
 ("secret.get", answered only to gossip). Every connection gets a fresh ``KeyExchange``; the
@@ -16,23 +18,22 @@ the supervisor; "crypto.forget" when the connection goes). A restarted crypto ac
 so when the supervisor announces it ready every encrypted connection is closed and re-made:
 fresh exchanges give fresh keys, so no nonce is ever reused.
 
-All protocol logic is sans-IO in weavenet/ (wire, handshake, topology, routes, connmaker); this
-module only moves bytes and time through it. Input from a socket can close that connection, with
-the reason logged, but never the actor.
+All protocol logic is sans-IO in weavenet.mesh: ``router`` (topology, routes, connection maker,
+gossip rules), ``connection`` (one connection's decoder, handshake and out-buffer), ``refusals``,
+and below them wire, handshake, topology, routes, connmaker; this module only moves bytes and time
+through it. Input from a socket can close that connection, with the reason logged, but never the
+actor.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import enum
 import errno
 import ipaddress
 import random
 import socket
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,41 +41,35 @@ from typing import Any
 
 import zmq
 
-from weavenet.crypto.keys import KeyExchange, Password
+from weavenet.crypto.keys import Password
 from weavenet.crypto.protocol import forget_body, install_body
-from weavenet.crypto.seal import StreamSealer
-from weavenet.mesh.connmaker import (
-    ConnectionMaker,
-    Source,
-    TargetState,
-    discovery_candidates,
+from weavenet.mesh.connection import (
+    HANDSHAKE_TIMEOUT,
+    OUT_BUFFER_FULL,
+    SILENCE_REASON,
+    PeerConnection,
+    Phase,
+    new_handshake,
 )
+from weavenet.mesh.connmaker import Source
 from weavenet.mesh.handshake import (
     CONNECTION_TO_SELF,
     DUPLICATE_CONNECTION,
     Accepted,
-    ConnectionSide,
-    Handshake,
     HandshakeConfig,
     Refused,
-    prefer,
 )
 from weavenet.mesh.peer import Peer, PeerName, new_uid
-from weavenet.mesh.routes import Routes, forwarder_snapshot
-from weavenet.mesh.topology import PeerRecord, Peers
+from weavenet.mesh.refusals import Refusals
+from weavenet.mesh.router import Router
+from weavenet.mesh.topology import PeerRecord
 from weavenet.mesh.wire import (
-    MAX_MESSAGE_SIZE,
-    Decoder,
-    Established,
     Goodbye,
     Heartbeat,
     Message,
-    Proof,
     ProtocolHeader,
     TopologyUpdate,
     WireError,
-    encode_body,
-    frame,
 )
 from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, handles, main
@@ -82,65 +77,25 @@ from weavenet.runtime.address import format_host_port, normalize, parse_host_por
 from weavenet.runtime.bus import BusError, Envelope
 from weavenet.runtime.defaults import PORT
 
-CONNECT_TIMEOUT = 5.0
-HANDSHAKE_TIMEOUT = 5.0
 HEARTBEAT_INTERVAL = 2.0
-SILENCE_TIMEOUT = 10.0  # five missed heartbeats: the connection (or the path) is gone
 FULL_EXCHANGE_INTERVAL = 10.0
-FULL_EXCHANGE_FANOUT = 3
 PUBLISH_INTERVAL = 2.0
 TICK = 0.1  # dial due targets, enforce connect/handshake deadlines
 RECV_SIZE = 256 * 1024
 MAX_READS_PER_WAKEUP = 16  # one busy peer must not starve the others
-MAX_OUT_BUFFER = 2 * MAX_MESSAGE_SIZE  # a peer that stops reading is dropped, not buffered for
 MAX_CONNECTIONS = 512  # handshaking and established together; more are refused at accept
 SHUTDOWN_REASON = "peer shutting down"
 SECRET_TIMEOUT = 5.0  # waiting for the supervisor's answer to "secret.get" at setup
 RENEGOTIATE_REASON = "crypto actor restarted; renegotiating keys"
-MAX_REFUSALS = 32  # inbound refusals remembered for status
-REFUSAL_SHOWN_FOR = 600.0
-
-
-class Phase(enum.Enum):
-    CONNECTING = "connecting"  # outbound TCP connect in progress
-    HANDSHAKE = "handshake"
-    ESTABLISHED = "established"
 
 
 @dataclass(eq=False)
-class PeerConnection:
-    """One TCP connection to another router, from connect to close."""
+class SocketConnection(PeerConnection):
+    """A connection's protocol state with the socket it runs on."""
 
-    sock: socket.socket
-    fd: int
-    outbound: bool
-    address: str  # outbound: the dialled target; inbound: the remote's ip:port
-    target: str | None  # the ConnectionMaker target to report to (outbound only)
-    handshake: Handshake
-    deadline: float  # for the connect, then for the handshake
-    phase: Phase = Phase.HANDSHAKE
-    decoder: Decoder = field(default_factory=Decoder)
-    out: bytearray = field(default_factory=bytearray)
+    sock: socket.socket = field(kw_only=True)
+    fd: int = field(kw_only=True)
     writing: bool = False  # POLLOUT registered
-    last_rx: float = 0.0
-    remote: Peer | None = None
-    connection_id: int = 0
-    udp: str | None = None  # the remote's sleeve address: its IP and advertised UDP port
-    heartbeats: int = 0
-    closed: bool = False
-    sealer: StreamSealer | None = None  # set once the password proofs checked
-    epoch: int | None = None  # the crypto actor holds UDP keys for this connection under it
-
-
-@dataclass
-class Refusal:
-    """An inbound connection we refused (outbound ones live in the ConnectionMaker)."""
-
-    address: str  # the remote's IP: its source port changes on every attempt
-    peer: str | None
-    reason: str
-    at: float
-    count: int = 1
 
 
 class Gossip(Actor):
@@ -151,21 +106,19 @@ class Gossip(Actor):
         self.me = Peer(PeerName(self.config["peer_name"]), str(self.config["nickname"]), new_uid())
         self.log = self.log.bind(peer=str(self.me.name))
         self.rng = random.Random()
-        self.peers = Peers(self.me)
-        self.routes = Routes.calculate(self.peers)
-        self.maker = ConnectionMaker(rng=self.rng, default_port=self.port)
+        self.router: Router[SocketConnection] = Router(self.me, port=self.port, rng=self.rng,
+                                                       log=self.log)
+        self.maker = self.router.maker
+        self.by_peer = self.router.by_peer  # the one established link per peer
         self.password: Password | None = (
             self._fetch_password() if self.config.get("encryption") else None)
         self.hs_config = HandshakeConfig(self.me, udp_port=self.port,
                                          encrypt=self.password is not None)
-        self.refusals: OrderedDict[str, Refusal] = OrderedDict()
+        self.refusals = Refusals()
         self.crypto_requests: dict[str, tuple[str, str, int | None]] = {}
-        self.conns: dict[int, PeerConnection] = {}
+        self.conns: dict[int, SocketConnection] = {}
         self.resolver = ThreadPoolExecutor(max_workers=2, thread_name_prefix="resolve")
         self.resolving: dict[str, Future[list[Any]]] = {}
-        self.by_peer: dict[PeerName, PeerConnection] = {}  # the one established link per peer
-        self.snapshot: dict[str, Any] | None = None
-        self.routes_version = 0
 
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -180,7 +133,8 @@ class Gossip(Actor):
 
         self.every(TICK, self._tick, first=0.0)
         self.every(HEARTBEAT_INTERVAL, self._heartbeats)
-        self.every(FULL_EXCHANGE_INTERVAL, self._full_exchange)
+        self.every(FULL_EXCHANGE_INTERVAL,
+                   lambda: self._gossip(self.router.full_exchange(), publish=False))
         self.every(PUBLISH_INTERVAL, lambda: self._publish_routes(force=True))
         self._publish_routes()
         self.log.info("gossip_listening", port=self.port, uid=self.me.uid,
@@ -262,7 +216,7 @@ class Gossip(Actor):
                 sock.close()
                 continue
             conn = self._register(sock, outbound=False, address=address, target=None)
-            self._start_handshake(conn)
+            self._send(conn, conn.start_handshake(time.monotonic()))
 
     def _dial(self, address: str) -> None:
         host, port = parse_host_port(address)
@@ -300,47 +254,35 @@ class Gossip(Actor):
             self._dial_failed(address, f"connect: {errno.errorcode.get(err, err)}")
             return
         conn = self._register(sock, outbound=True, address=address, target=address)
-        conn.phase = Phase.CONNECTING
-        conn.deadline = time.monotonic() + CONNECT_TIMEOUT
+        conn.connecting(time.monotonic())
         self._want_write(conn, True)
         if err == 0:
-            self._start_handshake(conn)
+            self._send(conn, conn.start_handshake(time.monotonic()))
 
     def _dial_failed(self, address: str, reason: str) -> None:
         self.log.info("connection_failed", address=address, reason=reason)
         self.maker.failed(address, reason)
 
     def _register(self, sock: socket.socket, *, outbound: bool, address: str,
-                  target: str | None) -> PeerConnection:
+                  target: str | None) -> SocketConnection:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn_id = self.rng.getrandbits(64)
-        decoder = Decoder()
-        if self.password is None:
-            hs = Handshake(self.hs_config, outbound=outbound, conn_id=conn_id)
-        else:
-            exchange = KeyExchange(self.password)  # fresh key pair: keys never repeat
-            hs = Handshake(dataclasses.replace(self.hs_config, public_key=exchange.public_key),
-                           outbound=outbound, conn_id=conn_id, exchange=exchange)
-            decoder = Decoder(pause_after=(Proof,))  # the stream is sealed after the proofs
+        handshake, decoder = new_handshake(self.hs_config, self.password, outbound=outbound,
+                                           conn_id=self.rng.getrandbits(64))
         now = time.monotonic()
-        conn = PeerConnection(sock, sock.fileno(), outbound, address, target, hs,
-                              deadline=now + HANDSHAKE_TIMEOUT, decoder=decoder, last_rx=now)
+        conn = SocketConnection(outbound, address, target, handshake,
+                                deadline=now + HANDSHAKE_TIMEOUT, decoder=decoder, last_rx=now,
+                                sock=sock, fd=sock.fileno())
         self.conns[conn.fd] = conn
         self.add_reader(conn.fd, lambda: self._on_socket(conn))
         return conn
 
-    def _start_handshake(self, conn: PeerConnection) -> None:
-        conn.phase = Phase.HANDSHAKE
-        conn.deadline = time.monotonic() + HANDSHAKE_TIMEOUT
-        self._send(conn, conn.handshake.start())
-
-    def _want_write(self, conn: PeerConnection, want: bool) -> None:
+    def _want_write(self, conn: SocketConnection, want: bool) -> None:
         if conn.writing != want and not conn.closed:
             self.poller.register(conn.fd, zmq.POLLIN | (zmq.POLLOUT if want else 0))
             conn.writing = want
 
-    def _on_socket(self, conn: PeerConnection) -> None:
+    def _on_socket(self, conn: SocketConnection) -> None:
         """Readable, writable or in error. Events can be spurious (an fd reused within one
         poll round), so every step tolerates having nothing to do."""
         if conn.closed:
@@ -355,7 +297,7 @@ class Gossip(Actor):
                     conn.sock.getpeername()
                 except OSError:
                     return  # still connecting
-                self._start_handshake(conn)
+                self._send(conn, conn.start_handshake(time.monotonic()))
             self._flush(conn)
             if not conn.closed:
                 self._read(conn)
@@ -365,7 +307,7 @@ class Gossip(Actor):
             self.log.exception("connection_failed_internally", address=conn.address)
             self._close(conn, f"internal error: {type(exc).__name__}: {exc}")
 
-    def _read(self, conn: PeerConnection) -> None:
+    def _read(self, conn: SocketConnection) -> None:
         for _ in range(MAX_READS_PER_WAKEUP):
             try:
                 data = conn.sock.recv(RECV_SIZE)
@@ -378,34 +320,26 @@ class Gossip(Actor):
                 conn.decoder.close()  # raises TruncatedInput if it stopped mid-message
                 self._close(conn, "connection closed by remote")
                 return
-            conn.last_rx = time.monotonic()
-            items = conn.decoder.feed(data)
-            while items:
-                for item in items:
-                    self._on_item(conn, item)
-                    if conn.closed:
-                        return
-                # the handshake may just have switched the decoder to the sealed stream: what
-                # arrived behind the proof is decoded now
-                items = conn.decoder.feed(b"") if conn.decoder.buffered else []
+            for item in conn.received(data, time.monotonic()):
+                self._on_item(conn, item)
+            if conn.closed:
+                return
 
-    def _send(self, conn: PeerConnection, data: bytes) -> None:
+    def _send(self, conn: SocketConnection, data: bytes) -> None:
         if conn.closed or not data:
             return
-        conn.out += data
-        if len(conn.out) > MAX_OUT_BUFFER:
-            self._close(conn, "remote is not reading (send buffer full)")
+        if not conn.queue(data):
+            self._close(conn, OUT_BUFFER_FULL)
             return
         if conn.phase is not Phase.CONNECTING:
             self._flush(conn)
 
-    def _send_body(self, conn: PeerConnection, body: bytes) -> None:
+    def _send_body(self, conn: SocketConnection, body: bytes) -> None:
         """One message body (``encode_body``): sealed once the connection has keys."""
-        if conn.closed:
-            return
-        self._send(conn, conn.sealer.seal(body) if conn.sealer is not None else frame(body))
+        if not conn.closed:
+            self._send(conn, conn.framed(body))
 
-    def _flush(self, conn: PeerConnection) -> None:
+    def _flush(self, conn: SocketConnection) -> None:
         while conn.out and not conn.closed:
             try:
                 sent = conn.sock.send(conn.out)
@@ -414,11 +348,11 @@ class Gossip(Actor):
             except OSError as exc:
                 self._close(conn, f"send failed: {exc.strerror or exc}")
                 return
-            del conn.out[:sent]
+            conn.sent(sent)
         self._want_write(conn, bool(conn.out))
 
     # -- protocol ---------------------------------------------------------------------------
-    def _on_item(self, conn: PeerConnection, item: ProtocolHeader | Message) -> None:
+    def _on_item(self, conn: SocketConnection, item: ProtocolHeader | Message) -> None:
         if conn.phase is not Phase.ESTABLISHED:
             step = conn.handshake.receive(item)
             self._send(conn, step.send)
@@ -429,14 +363,14 @@ class Gossip(Actor):
             return
         if isinstance(item, TopologyUpdate):
             self._on_gossip(conn, item.records)
-        elif isinstance(item, Heartbeat | Established):
+        elif isinstance(item, Heartbeat):
             pass  # last_rx is already updated; UDP path state is the forwarder's
         elif isinstance(item, Goodbye):
             self._close(conn, f"remote said goodbye: {item.reason}", event="connection_lost")
         else:
             self._close(conn, f"unexpected {type(item).__name__} after the handshake")
 
-    def _on_refused(self, conn: PeerConnection, refused: Refused) -> None:
+    def _on_refused(self, conn: SocketConnection, refused: Refused) -> None:
         remote = conn.handshake.remote
         self.log.info("connection_refused", address=conn.address, reason=refused.reason,
                       remote=str(remote.name) if remote else None,
@@ -444,16 +378,13 @@ class Gossip(Actor):
         if not conn.outbound and refused.permanent and refused.reason != CONNECTION_TO_SELF:
             # a configuration mismatch (password, name): the dialling side's status shows it on
             # its target; ours would otherwise forget it with the closed socket
-            self._remember_refusal(conn, refused.reason)
+            self.refusals.remember(conn.host, str(remote.name) if remote else None,
+                                   refused.reason, time.monotonic())
         self._close(conn, refused.reason, permanent=refused.permanent, logged=True)
 
-    def _on_accepted(self, conn: PeerConnection, acc: Accepted) -> None:
+    def _on_accepted(self, conn: SocketConnection, acc: Accepted) -> None:
         remote = acc.remote
-        conn.remote, conn.connection_id = remote, acc.connection_id
-        if acc.keys is not None:
-            # from here on, both ways, the stream is sealed (a duplicate's goodbye included)
-            conn.sealer = acc.keys.stream_sealer()
-            conn.decoder.open_with(acc.keys.stream_opener().open)
+        conn.accept(acc)
         try:
             conn.udp = format_host_port(conn.sock.getpeername()[0], acc.remote_udp_port)
         except OSError as exc:
@@ -462,66 +393,41 @@ class Gossip(Actor):
         if conn.target is not None:
             self.maker.connected(conn.target, remote.name)
         old = self.by_peer.get(remote.name)
-        if old is not None and old.remote is not None and old.remote.uid == remote.uid:
-            keep = prefer(self.me, remote, ConnectionSide(old.outbound, old.connection_id),
-                          ConnectionSide(conn.outbound, conn.connection_id))
-            if keep == 0:
-                # Both ends run the same rule on the same two connections, so the remote drops
-                # this one too; the target is settled (connected), not failed.
-                conn.target = None
-                self._close(conn, DUPLICATE_CONNECTION, goodbye=DUPLICATE_CONNECTION)
-                return
+        if conn.loses_to(old, self.me):
+            conn.target = None  # the target is settled (connected), not failed
+            self._close(conn, DUPLICATE_CONNECTION, goodbye=DUPLICATE_CONNECTION)
+            return
         if old is not None:
-            # The new connection replaces the old (a duplicate that loses, or a link left over
-            # from the remote's previous incarnation): the peer stays connected throughout.
-            reason = DUPLICATE_CONNECTION if old.remote == remote else "remote restarted"
+            # The peer stays connected throughout: the new connection takes over the old one.
+            reason = conn.replaces_reason(old)
             self._close(old, reason, goodbye=reason, replaced=True)
+        epoch = None
         if acc.keys is not None:
-            conn.epoch = acc.connection_id
-            self._crypto_request("crypto.install", str(remote.name), conn.epoch, install_body(
-                str(remote.name), conn.epoch, acc.keys.udp_send, acc.keys.udp_recv))
-        conn.phase = Phase.ESTABLISHED
-        conn.last_rx = time.monotonic()
-        self.by_peer[remote.name] = conn
-        self._forget_refusal(conn, remote)
-        self.maker.peer_connected(remote.name)
-        self.peers.add_connection(remote, conn.address, outbound=conn.outbound, established=True)
+            epoch = acc.connection_id
+            self._crypto_request("crypto.install", str(remote.name), epoch, install_body(
+                str(remote.name), epoch, acc.keys.udp_send, acc.keys.udp_recv))
+        conn.establish(time.monotonic(), epoch)
+        self.refusals.forget(conn.host, str(remote.name))
         self.log.info("peer_connected", remote=str(remote.name), nickname=remote.nickname,
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
                       udp=conn.udp, encrypted=conn.sealer is not None)
-        self._send_body(conn, encode_body(TopologyUpdate(self.peers.full_update())))
-        self._topology_changed({self.me.name}, source=None)
+        self._gossip(self.router.established(conn))
 
-    def _on_gossip(self, conn: PeerConnection, records: tuple[PeerRecord, ...]) -> None:
-        improved = self.peers.merge(records)
+    def _on_gossip(self, conn: SocketConnection, records: tuple[PeerRecord, ...]) -> None:
+        improved = self.router.merge(conn, records)
         if improved:
-            self.log.debug("topology_changed", via=conn.address,
-                           improved=sorted(str(n) for n in improved))
-            self._topology_changed(improved, source=conn)
-        # The sender gossiped records older than ours (e.g. a restarted peer's new, low-version
-        # incarnation on one side and its old record on the other): answer with what we hold.
-        outdated = self.peers.outdated(records)
-        if outdated and conn.remote is not None and self.by_peer.get(conn.remote.name) is conn:
-            self._send_body(conn, encode_body(TopologyUpdate(self.peers.update_for(outdated))))
+            self._gossip(self.router.topology_changed(improved, source=conn))
+        self._gossip(self.router.answer_outdated(conn, records), publish=False)
 
-    def _topology_changed(self, improved: set[PeerName], source: PeerConnection | None) -> None:
-        """Pass improved records on, then recompute everything that derives from the topology."""
-        gone = self.peers.garbage_collect()
-        if gone:
-            self.log.debug("peers_forgotten", peers=sorted(str(n) for n in gone))
-        records = self.peers.update_for(improved)
-        if records:
-            data = encode_body(TopologyUpdate(records))
-            for conn in list(self.by_peer.values()):
-                # The sender has these records already, unless one is ours (we outranked it).
-                if conn is not source or self.me.name in improved:
-                    self._send_body(conn, data)
-        self.maker.update_discovered(discovery_candidates(self.peers, self.port))
-        self.routes = Routes.calculate(self.peers)
-        self._publish_routes()
+    def _gossip(self, sends: list[tuple[SocketConnection, bytes]], publish: bool = True) -> None:
+        """Write what the router wants sent, then publish the routes if they changed."""
+        for conn, body in sends:
+            self._send_body(conn, body)
+        if publish:
+            self._publish_routes()
 
     # -- closing ----------------------------------------------------------------------------
-    def _close(self, conn: PeerConnection, reason: str, *, event: str = "connection_closed",
+    def _close(self, conn: SocketConnection, reason: str, *, event: str = "connection_closed",
                goodbye: str | None = None, permanent: bool = False, replaced: bool = False,
                logged: bool = False) -> None:
         """Close one connection and account for it: the topology if it was the peer's link,
@@ -530,7 +436,7 @@ class Gossip(Actor):
             return
         if goodbye is not None and conn.phase is not Phase.CONNECTING:
             self._say_goodbye(conn, goodbye)
-        conn.closed = True
+        conn.close()
         self.remove_reader(conn.fd)
         self.conns.pop(conn.fd, None)
         conn.sock.close()
@@ -538,28 +444,24 @@ class Gossip(Actor):
         if not logged:
             self.log.info(event, address=conn.address, reason=reason,
                           remote=str(remote.name) if remote else None, phase=conn.phase.value)
-        if conn.phase is Phase.ESTABLISHED and remote and self.by_peer.get(remote.name) is conn:
-            del self.by_peer[remote.name]
+        if conn.established and remote and self.by_peer.get(remote.name) is conn:
             if replaced:
+                del self.by_peer[remote.name]
                 return  # the new connection's keys replace these in the crypto actor
             if conn.epoch is not None:
                 self._crypto_request("crypto.forget", str(remote.name), conn.epoch,
                                      forget_body(str(remote.name)))
             self.log.info("peer_disconnected", remote=str(remote.name),
                           nickname=remote.nickname, reason=reason)
-            self.maker.peer_disconnected(remote.name, reason)
-            self.peers.remove_connection(remote.name)
-            self._topology_changed({self.me.name}, source=None)
-        elif conn.phase is not Phase.ESTABLISHED and conn.target is not None:
+            self._gossip(self.router.lost(conn, reason))
+        elif not conn.established and conn.target is not None:
             self.maker.failed(conn.target, reason, permanent=permanent)
 
     @staticmethod
-    def _say_goodbye(conn: PeerConnection, reason: str) -> None:
+    def _say_goodbye(conn: SocketConnection, reason: str) -> None:
         """Best effort, never waited for: the remote's log learns why, if the bytes fit."""
-        body = encode_body(Goodbye(reason))
-        data = conn.sealer.seal(body) if conn.sealer is not None else frame(body)
         with contextlib.suppress(OSError):
-            conn.sock.send(bytes(conn.out) + data)
+            conn.sock.send(conn.goodbye(reason))
 
     # -- keys in the crypto actor -----------------------------------------------------------
     def _crypto_request(self, type_: str, peer: str, epoch: int | None,
@@ -595,29 +497,13 @@ class Gossip(Actor):
             self._close(conn, RENEGOTIATE_REASON, goodbye=RENEGOTIATE_REASON,
                         event="connection_lost")
 
-    # -- refusals of inbound connections, for status ----------------------------------------
-    def _remember_refusal(self, conn: PeerConnection, reason: str) -> None:
-        host = parse_host_port(conn.address)[0]
-        remote = conn.handshake.remote
-        now = time.monotonic()
-        old = self.refusals.pop(host, None)
-        self.refusals[host] = Refusal(host, str(remote.name) if remote else None, reason, now,
-                                      (old.count + 1) if old else 1)
-        while len(self.refusals) > MAX_REFUSALS:
-            self.refusals.popitem(last=False)
-
-    def _forget_refusal(self, conn: PeerConnection, remote: Peer) -> None:
-        for host, refusal in list(self.refusals.items()):
-            if refusal.peer == str(remote.name) or host == parse_host_port(conn.address)[0]:
-                del self.refusals[host]
-
     # -- timers -----------------------------------------------------------------------------
     def _tick(self) -> None:
         now = time.monotonic()
         for conn in list(self.conns.values()):
-            if conn.phase is not Phase.ESTABLISHED and now > conn.deadline:
-                what = "connect" if conn.phase is Phase.CONNECTING else "handshake"
-                self._close(conn, f"{what} timed out")
+            expired = conn.expired(now)
+            if expired is not None:
+                self._close(conn, expired)
         for address, future in list(self.resolving.items()):
             if future.done():
                 del self.resolving[address]
@@ -629,37 +515,15 @@ class Gossip(Actor):
     def _heartbeats(self) -> None:
         now = time.monotonic()
         for conn in list(self.by_peer.values()):
-            if now - conn.last_rx > SILENCE_TIMEOUT:
-                self._close(conn, f"no data for {SILENCE_TIMEOUT:.0f}s", event="connection_lost")
+            if conn.silent(now):
+                self._close(conn, SILENCE_REASON, event="connection_lost")
             else:
-                conn.heartbeats += 1
-                self._send_body(conn, encode_body(Heartbeat(conn.heartbeats)))
+                self._send_body(conn, conn.heartbeat())
 
-    def _full_exchange(self) -> None:
-        """The backstop for lost or GC-raced updates: everything to a few random neighbours."""
-        neighbours = list(self.by_peer.values())
-        if not neighbours:
-            return
-        data = encode_body(TopologyUpdate(self.peers.full_update()))
-        for conn in self.rng.sample(neighbours, min(FULL_EXCHANGE_FANOUT, len(neighbours))):
-            self._send_body(conn, data)
-
-    # -- routes to the forwarder ------------------------------------------------------------
     def _publish_routes(self, force: bool = False) -> None:
-        udp = {name: c.udp for name, c in self.by_peer.items() if c.udp}
-        snap = forwarder_snapshot(self.peers, self.routes, udp)
-        old = self.snapshot
-        if snap != old:
-            self.routes_version += 1
-            self.snapshot = snap
-            if old is None or (old["unicast"], old["broadcast"]) != (
-                    snap["unicast"], snap["broadcast"]):
-                self.log.info("routes_changed", version=self.routes_version,
-                              peers=len(snap["peers"]), unicast=len(snap["unicast"]),
-                              neighbours=len(self.by_peer))
-        elif not force:
-            return
-        self.publish("routes", {"version": self.routes_version, **snap})
+        event = self.router.routes_event(force)
+        if event is not None:
+            self.publish("routes", event)
 
     def _on_event(self) -> None:
         while True:
@@ -680,60 +544,21 @@ class Gossip(Actor):
 
     # -- status and shutdown ----------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        reach = self.peers.reachable()
-        rows = []
-        for conn in sorted(self.conns.values(), key=lambda c: c.address):
-            established = conn.phase is Phase.ESTABLISHED
-            rows.append({
-                "address": conn.address,
-                "peer": str(conn.remote.name) if conn.remote else None,
-                "nickname": conn.remote.nickname if conn.remote else None,
-                "state": "established" if established else "connecting",
-                "info": ("outbound" if conn.outbound else "inbound") if established
-                        else conn.phase.value,
-                "encrypted": conn.sealer is not None,
-            })
+        """Live connections, recent inbound refusals, names being resolved, then the targets no
+        connection stands for."""
         now = time.monotonic()
-        for r in self.refusals.values():
-            if now - r.at <= REFUSAL_SHOWN_FOR:
-                rows.append({"address": r.address, "peer": r.peer, "nickname": None,
-                             "state": "refused", "encrypted": False,
-                             "info": f"inbound refused: {r.reason} ({r.count}x, "
-                                     f"{now - r.at:.0f}s ago)"})
-        live = {c.target for c in self.conns.values()}
-        for address in sorted(self.resolving):
-            rows.append({"address": address, "peer": None, "nickname": None,
-                         "state": "connecting", "info": "resolving"})
-        for t in self.maker.targets():
-            if t.address in live or t.state in (TargetState.CONNECTED, TargetState.CONNECTING):
-                continue
-            if t.peer is not None and t.peer in self.by_peer:
-                continue  # reached through another connection (e.g. the remote dialled us)
-            if t.state is TargetState.REFUSED:
-                state, info = "failed", f"{t.last_error} (not retried)"
-            elif t.state is TargetState.FAILED:
-                state = "failed"
-                info = f"{t.last_error}, retry in {max(0.0, t.next_try - time.monotonic()):.0f}s"
-            else:
-                state, info = ("retrying", t.last_error) if t.last_error else ("connecting", None)
-            rows.append({"address": t.address, "peer": str(t.peer) if t.peer else None,
-                         "nickname": None, "state": state, "info": info})
-        return {
-            "peer": {"name": str(self.me.name), "nickname": self.me.nickname, "uid": self.me.uid},
-            "peers": [
-                {"name": str(name), "nickname": rec.nickname, "uid": rec.uid,
-                 "connections": len(rec.connections)}
-                for name, rec in sorted(self.peers.records().items()) if name in reach
-            ],
-            "connections": rows,
-            "routes": {str(d): str(h) for d, h in sorted(self.routes.unicast.items())},
-        }
+        rows = [c.status_row() for c in sorted(self.conns.values(), key=lambda c: c.address)]
+        rows += [r.status_row(now) for r in self.refusals.recent(now)]
+        rows += [{"address": address, "peer": None, "nickname": None, "state": "connecting",
+                  "info": "resolving"} for address in sorted(self.resolving)]
+        rows += self.router.target_rows({c.target for c in self.conns.values()}, now)
+        return self.router.status(rows)
 
     def teardown(self) -> None:
         for conn in list(self.conns.values()):
-            if conn.phase is Phase.ESTABLISHED:
+            if conn.established:
                 self._say_goodbye(conn, SHUTDOWN_REASON)
-            conn.closed = True
+            conn.close()
             conn.sock.close()
         self.conns.clear()
         self.listener.close()

@@ -2,14 +2,14 @@
 
     python bench/mesh_convergence.py [--sizes 10,100,500] [--degree 3] [--seed 2014]
 
-In-process (weavenet.mesh.simulation): N peers, each connecting to `degree` random earlier
-ones, gossip
-through the real Peers/Routes code over an in-memory transport in synchronous rounds (one round =
-one network latency). For each size it measures a cold start, a peer joining, a peer leaving, a
-partition into two halves, the partition healing, and a peer restarting as a new incarnation,
-checking after each that every peer's view is correct. "msgs/NlogN" shows the message count per
-change against N*log2(N); it should stay flat or fall as N grows, where N^2 growth would show up
-as a factor of ~N/log N. Wall time includes route calculation at one peer (`route ms`).
+In-process (``weavenet.mesh.simulation``): N peers, each connecting to `degree` random earlier
+ones, gossip through the real Peers/Routes code over an in-memory transport in synchronous rounds
+(one round = one network latency). For each size it measures a cold start, a peer joining, a peer
+leaving, a partition into two halves, the partition healing, and a peer restarting as a new
+incarnation, checking after each that every peer's view is correct. "msgs/NlogN" shows the
+message count per change against N*log2(N); it should stay flat or fall as N grows, where N^2
+growth would show up as a factor of ~N/log N. Wall time includes route calculation at one
+peer (`route ms`).
 
 Prints a table and writes bench/results/mesh_convergence.json.
 """

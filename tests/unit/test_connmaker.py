@@ -101,7 +101,7 @@ def test_forget_drops_a_user_target_but_not_what_the_topology_still_mentions() -
     cm.update_discovered({"host2:6783": P2})
     assert cm.forget(["host1", "host2", "host9"]) == ["host1:6783", "host2:6783"]
     assert [t.address for t in cm.targets()] == ["host2:6783"]
-    assert [s["sources"] for s in cm.status()] == [["discovered"]]
+    assert [t.sources for t in cm.targets()] == [{Source.DISCOVERED}]
 
 
 def test_discovered_targets_are_skipped_while_their_peer_is_connected() -> None:
@@ -123,7 +123,8 @@ def test_a_duplicate_dial_counts_as_reaching_the_peer() -> None:
     cm.connected("host2", P2)  # handshake done, then closed as the losing duplicate
     clock.now += 1000
     assert cm.due() == []
-    assert cm.status()[0]["state"] == "connected" and cm.status()[0]["peer"] == P2
+    (target,) = cm.targets()
+    assert target.state is TargetState.CONNECTED and target.peer == P2
 
 
 def test_status_reports_state_reason_and_retry_time() -> None:
@@ -131,11 +132,22 @@ def test_status_reports_state_reason_and_retry_time() -> None:
     cm.add(["host1"], Source.LAUNCH)
     cm.due()
     cm.failed("host1", "no route to host")
-    (row,) = cm.status()
-    assert row["address"] == "host1:6783"
-    assert row["state"] == "failed" and row["last_error"] == "no route to host"
-    assert row["attempts"] == 1 and 1.0 <= row["retry_in"] <= 3.0
-    assert row["sources"] == ["launch"]
+    (target,) = cm.targets()
+    assert target.attempts == 1 and target.sources == {Source.LAUNCH}
+    row = target.status_row(clock.now)
+    assert row["address"] == "host1:6783" and row["state"] == "failed"
+    assert row["info"].startswith("no route to host, retry in ")
+    assert 1.0 <= float(row["info"].rpartition(" ")[2].rstrip("s")) <= 3.0
+
+
+def test_status_shows_a_refused_target_as_not_retried_and_a_fresh_one_as_connecting() -> None:
+    cm, clock = maker()
+    cm.add(["host1", "host2"])
+    cm.due()
+    cm.failed("host1", "password mismatch", permanent=True)
+    rows = {t.address: t.status_row(clock.now) for t in cm.targets()}
+    assert rows["host1:6783"]["info"] == "password mismatch (not retried)"
+    assert (rows["host2:6783"]["state"], rows["host2:6783"]["info"]) == ("connecting", None)
 
 
 def test_discovery_offers_dialable_addresses_of_peers_we_are_not_connected_to() -> None:

@@ -11,7 +11,6 @@ from weavenet.mesh.handshake import (
     LOCAL_REQUIRES_ENCRYPTION,
     NAME_COLLISION,
     NO_COMMON_VERSION,
-    PASSWORD_MISMATCH,
     REMOTE_REQUIRES_ENCRYPTION,
     Accepted,
     ConnectionSide,
@@ -126,22 +125,6 @@ def test_encrypting_peers_learn_each_others_ephemeral_keys() -> None:
     )
     assert isinstance(a, Accepted) and a.remote_public_key == KEY_B
     assert isinstance(b, Accepted) and b.remote_public_key == KEY_A
-
-
-def test_the_authentication_hook_can_refuse_with_a_password_mismatch() -> None:
-    seen = []
-
-    def wrong_password(hello: object) -> str:
-        seen.append(hello)
-        return PASSWORD_MISMATCH
-
-    def side(peer: Peer, key: bytes, outbound: bool) -> Handshake:
-        cfg = HandshakeConfig(peer, encrypt=True, public_key=key)
-        return Handshake(cfg, outbound=outbound, conn_id=1, authenticate=wrong_password)
-
-    a, b = run(side(ALICE, KEY_A, True), side(BOB, KEY_B, False))
-    assert a == b == Refused(PASSWORD_MISMATCH, permanent=True, by_remote=False)
-    assert {h.public_key for h in seen} == {KEY_A, KEY_B}  # type: ignore[attr-defined]
 
 
 def test_an_encrypting_config_needs_a_key() -> None:

@@ -38,8 +38,7 @@ def test_local_changes_bump_the_version_and_no_ops_do_not() -> None:
     assert peers.add_connection(peer(1), "198.18.0.1:6783", outbound=True)
     assert peers.local_record.version == 2
     assert not peers.add_connection(peer(1), "198.18.0.1:6783", outbound=True)
-    assert peers.set_established(NAMES[1])
-    assert not peers.set_established(NAMES[1])
+    assert peers.add_connection(peer(1), "198.18.0.1:6783", outbound=True, established=True)
     assert peers.local_record.connection(NAMES[1]).established  # type: ignore[union-attr]
     assert peers.remove_connection(NAMES[1])
     assert not peers.remove_connection(NAMES[1])
@@ -115,17 +114,6 @@ def test_our_own_record_echoed_back_changes_nothing() -> None:
     own = peers.local_record
     assert peers.merge([own]) == set()
     assert peers.local_record == own
-
-
-def test_status_view_is_plain_data_and_marks_unreachable_peers() -> None:
-    peers = Peers(LOCAL)
-    peers.add_connection(peer(1), "198.18.0.1:6783", outbound=True, established=True)
-    peers.merge([record(1, 1, 0), record(4, 1)])
-    view = peers.as_dict()
-    assert view[NAMES[1]]["reachable"] and not view[NAMES[4]]["reachable"]
-    assert view[NAMES[0]]["connections"] == [
-        {"peer": NAMES[1], "address": "198.18.0.1:6783", "established": True, "outbound": True}
-    ]
 
 
 def test_records_roundtrip_through_the_gossip_encoding() -> None:

@@ -15,7 +15,6 @@ from weavenet.mesh.topology import Connection, PeerRecord
 from weavenet.mesh.wire import (
     BadMagic,
     Decoder,
-    Established,
     Goodbye,
     Heartbeat,
     Hello,
@@ -41,7 +40,6 @@ MESSAGES = [
     TopologyUpdate((RECORD, RECORD)),
     TopologyUpdate(()),
     Heartbeat(3),
-    Established(),
     Goodbye("remote peer requires encryption"),
 ]
 
@@ -114,6 +112,14 @@ def test_unknown_message_types_are_refused_but_unknown_keys_ignored() -> None:
     assert decoder.feed(frame({"type": "heartbeat", "seq": 1, "later": [1, 2]})) == [Heartbeat(1)]
     with pytest.raises(UnknownMessageType):
         decoder.feed(frame({"type": "teleport"}))
+
+
+def test_a_retired_message_type_from_an_old_peer_is_skipped() -> None:
+    decoder = Decoder()
+    decoder.feed(encode_header())
+    stream = frame({"type": "established"}) + frame({"type": "heartbeat", "seq": 2})
+    assert decoder.feed(stream) == [Heartbeat(2)]
+    assert "established" in wire.RETIRED_TYPES
 
 
 def _hello(**changes: object) -> dict[str, object]:
@@ -200,7 +206,6 @@ messages = st.one_of(
     hellos,
     st.builds(TopologyUpdate, st.lists(records, max_size=5).map(tuple)),
     st.builds(Heartbeat, uint64),
-    st.just(Established()),
     st.builds(Goodbye, st.text(max_size=100)),
 )
 

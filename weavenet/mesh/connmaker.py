@@ -8,8 +8,9 @@ the randomness keeps a mesh that lost a link from redialling in lockstep. Perman
 the user names it again. A target that leads to a peer we are already connected to (by whatever
 connection, inbound included) is not dialled.
 
-Sans-IO: the actor asks ``due(now)`` for addresses to dial, reports ``connected``/``failed``, tells
-``peer_connected``/``peer_disconnected``, and sleeps until ``next_due()``.
+Sans-IO: the actor asks ``due(now)`` for addresses to dial on every tick, reports
+``connected``/``failed``, and tells ``peer_connected``/``peer_disconnected``; ``next_due()`` says
+when ``due`` will next have something.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from weavenet.mesh.peer import PeerName
 from weavenet.mesh.topology import Peers
-from weavenet.runtime.address import normalize
+from weavenet.runtime.address import format_host_port, normalize, parse_host_port
 from weavenet.runtime.defaults import PORT as DEFAULT_PORT
 
 INITIAL_INTERVAL = 2.0
@@ -57,6 +58,20 @@ class Target:
     peer: PeerName | None = None  # who this address led to (or, if discovered, should lead to)
     since: float = 0.0  # when the state last changed
 
+    def status_row(self, now: float) -> dict[str, Any]:
+        """A ``weave status`` row for a target not (yet) backed by a live connection."""
+        if self.state is TargetState.REFUSED:
+            state, info = "failed", f"{self.last_error} (not retried)"
+        elif self.state is TargetState.FAILED:
+            state = "failed"
+            info = f"{self.last_error}, retry in {max(0.0, self.next_try - now):.0f}s"
+        elif self.last_error:
+            state, info = "retrying", self.last_error
+        else:
+            state, info = "connecting", None
+        return {"address": self.address, "peer": str(self.peer) if self.peer else None,
+                "nickname": None, "state": state, "info": info}
+
 
 def discovery_candidates(peers: Peers, default_port: int = DEFAULT_PORT) -> dict[str, PeerName]:
     """Dialable addresses of peers we know of but are not directly connected to.
@@ -76,8 +91,8 @@ def discovery_candidates(peers: Peers, default_port: int = DEFAULT_PORT) -> dict
                 if conn.outbound:
                     address = normalize(conn.address, default_port)
                 else:
-                    host = normalize(conn.address, default_port).rpartition(":")[0]
-                    address = f"{host}:{default_port}"
+                    host = parse_host_port(conn.address, default_port)[0]
+                    address = format_host_port(host, default_port)
             except ValueError:
                 continue
             out.setdefault(address, conn.peer)
@@ -242,22 +257,3 @@ class ConnectionMaker:
     # reporting
     def targets(self) -> Collection[Target]:
         return list(self._targets.values())
-
-    def status(self) -> list[dict[str, Any]]:
-        """One plain dict per target, for ``weave status``."""
-        now = self._clock()
-        rows = []
-        for t in sorted(self._targets.values(), key=lambda t: t.address):
-            pending = t.state in (TargetState.WAITING, TargetState.FAILED)
-            rows.append(
-                {
-                    "address": t.address,
-                    "state": t.state.value,
-                    "sources": sorted(s.value for s in t.sources),
-                    "peer": t.peer,
-                    "attempts": t.attempts,
-                    "last_error": t.last_error,
-                    "retry_in": max(0.0, t.next_try - now) if pending else None,
-                }
-            )
-        return rows

@@ -12,9 +12,10 @@ follows, in the order ``weavenet.crypto.keys`` prescribes: the initiator (outbou
 initiator is accepted when the responder's proof checks. A wrong proof is refused with
 ``PASSWORD_MISMATCH``, which the side that detects it also tells the other in its ``Goodbye``.
 ``Accepted.keys`` then holds the connection's ``SessionKeys``: everything after the proofs is
-sealed (the actor switches its decoder with ``Decoder.open_with``).
+sealed (``PeerConnection.accept`` in ``weavenet.mesh.connection`` switches the decoder with
+``Decoder.open_with``).
 
-The actor drives it with what ``wire.Decoder`` yields::
+The gossip actor drives it, through the connection, with what ``wire.Decoder`` yields::
 
     hs = Handshake(config, outbound=True, conn_id=rng.getrandbits(64))
     sock.send(hs.start())
@@ -23,14 +24,14 @@ The actor drives it with what ``wire.Decoder`` yields::
         sock.send(step.send)
         if step.outcome: ...           # Accepted or Refused (then close)
 
-Duplicate connections between the same two peers are settled by ``prefer`` below.
+Duplicate connections between the same two peers are settled by ``prefer`` below
+(``PeerConnection.loses_to`` applies it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from weavenet.crypto.keys import (
@@ -75,10 +76,6 @@ PERMANENT_REASONS = frozenset(
         NO_COMMON_VERSION,
     }
 )
-
-# Extra check on the remote hello (e.g. a policy on names): a refusal reason, or None to accept.
-# The password itself is checked by the proof exchange (``exchange`` below), not here.
-Authenticator = Callable[[Hello], str | None]
 
 
 def negotiate_version(
@@ -140,7 +137,6 @@ class Handshake:
         *,
         outbound: bool,
         conn_id: int,
-        authenticate: Authenticator | None = None,
         exchange: KeyExchange | None = None,
     ) -> None:
         if exchange is not None and (
@@ -151,7 +147,6 @@ class Handshake:
         self.config = config
         self.outbound = outbound
         self.conn_id = conn_id
-        self.authenticate = authenticate
         self.exchange = exchange
         self.state = State.AWAIT_HEADER
         self.version: int | None = None
@@ -223,10 +218,6 @@ class Handshake:
             return self._refuse(REMOTE_REQUIRES_ENCRYPTION)
         if self.config.encrypt and not hello.encrypt:
             return self._refuse(LOCAL_REQUIRES_ENCRYPTION)
-        if self.authenticate is not None:
-            reason = self.authenticate(hello)
-            if reason is not None:
-                return self._refuse(reason)
         assert self.version is not None
         accepted = Accepted(
             remote=Peer(hello.name, hello.nickname, hello.uid),

@@ -1,7 +1,7 @@
 """Routes: where to send a frame next, computed from the merged topology.
 
-Only connections that *both* ends report as established count: a connection one side still
-believes in (or whose UDP path has not been proven) must not carry frames. Both computations are
+Only connections that *both* ends report as established count: a connection one side has
+already dropped (or not yet accepted) must not carry frames. Both computations are
 breadth-first searches that visit neighbours in peer-name order, so they are deterministic: any
 two peers holding the same records compute the same trees.
 
@@ -112,7 +112,8 @@ def forwarder_snapshot(
     """The plain-dict view the gossip actor publishes to the forwarder.
 
     ``udp_addrs`` are the sleeve addresses of direct neighbours, which only the gossip actor knows
-    (from handshakes and heartbeats); other peers are reached through ``unicast``/``broadcast``.
+    (each connection's remote IP with the UDP port its hello advertised); other peers are reached
+    through ``unicast``/``broadcast``.
     """
     udp = udp_addrs or {}
     reach = peers.reachable()

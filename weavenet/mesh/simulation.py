@@ -1,13 +1,15 @@
 """An in-memory mesh: N peers gossiping through the real ``Peers``/``Routes`` code, no sockets.
 
-Each peer behaves as the gossip actor does: on a new connection it sends its full topology to the
-new neighbour and its own changed record to the others; on receiving an update it merges, garbage
-collects, and passes what improved on to its neighbours (except records the neighbour itself just
-sent). Time advances in synchronous rounds: everything sent in one round is delivered in the next,
-in order per link, so a round is one network latency. Links are established at once (the UDP path
-is not simulated).
+Each peer follows the gossip rules of ``weavenet.mesh.router.Router`` (the gossip actor's core):
+on a new connection it sends its full topology to the new neighbour and its own changed record to
+the others; on receiving updates it merges, garbage collects, passes what improved on to its
+neighbours (leaving out records a neighbour itself just sent), and answers a sender of outdated
+records with its own. Time advances in synchronous rounds: everything sent in one round is
+delivered in the next, in order per link, and a peer merges a round's messages together, so a
+round is one network latency. Links are established at once (the UDP path is not simulated), and
+there is no periodic full exchange: convergence must not need it.
 
-Used by the simulation tests and ``bench/mesh_convergence.py``.
+Used by ``tests/unit/test_mesh_simulation.py`` and ``bench/mesh_convergence.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import msgpack
 from weavenet.mesh.peer import Peer, PeerName
 from weavenet.mesh.routes import Routes
 from weavenet.mesh.topology import PeerRecord, Peers, encode_record
+from weavenet.runtime.address import format_host_port
+from weavenet.runtime.defaults import PORT
 
 
 @dataclass
@@ -76,7 +80,8 @@ class MeshSim:
         for here, there, outbound in ((na, nb, True), (nb, na, False)):
             here.neighbours.add(there.peer.name)
             here.peers.add_connection(
-                there.peer, f"{there.peer.nickname}:6783", outbound=outbound, established=True
+                there.peer, format_host_port(there.peer.nickname, PORT), outbound=outbound,
+                established=True,
             )
         for here, there in ((na, nb), (nb, na)):
             self._send(here.peer.name, there.peer.name, here.peers.full_update())

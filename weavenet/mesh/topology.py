@@ -6,8 +6,8 @@ keeping the greater one under a total order (version first), which makes merging
 commutative, associative and idempotent, so gossip may arrive in any order, duplicated, and every
 peer still ends with the same records.
 
-Sans-IO: no sockets and no clock. The gossip actor feeds received records into ``Peers.merge`` and
-sends on what it returns.
+Sans-IO: no sockets and no clock. ``weavenet.mesh.router.Router`` feeds received records into
+``Peers.merge`` and passes on what it returns.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ class Connection:
     """One connection as reported by the peer that owns the record.
 
     ``address`` is the remote TCP address as that peer sees it; ``outbound`` says the owner dialled
-    it (so the address is dialable by others); ``established`` says the data path (UDP heartbeats)
-    works, which is what routes require.
+    it (so the address is dialable by others); ``established`` says the handshake completed, and
+    routes use a connection only when both ends report it established. (The gossip actor records
+    connections established as they are accepted; the flag stays on the wire, where a peer that
+    reports one not yet established keeps it out of everyone's routes.)
     """
 
     peer: PeerName
@@ -189,28 +191,6 @@ class Peers:
         """{name: (version, uid)}: equal fingerprints mean equal views (records are owned)."""
         return {n: (r.version, r.uid) for n, r in self._records.items()}
 
-    def as_dict(self) -> dict[str, dict[str, Any]]:
-        """Plain data for ``weave status``: every known peer, whether we reach it, its links."""
-        reach = self.reachable()
-        return {
-            str(name): {
-                "nickname": rec.nickname,
-                "uid": rec.uid,
-                "version": rec.version,
-                "reachable": name in reach,
-                "connections": [
-                    {
-                        "peer": str(c.peer),
-                        "address": c.address,
-                        "established": c.established,
-                        "outbound": c.outbound,
-                    }
-                    for c in rec.connections
-                ],
-            }
-            for name, rec in sorted(self._records.items())
-        }
-
     # what to gossip
     def update_for(self, names: Iterable[PeerName]) -> tuple[PeerRecord, ...]:
         """The records for ``names`` that we hold (for an incremental update)."""
@@ -248,15 +228,6 @@ class Peers:
             # A placeholder so status and reachability know the neighbour at once; any record
             # the neighbour gossips (version >= 1) supersedes it.
             self._records[remote.name] = PeerRecord(remote.name, remote.nickname, remote.uid, 0)
-        return True
-
-    def set_established(self, remote: PeerName, established: bool = True) -> bool:
-        conns = {c.peer: c for c in self.local_record.connections}
-        conn = conns.get(remote)
-        if conn is None or conn.established == established:
-            return False
-        conns[remote] = replace(conn, established=established)
-        self._set_local(conns)
         return True
 
     def remove_connection(self, remote: PeerName) -> bool:

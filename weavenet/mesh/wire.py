@@ -8,11 +8,13 @@ Stream layout::
 With a password, each side sends a ``Proof`` after the hellos (see ``weavenet.crypto.keys``)
 and every message after the proofs is sealed: ``length:u32be | box`` where box is a
 ``StreamSealer``'s output for the msgpack body (``encode_body``). The decoder stops after the
-last clear message (``pause_after``) until the actor hands it the stream opener (``open_with``).
+last clear message (``pause_after``) until the accepted handshake's stream opener is handed to it
+(``open_with``).
 
 Decoding is sans-IO and incremental: ``Decoder.feed(data)`` returns what is complete and keeps the
 rest. Anything malformed, oversized, truncated or unknown raises a ``WireError`` subclass; the
-actor closes that connection and logs the reason. Decoders ignore unknown keys (fields are only
+actor closes that connection and logs the reason. A message of a retired type (``RETIRED_TYPES``)
+is skipped. Decoders ignore unknown keys (fields are only
 ever added); a changed meaning gets a new type name.
 """
 
@@ -121,13 +123,6 @@ class Heartbeat:
 
 
 @dataclass(frozen=True)
-class Established:
-    """'Your UDP heartbeats reach me': the receiver may mark the connection established."""
-
-    TYPE: ClassVar[str] = "established"
-
-
-@dataclass(frozen=True)
 class Goodbye:
     """Why the sender is closing the connection (refused handshake, duplicate, shutdown)."""
 
@@ -135,7 +130,13 @@ class Goodbye:
     reason: str
 
 
-Message = Hello | Proof | TopologyUpdate | Heartbeat | Established | Goodbye
+Message = Hello | Proof | TopologyUpdate | Heartbeat | Goodbye
+
+# Retired types: no longer sent, skipped by the decoder when a peer still sends one, and never
+# reused for a different meaning. "established" ('your UDP heartbeats reach me') was never sent:
+# a connection counts as established in the topology once its handshake completes, and the
+# forwarder proves each UDP path with its own heartbeats.
+RETIRED_TYPES = frozenset({"established"})
 
 
 # -- encoding --------------------------------------------------------------------------------------
@@ -240,19 +241,21 @@ _DECODERS = {
     Proof.TYPE: _proof,
     TopologyUpdate.TYPE: _topology,
     Heartbeat.TYPE: lambda o: Heartbeat(_uint(o, "seq", 64)),
-    Established.TYPE: lambda o: Established(),
     Goodbye.TYPE: lambda o: Goodbye(_short_str(o, "reason", MAX_REASON_LEN)),
 }
 
 
-def decode_message(body: bytes) -> Message:
-    """One message from its msgpack body (the length prefix already removed)."""
+def decode_message(body: bytes) -> Message | None:
+    """One message from its msgpack body (the length prefix already removed); None for a message
+    of a retired type, which the receiver ignores."""
     obj = unpack_map(body, MalformedMessage, "message")
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise MalformedMessage("message has no type")
     decoder = _DECODERS.get(kind)
     if decoder is None:
+        if kind in RETIRED_TYPES:
+            return None
         raise UnknownMessageType(f"unknown message type {kind[:64]!r}")
     return decoder(obj)
 
@@ -274,7 +277,7 @@ class Decoder:
 
     ``pause_after``: message types after which the clear part of the stream may end (``Proof``
     on an encrypting connection). The decoder stops there and keeps what follows buffered, as it
-    may be sealed, until ``open_with`` (sealed from then on) or ``resume`` (still clear).
+    may be sealed, until ``open_with`` (sealed from then on).
     """
 
     def __init__(self, max_message_size: int = MAX_MESSAGE_SIZE,
@@ -297,9 +300,6 @@ class Decoder:
         raises (any ``CryptoError``) for a box that does not open."""
         self._open = open_
         self._overhead = MAC_SIZE
-        self._paused = False
-
-    def resume(self) -> None:
         self._paused = False
 
     def feed(self, data: bytes) -> list[ProtocolHeader | Message]:
@@ -349,6 +349,8 @@ class Decoder:
                     del buf[:pos]
                     raise SealedStreamError(f"sealed message rejected: {exc}") from None
             msg = decode_message(body)
+            if msg is None:
+                continue
             out.append(msg)
             if self._open is None and isinstance(msg, pause_after):
                 self._paused = True  # what follows may be sealed: wait for open_with

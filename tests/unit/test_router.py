@@ -1,0 +1,181 @@
+"""Routers wired in memory: the gossip rules, routes for the forwarder, and status rows."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from weavenet.mesh.connection import PeerConnection, new_handshake
+from weavenet.mesh.connmaker import Source
+from weavenet.mesh.handshake import HandshakeConfig
+from weavenet.mesh.peer import Peer, PeerName
+from weavenet.mesh.router import FULL_EXCHANGE_FANOUT, Router
+from weavenet.mesh.topology import PeerRecord
+from weavenet.mesh.wire import TopologyUpdate, decode_message
+
+PORT = 6783
+
+
+class NullLog:
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    info = debug
+
+
+def peer(i: int, uid: int = 1) -> Peer:
+    return Peer(PeerName(f"02:00:00:00:00:{i:02x}"), f"host{i}", uid)
+
+
+class Mesh:
+    """Routers linked by in-memory connections; ``pump`` delivers what they send, in order."""
+
+    def __init__(self) -> None:
+        self.routers: dict[int, Router[PeerConnection]] = {}
+        self.pairs: dict[int, tuple[int, PeerConnection]] = {}  # id(conn) -> far end
+        self.queue: list[tuple[PeerConnection, bytes]] = []
+        self.messages = 0
+
+    def add(self, i: int, uid: int = 1) -> Router[PeerConnection]:
+        self.routers[i] = Router(peer(i, uid), port=PORT, rng=random.Random(i), log=NullLog())
+        return self.routers[i]
+
+    def _conn(self, i: int, j: int, outbound: bool) -> PeerConnection:
+        me = self.routers[i].me
+        handshake, decoder = new_handshake(HandshakeConfig(me), None, outbound=outbound,
+                                           conn_id=i * 100 + j)
+        conn = PeerConnection(outbound, f"198.18.0.{j}:{PORT}", None, handshake, deadline=0.0,
+                              decoder=decoder)
+        conn.remote, conn.udp = self.routers[j].me, f"198.18.0.{j}:{PORT}"
+        conn.establish(0.0, None)
+        return conn
+
+    def connect(self, i: int, j: int) -> tuple[PeerConnection, PeerConnection]:
+        ij, ji = self._conn(i, j, True), self._conn(j, i, False)
+        self.pairs[id(ij)], self.pairs[id(ji)] = (j, ji), (i, ij)
+        self.queue += self.routers[i].established(ij)
+        self.queue += self.routers[j].established(ji)
+        return ij, ji
+
+    def disconnect(self, i: int, j: int) -> None:
+        for a, b in ((i, j), (j, i)):
+            conn = self.routers[a].by_peer[self.routers[b].me.name]
+            conn.close()
+            self.queue += self.routers[a].lost(conn, "connection lost")
+
+    def pump(self) -> None:
+        while self.queue:
+            conn, body = self.queue.pop(0)
+            if conn.closed:
+                continue
+            self.messages += 1
+            dst, far = self.pairs[id(conn)]
+            msg = decode_message(body)
+            assert isinstance(msg, TopologyUpdate)
+            router = self.routers[dst]
+            improved = router.merge(far, msg.records)
+            if improved:
+                self.queue += router.topology_changed(improved, source=far)
+            self.queue += router.answer_outdated(far, msg.records)
+
+
+def line_of_three() -> Mesh:
+    """1 - 2 - 3, gossip settled."""
+    mesh = Mesh()
+    for i in (1, 2, 3):
+        mesh.add(i)
+    mesh.connect(1, 2)
+    mesh.connect(2, 3)
+    mesh.pump()
+    return mesh
+
+
+def test_a_line_of_three_learns_routes_through_the_middle() -> None:
+    one = line_of_three().routers[1]
+    assert dict(one.routes.unicast) == {peer(2).name: peer(2).name, peer(3).name: peer(2).name}
+    event = one.routes_event()
+    assert event is not None and event["unicast"] == {str(peer(2).name): str(peer(2).name),
+                                                      str(peer(3).name): str(peer(2).name)}
+    assert event["peers"][str(peer(2).name)]["udp"] == f"198.18.0.2:{PORT}"
+    assert event["peers"][str(peer(3).name)]["udp"] is None  # not a neighbour: via routes only
+
+
+def test_a_lost_link_takes_the_routes_through_it_away_everywhere() -> None:
+    mesh = line_of_three()
+    mesh.disconnect(2, 3)
+    mesh.pump()
+    assert peer(3).name not in mesh.routers[1].routes.unicast
+    assert peer(3).name not in mesh.routers[1].peers  # garbage-collected: unreachable
+    assert mesh.routers[1].peers.get(peer(2).name) == mesh.routers[2].peers.local_record
+
+
+def test_the_routes_event_is_new_only_when_the_forwarders_view_changed() -> None:
+    mesh = Mesh()
+    one = mesh.add(1)
+    mesh.add(2)
+    first = one.routes_event()
+    assert first is not None and first["version"] == 1
+    assert one.routes_event() is None
+    assert one.routes_event(force=True) == first
+    mesh.connect(1, 2)
+    mesh.pump()
+    second = one.routes_event()
+    assert second is not None and second["version"] == 2
+
+
+def test_a_neighbour_gossiping_our_peers_old_record_is_answered_with_the_new_one() -> None:
+    mesh = Mesh()
+    for i in (1, 2):
+        mesh.add(i)
+    one_two, _ = mesh.connect(1, 2)
+    mesh.pump()
+    one = mesh.routers[1]
+    stale = PeerRecord(peer(2).name, "host2", 1, 1)  # peer 2's record before it connected
+    (answer,) = one.answer_outdated(one_two, (stale,))
+    msg = decode_message(answer[1])
+    assert isinstance(msg, TopologyUpdate)
+    assert msg.records == (one.peers.get(peer(2).name),)
+
+
+def test_improved_records_are_not_echoed_to_the_neighbour_that_sent_them() -> None:
+    mesh = Mesh()
+    for i in (1, 2, 3):
+        mesh.add(i)
+    one_two, _ = mesh.connect(1, 2)
+    one_three, _ = mesh.connect(1, 3)
+    mesh.pump()
+    one = mesh.routers[1]
+    news = PeerRecord(peer(2).name, "host2", 1, 99, one.peers[peer(2).name].connections)
+    improved = one.merge(one_two, (news,))
+    assert [conn for conn, _ in one.topology_changed(improved, source=one_two)] == [one_three]
+
+
+def test_the_full_exchange_goes_to_a_few_random_neighbours() -> None:
+    mesh = Mesh()
+    hub = mesh.add(0)
+    for i in range(1, FULL_EXCHANGE_FANOUT + 3):
+        mesh.add(i)
+        mesh.connect(0, i)
+    mesh.pump()
+    sends = hub.full_exchange()
+    assert len(sends) == FULL_EXCHANGE_FANOUT
+    assert len({id(conn) for conn, _ in sends}) == FULL_EXCHANGE_FANOUT
+    assert Mesh().add(9).full_exchange() == []
+
+
+def test_status_rows_leave_out_targets_a_connection_already_stands_for() -> None:
+    mesh = Mesh()
+    one = mesh.add(1)
+    mesh.add(2)
+    one.maker.add(["198.18.0.2", "198.18.0.3", "198.18.0.4"], Source.LAUNCH)
+    one.maker.update_discovered({})
+    one_two, _ = mesh.connect(1, 2)
+    for target in one.maker.targets():
+        if target.address.startswith("198.18.0.2"):
+            target.peer = peer(2).name  # this address led to peer 2, which is linked
+    rows = one.target_rows({"198.18.0.3:6783"}, now=0.0)
+    assert [r["address"] for r in rows] == ["198.18.0.4:6783"]
+    status = one.status(rows)
+    assert status["peer"]["name"] == str(peer(1).name)
+    assert [p["name"] for p in status["peers"]] == [str(peer(1).name), str(peer(2).name)]
+    assert one_two.remote == peer(2)

@@ -1,0 +1,212 @@
+"""One TCP connection to another router, as protocol state without the socket (sans-IO).
+
+A ``PeerConnection`` goes CONNECTING (outbound only, while the TCP connect is in progress), then
+HANDSHAKE, then ESTABLISHED, and is closed from any phase. It holds what the gossip actor needs
+between two socket events: the incremental ``Decoder`` for what the remote sends, the ``Handshake``
+it drives, the out-buffer of bytes the socket has not taken yet, the deadlines, and, once the
+handshake is accepted, who the remote is and the sealer that seals everything after the proofs.
+
+The actor owns the socket: it feeds received bytes to ``received``, writes ``out`` and reports
+what the socket took with ``sent``, and closes the connection when a method says so (an
+overflowing out-buffer, a deadline passed, silence). Time comes in as ``now`` arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from weavenet.crypto.keys import KeyExchange, Password
+from weavenet.crypto.seal import StreamSealer
+from weavenet.mesh.handshake import (
+    DUPLICATE_CONNECTION,
+    Accepted,
+    ConnectionSide,
+    Handshake,
+    HandshakeConfig,
+    prefer,
+)
+from weavenet.mesh.peer import Peer
+from weavenet.mesh.wire import (
+    MAX_MESSAGE_SIZE,
+    Decoder,
+    Goodbye,
+    Heartbeat,
+    Message,
+    Proof,
+    ProtocolHeader,
+    encode_body,
+    frame,
+)
+from weavenet.runtime.address import parse_host_port
+
+CONNECT_TIMEOUT = 5.0
+HANDSHAKE_TIMEOUT = 5.0
+SILENCE_TIMEOUT = 10.0  # five missed heartbeats: the connection (or the path) is gone
+SILENCE_REASON = f"no data for {SILENCE_TIMEOUT:.0f}s"
+# A peer that stops reading is dropped rather than buffered for: two messages of the largest size.
+MAX_OUT_BUFFER = 2 * MAX_MESSAGE_SIZE
+OUT_BUFFER_FULL = "remote is not reading (send buffer full)"
+REMOTE_RESTARTED = "remote restarted"
+
+
+class Phase(enum.Enum):
+    CONNECTING = "connecting"  # outbound TCP connect in progress
+    HANDSHAKE = "handshake"
+    ESTABLISHED = "established"
+
+
+def new_handshake(config: HandshakeConfig, password: Password | None, *, outbound: bool,
+                  conn_id: int) -> tuple[Handshake, Decoder]:
+    """The handshake and decoder for a new connection; with a password, a fresh key pair."""
+    if password is None:
+        return Handshake(config, outbound=outbound, conn_id=conn_id), Decoder()
+    exchange = KeyExchange(password)  # a fresh key pair per connection: keys never repeat
+    handshake = Handshake(dataclasses.replace(config, public_key=exchange.public_key),
+                          outbound=outbound, conn_id=conn_id, exchange=exchange)
+    # The stream is sealed after the proofs: the decoder must stop there until it can open it.
+    return handshake, Decoder(pause_after=(Proof,))
+
+
+@dataclass(eq=False)
+class PeerConnection:
+    """One connection's protocol state, from connect to close."""
+
+    outbound: bool
+    address: str  # outbound: the dialled target; inbound: the remote's ip:port
+    target: str | None  # the ConnectionMaker target to report to (outbound only)
+    handshake: Handshake
+    deadline: float  # for the connect, then for the handshake
+    phase: Phase = Phase.HANDSHAKE
+    decoder: Decoder = field(default_factory=Decoder)
+    out: bytearray = field(default_factory=bytearray)  # what the socket has not taken yet
+    last_rx: float = 0.0
+    remote: Peer | None = None
+    connection_id: int = 0
+    udp: str | None = None  # the remote's sleeve address: its IP and advertised UDP port
+    heartbeats: int = 0
+    closed: bool = False
+    sealer: StreamSealer | None = None  # set once the password proofs checked
+    epoch: int | None = None  # the crypto actor holds UDP keys for this connection under it
+
+    # -- phases -------------------------------------------------------------------------------
+    def connecting(self, now: float) -> None:
+        """An outbound TCP connect is in progress; nothing may be written until it completes."""
+        self.phase = Phase.CONNECTING
+        self.deadline = now + CONNECT_TIMEOUT
+
+    def start_handshake(self, now: float) -> bytes:
+        """The TCP connection is up: the handshake's clock starts; returns our protocol header."""
+        self.phase = Phase.HANDSHAKE
+        self.deadline = now + HANDSHAKE_TIMEOUT
+        return self.handshake.start()
+
+    def accept(self, accepted: Accepted) -> None:
+        """The handshake accepted the remote: from here on, both ways, the stream is sealed if
+        the handshake made keys (a duplicate's goodbye included)."""
+        self.remote, self.connection_id = accepted.remote, accepted.connection_id
+        if accepted.keys is not None:
+            self.sealer = accepted.keys.stream_sealer()
+            self.decoder.open_with(accepted.keys.stream_opener().open)
+
+    def establish(self, now: float, epoch: int | None) -> None:
+        self.phase = Phase.ESTABLISHED
+        self.last_rx = now
+        self.epoch = epoch
+
+    def close(self) -> bool:
+        """Mark the connection closed; False if it already was."""
+        if self.closed:
+            return False
+        self.closed = True
+        return True
+
+    @property
+    def established(self) -> bool:
+        return self.phase is Phase.ESTABLISHED
+
+    @property
+    def host(self) -> str:
+        """The remote's host, without the port (an inbound one's port changes every time)."""
+        return parse_host_port(self.address)[0]
+
+    # -- time -----------------------------------------------------------------------------------
+    def expired(self, now: float) -> str | None:
+        """Why the connect or handshake ran out of time, or None while there is time left."""
+        if self.established or now <= self.deadline:
+            return None
+        return "connect timed out" if self.phase is Phase.CONNECTING else "handshake timed out"
+
+    def silent(self, now: float) -> bool:
+        return now - self.last_rx > SILENCE_TIMEOUT
+
+    # -- bytes out ------------------------------------------------------------------------------
+    def queue(self, data: bytes) -> bool:
+        """Append to the out-buffer; False when that overflows it (then close the connection)."""
+        self.out += data
+        return len(self.out) <= MAX_OUT_BUFFER
+
+    def framed(self, body: bytes) -> bytes:
+        """One message body (``encode_body``) as it goes on the stream: sealed once there are
+        keys, otherwise in clear with its length prefix. Sealing advances the sealer's nonce, so
+        call it only for bytes that will be queued."""
+        return self.sealer.seal(body) if self.sealer is not None else frame(body)
+
+    def heartbeat(self) -> bytes:
+        self.heartbeats += 1
+        return encode_body(Heartbeat(self.heartbeats))
+
+    def goodbye(self, reason: str) -> bytes:
+        """What is still buffered, then a ``Goodbye``: written once, best effort, on closing."""
+        return bytes(self.out) + self.framed(encode_body(Goodbye(reason)))
+
+    def sent(self, count: int) -> None:
+        del self.out[:count]
+
+    # -- bytes in -------------------------------------------------------------------------------
+    def received(self, data: bytes, now: float) -> Iterator[ProtocolHeader | Message]:
+        """What ``data`` completes, one item at a time, so that the caller's handling of each
+        (the handshake switching the decoder to the sealed stream, or closing) takes effect
+        before the next is decoded. Raises ``WireError`` for input the remote cannot repair."""
+        self.last_rx = now
+        items = self.decoder.feed(data)
+        while items:
+            for item in items:
+                yield item
+                if self.closed:
+                    return
+            # the handshake may just have switched the decoder to the sealed stream: what arrived
+            # behind the proof is decoded now
+            items = self.decoder.feed(b"") if self.decoder.buffered else []
+
+    # -- duplicates -----------------------------------------------------------------------------
+    def loses_to(self, old: PeerConnection | None, local: Peer) -> bool:
+        """Whether this newly accepted connection is the one to drop, ``old`` being the
+        established connection to the same remote incarnation. Both ends apply the same rule to
+        the same two connections, so the remote drops it too without being told."""
+        remote = self.remote
+        if old is None or old.remote is None or remote is None or old.remote.uid != remote.uid:
+            return False
+        return prefer(local, remote, ConnectionSide(old.outbound, old.connection_id),
+                      ConnectionSide(self.outbound, self.connection_id)) == 0
+
+    def replaces_reason(self, old: PeerConnection) -> str:
+        """Why ``old`` is closed for this connection: a losing duplicate, or a link left over
+        from the remote's previous incarnation."""
+        return DUPLICATE_CONNECTION if old.remote == self.remote else REMOTE_RESTARTED
+
+    # -- status ---------------------------------------------------------------------------------
+    def status_row(self) -> dict[str, Any]:
+        established = self.established
+        return {
+            "address": self.address,
+            "peer": str(self.remote.name) if self.remote else None,
+            "nickname": self.remote.nickname if self.remote else None,
+            "state": "established" if established else "connecting",
+            "info": ("outbound" if self.outbound else "inbound") if established
+                    else self.phase.value,
+            "encrypted": self.sealer is not None,
+        }
