@@ -43,7 +43,7 @@ from weavenet.crypto.protocol import (
     encode_request,
 )
 from weavenet.dataplane.batch import MAX_BATCH, BatchError, decode_batch, encode_batch, tune_malloc
-from weavenet.dataplane.forwarding import Forwarder, Plan, Routes
+from weavenet.dataplane.forwarding import Forwarder, Plan, RouteTable
 from weavenet.dataplane.maccache import MacCache
 from weavenet.dataplane.pmtu import PathMtu, fit_frame, frame_budget
 from weavenet.dataplane.sleeve import (
@@ -328,7 +328,7 @@ class ForwarderActor(Actor):
             s = w(src)
             if s is not None:
                 broadcast[s] = [h for h in map(w, hops) if h is not None]
-        self.core.set_routes(Routes(unicast, broadcast))
+        self.core.set_table(RouteTable(unicast, broadcast))
 
         neighbours = {pid for pid, a in udp.items() if a is not None}
         neighbours.update(unicast.values())
