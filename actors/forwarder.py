@@ -40,6 +40,7 @@ from weavenet.dataplane.batch import MAX_BATCH, BatchError, decode_batch, encode
 from weavenet.dataplane.forwarding import Forwarder, Plan
 from weavenet.dataplane.inbound import MALFORMED, UNKNOWN_SENDER, Arrivals, Inbound, reply_to
 from weavenet.dataplane.maccache import MacCache
+from weavenet.dataplane.outbound import pack_for_path
 from weavenet.dataplane.path import (
     UNDERLAY_MTU,
     Addr,
@@ -48,7 +49,6 @@ from weavenet.dataplane.path import (
     describe_paths,
     reconcile,
 )
-from weavenet.dataplane.pmtu import pack_to_fit
 from weavenet.dataplane.route_update import decode_route_update
 from weavenet.dataplane.sealed import SEAL_EXTRA, SEALED_PREFIX_LEN, sealed_prefix
 from weavenet.dataplane.sleeve import (
@@ -398,8 +398,8 @@ class ForwarderActor(Actor):
                 self.log.debug("mac_learned", mac=mac.hex(":"), peer=name, how=how.name.lower())
 
     def _send_frames(self, path: Path, src: int, dst: int, frames: list, inject: list) -> None:
-        out = pack_to_fit(frames, path.max_datagram - self.seal_extra, sender=self.me_wire,
-                          src_peer=src, dst_peer=dst, seq=path.seq)
+        out = pack_for_path(frames, path.max_datagram - self.seal_extra, sender=self.me_wire,
+                            src_peer=src, dst_peer=dst, seq=path.seq)
         datagrams = out.datagrams
         path.seq += len(datagrams)
         if out.fitted:

@@ -22,7 +22,6 @@ the frag test without), and feeds acks back through :meth:`PathMtu.on_ack`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from weavenet.dataplane.frame import (
@@ -47,7 +46,6 @@ from weavenet.dataplane.sleeve import (
     MAX_DATAGRAM,
     PMTU_ACK,
     PMTU_PROBE,
-    pack_datagram,
 )
 
 DEFAULT_FLOOR = 548  # 576-byte IPv4 minimum less IP and UDP headers
@@ -255,51 +253,3 @@ def fit_frame(frame: Buffer, max_frame: int, off: int = VNET_HDR_LEN) -> Fit:
         return Fit(list(fragment_ipv4(frame, ip_mtu, off)), [], None)
     except FrameError:
         return Fit([], [], MALFORMED)
-
-
-class Fitted(NamedTuple):
-    send: list[Buffer]
-    inject: list[bytes]
-    drops: dict[str, int]  # reason -> frames
-
-
-def fit_frames(frames: Iterable[Buffer], max_frame: int, off: int = VNET_HDR_LEN) -> Fitted:
-    """:func:`fit_frame` for each of ``frames``, the results gathered."""
-    send: list[Buffer] = []
-    inject: list[bytes] = []
-    drops: dict[str, int] = {}
-    for frame in frames:
-        fit = fit_frame(frame, max_frame, off)
-        if fit.drop is not None:
-            drops[fit.drop] = drops.get(fit.drop, 0) + 1
-        send.extend(fit.send)
-        inject.extend(fit.inject)
-    return Fitted(send, inject, drops)
-
-
-class Outgoing(NamedTuple):
-    datagrams: list[bytes]
-    sent: int  # frames the datagrams carry, fitted ones included
-    fitted: int  # frames made to fit (segments and fragments of oversized ones)
-    inject: list[bytes]  # ICMP "fragmentation needed" replies for our bridge
-    drops: dict[str, int]  # reason -> frames
-
-
-def pack_to_fit(frames: Sequence[Buffer], max_datagram: int, *, sender: int, src_peer: int,
-                dst_peer: int, seq: int) -> Outgoing:
-    """:func:`weavenet.dataplane.sleeve.pack_datagram`, and the frames too big even alone made to
-    fit (:func:`fit_frames`, the slow path) and packed after the others, numbered on from ``seq``.
-    """
-    packed = pack_datagram(frames, max_datagram, sender=sender, src_peer=src_peer,
-                           dst_peer=dst_peer, seq=seq)
-    datagrams = packed.datagrams
-    sent = len(frames) - len(packed.oversized)
-    if not packed.oversized:
-        return Outgoing(datagrams, sent, 0, [], {})
-    fit = fit_frames(packed.oversized, frame_budget(max_datagram))
-    if fit.send:
-        more = pack_datagram(fit.send, max_datagram, sender=sender, src_peer=src_peer,
-                             dst_peer=dst_peer, seq=seq + len(datagrams))
-        datagrams = datagrams + more.datagrams
-        sent += len(fit.send)
-    return Outgoing(datagrams, sent, len(fit.send), fit.inject, fit.drops)
