@@ -296,7 +296,9 @@ class ForwarderActor(Actor):
         return ceiling_for(route_mtu(addr))
 
     def _send_control(self, kind: int, addr: Addr, token: int, *, value: int = 0,
-                      size: int = 0, df: bool = False) -> bool:
+                      size: int = 0, df: bool = False) -> None:
+        """Send a control message; with ``df`` (a PMTU probe) EMSGSIZE is raised to the caller,
+        any other failure is counted."""
         msg = sleeve.build_control(kind, sender=self.me_wire, token=token, value=value, size=size)
         sock = self.udp
         try:
@@ -311,9 +313,8 @@ class ForwarderActor(Actor):
             if df and exc.errno == errno.EMSGSIZE:
                 raise
             self.counters.add("control_send_errors")
-            return False
+            return
         self.counters.add("control_tx")
-        return True
 
     # --- the crypto actor ------------------------------------------------------------------------
 
