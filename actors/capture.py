@@ -4,6 +4,11 @@ It opens the persistent TAP ``weave-tap`` (created by netconf) with virtio-net h
 TSO/checksum offloads, reads frames in batches and PUSHes them to the forwarder, and writes
 the frames the forwarder PUSHes back. It never blocks: a full queue or a refused write is a
 counted drop. Everything it handles is "virtio-net header + Ethernet frame".
+
+Sockets (both bound here; batches as in :mod:`weavenet.dataplane.batch`):
+
+* PUSH ``Endpoints.frames_out``: frames read from the TAP, to the forwarder.
+* PULL ``Endpoints.frames_in``: frames from the forwarder, written to the TAP.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ class Capture(Actor):
         fd = self.tap.fd
         send = self.out.send_multipart
         counters = self.counters
+        # A TAP file descriptor, not ZeroMQ, so not drain(): bounded by a count instead.
         for _ in range(READS_PER_WAKEUP):
             items = tap.read_batch(fd, READ_BATCH)
             if not items:

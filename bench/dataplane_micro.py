@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from weavenet.dataplane.batch import decode_batch, encode_batch
-from weavenet.dataplane.forwarding import Forwarder, Routes
+from weavenet.dataplane.forwarding import Forwarder, RouteTable
 from weavenet.dataplane.maccache import MacCache
 from weavenet.dataplane.sleeve import pack_datagram, peer_to_wire, unpack_datagram
 
@@ -59,12 +59,12 @@ def main() -> None:
         bytes(10) + mac(0x100 + i // run % 16) + mac(i // run % 16) + b"\x08\x00" + bytes(size - 24)
         for i in range(n)
     ]
-    routes_a = Routes({B: B, C: B}, {A: [B], B: [], C: []})
+    routes_a = RouteTable({B: B, C: B}, {A: [B], B: [], C: []})
     fwd = Forwarder(A, MacCache(), routes_a)
     for i in range(16):
         fwd.macs.learn(mac(0x100 + i), C, 0.0)
-    relay = Forwarder(B, MacCache(), Routes({A: A, C: C}, {A: [C], B: [A, C], C: [A]}))
-    sink = Forwarder(C, MacCache(), Routes({A: B, B: B}, {A: [], B: [], C: [B]}))
+    relay = Forwarder(B, MacCache(), RouteTable({A: A, C: C}, {A: [C], B: [A, C], C: [A]}))
+    sink = Forwarder(C, MacCache(), RouteTable({A: B, B: B}, {A: [], B: [], C: [B]}))
     wa, wc = peer_to_wire(A), peer_to_wire(C)
 
     parts = encode_batch({"src": A}, frames)

@@ -12,7 +12,7 @@ from weavenet.dataplane.forwarding import (
     Drop,
     Forwarder,
     Inject,
-    Routes,
+    RouteTable,
     Send,
 )
 from weavenet.dataplane.maccache import Learned, MacCache
@@ -22,13 +22,13 @@ MAC_A, MAC_B, MAC_C = mac(0xA), mac(0xB), mac(0xC)
 
 # Line A - B - C: every peer's routes as the gossip actor would compute them.
 LINE = {
-    "A": Routes({"B": "B", "C": "B"}, {"A": ["B"], "B": [], "C": []}),
-    "B": Routes({"A": "A", "C": "C"}, {"A": ["C"], "B": ["A", "C"], "C": ["A"]}),
-    "C": Routes({"A": "B", "B": "B"}, {"A": [], "B": [], "C": ["B"]}),
+    "A": RouteTable({"B": "B", "C": "B"}, {"A": ["B"], "B": [], "C": []}),
+    "B": RouteTable({"A": "A", "C": "C"}, {"A": ["C"], "B": ["A", "C"], "C": ["A"]}),
+    "C": RouteTable({"A": "B", "B": "B"}, {"A": [], "B": [], "C": ["B"]}),
 }
 # Triangle: everyone reaches everyone directly; a peer's tree is its direct neighbours.
 TRIANGLE = {
-    p: Routes(
+    p: RouteTable(
         {q: q for q in "ABC" if q != p},
         {s: ([q for q in "ABC" if q != p] if s == p else []) for s in "ABC"},
     )
@@ -180,9 +180,9 @@ def test_a_lonely_peer_counts_floods_that_go_nowhere():
     assert fwd.decide_captured(frame(BCAST, MAC_A), 0.0) == [Drop(NO_PEERS)]
 
 
-def test_routes_can_be_replaced_by_a_plain_snapshot():
+def test_the_route_table_can_be_replaced_by_a_plain_snapshot():
     fwd = Forwarder("A", MacCache(), eth_offset=0)
-    fwd.set_routes({"unicast": {"B": "B"}, "broadcast": {"A": ["B"]}})
+    fwd.set_table({"unicast": {"B": "B"}, "broadcast": {"A": ["B"]}})
     bare = frame(BCAST, MAC_A)[10:]
     assert fwd.decide_captured(bare, 0.0) == [Send("B", "A", None, bare)]
 

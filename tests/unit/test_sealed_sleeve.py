@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from actors.forwarder import SEAL_EXTRA, SEALED_PREFIX_LEN
 from weavenet.crypto.seal import DatagramOpener, DatagramSealer
+from weavenet.dataplane.sealed import SEAL_EXTRA, SEALED_PREFIX_LEN
 from weavenet.dataplane.sleeve import (
     ENCRYPTED,
     FRAMES,

@@ -2,8 +2,13 @@
 
 A batch is one multipart message: a small msgpack map (always ``v`` and ``n``, plus whatever
 the sender adds, e.g. ``src``/``dst`` peers or ``via``) followed by one raw part per frame.
-Frames are never packed inside msgpack: with ``copy=False`` ZeroMQ hands each part over
-without copying it, and the receiver slices it as a memoryview.
+Frames are never packed inside msgpack, so no codec pass runs over their bytes. What copying
+remains: the senders pass ``copy=False``, but pyzmq still copies every part smaller than
+``zmq.COPY_THRESHOLD`` (64 KiB) into its message (cheaper than sharing it), which is nearly
+every frame; only parts that large (GSO super-frames) are shared with libzmq until sent. The
+ipc transport then writes each part through a Unix socket (a kernel copy per crossing). The
+receiver, with ``copy=False``, gets ``zmq.Frame`` objects and slices their memory as
+memoryviews without copying again.
 
 Nothing here touches a socket; parts may be ``bytes``, ``memoryview`` or ``zmq.Frame``.
 """

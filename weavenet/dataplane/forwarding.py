@@ -1,6 +1,6 @@
 """The per-frame forwarding decision of the sleeve, as a pure class.
 
-Given our peer, a :class:`MacCache` and a routes snapshot, decide for each frame whether to
+Given our peer, a :class:`MacCache` and a :class:`RouteTable`, decide for each frame whether to
 inject it on the local bridge, send it to next-hop peers, or drop it (and why):
 
 * captured locally: learn the source MAC as ours; unicast to the peer owning the destination
@@ -16,7 +16,7 @@ inject it on the local bridge, send it to next-hop peers, or drop it (and why):
 
 Batch methods fill a :class:`Plan` grouped by (next_hop, src_peer, dst_peer), which is
 exactly what the sleeve packs into one datagram stream; ``decide_*`` wrap them for one frame.
-Peers are opaque hashables (the same values the routes use).
+Peers are opaque hashables (the same values the route table uses).
 """
 
 from __future__ import annotations
@@ -76,8 +76,12 @@ class Plan:
         self.drops[reason] = self.drops.get(reason, 0) + n
 
 
-class Routes(NamedTuple):
-    """unicast: dst_peer -> next hop; broadcast: src_peer -> next hops from us."""
+class RouteTable(NamedTuple):
+    """The forwarder's snapshot of the next hops (not the gossip computation,
+    :class:`weavenet.mesh.routes.Routes`, that produces it).
+
+    unicast: dst_peer -> next hop; broadcast: src_peer -> next hops from us.
+    """
 
     unicast: Mapping[Peer, Peer]
     broadcast: Mapping[Peer, Sequence[Peer]]
@@ -88,7 +92,7 @@ class Forwarder:
         self,
         ourself: Peer,
         macs: MacCache,
-        routes: Routes | None = None,
+        table: RouteTable | None = None,
         *,
         eth_offset: int = VNET_HDR_LEN,
         local_grace: float = DEFAULT_LOCAL_GRACE,
@@ -100,16 +104,16 @@ class Forwarder:
         self.local_grace = local_grace
         # dst_peer value of flooded frames; 0 if you run the forwarder on sleeve wire ids
         self.broadcast_peer = broadcast_peer
-        self.routes = Routes({}, {})
-        if routes is not None:
-            self.set_routes(routes)
+        self.table = RouteTable({}, {})
+        if table is not None:
+            self.set_table(table)
 
-    def set_routes(self, routes: Routes | Mapping[str, Mapping]) -> None:
-        """Install a new snapshot (a Routes or {"unicast": ..., "broadcast": ...})."""
-        if not isinstance(routes, Routes):
-            routes = Routes(routes["unicast"], routes["broadcast"])
-        broadcast = {src: tuple(hops) for src, hops in routes.broadcast.items()}
-        self.routes = Routes(dict(routes.unicast), broadcast)
+    def set_table(self, table: RouteTable | Mapping[str, Mapping]) -> None:
+        """Install a new snapshot (a RouteTable or {"unicast": ..., "broadcast": ...})."""
+        if not isinstance(table, RouteTable):
+            table = RouteTable(table["unicast"], table["broadcast"])
+        broadcast = {src: tuple(hops) for src, hops in table.broadcast.items()}
+        self.table = RouteTable(dict(table.unicast), broadcast)
 
     # --- batches ---------------------------------------------------------------------------
 
@@ -121,8 +125,8 @@ class Forwarder:
         us = self.ourself
         learn = self.macs.learn
         lookup = self.macs.lookup
-        unicast = self.routes.unicast
-        flood_keys = [(hop, us, self.broadcast_peer) for hop in self.routes.broadcast.get(us, ())]
+        unicast = self.table.unicast
+        flood_keys = [(hop, us, self.broadcast_peer) for hop in self.table.broadcast.get(us, ())]
         send = plan.send
         # Frames of one flow arrive in runs: decide once per run of identical MAC pairs.
         # Nothing else can change the cache between two consecutive frames of a run.
@@ -186,12 +190,12 @@ class Forwarder:
         is_broadcast = dst_peer == self.broadcast_peer
         if is_broadcast:
             relay_keys = [
-                (hop, src_peer, dst_peer) for hop in self.routes.broadcast.get(src_peer, ())
+                (hop, src_peer, dst_peer) for hop in self.table.broadcast.get(src_peer, ())
             ]
         elif dst_peer == us:
             relay_keys = []
         else:
-            hop = self.routes.unicast.get(dst_peer)
+            hop = self.table.unicast.get(dst_peer)
             if hop is None:
                 plan.drop(NO_ROUTE, len(frames))
                 return plan

@@ -17,7 +17,6 @@ from typing import NamedTuple
 
 Buffer = bytes | bytearray | memoryview
 
-ETH_ALEN = 6
 ETH_HLEN = 14
 VLAN_HLEN = 4
 ETHERTYPE_IPV4 = 0x0800
@@ -31,7 +30,6 @@ BROADCAST_MAC = b"\xff" * 6
 
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
-IPPROTO_UDP = 17
 IPV4_HLEN = 20
 IPV6_HLEN = 40
 IPV4_DF = 0x4000

@@ -86,11 +86,8 @@ class MacCache:
             del self._table[mac]
         return gone
 
-    def delete(self, mac: bytes) -> bool:
-        return self._table.pop(mac, None) is not None
-
     def items(self) -> Iterator[tuple[bytes, Hashable, float]]:
-        """(mac, peer, last_seen) for status output."""
+        """(mac, peer, last_seen) of every entry, expired or not."""
         for mac, (peer, seen) in self._table.items():
             yield mac, peer, seen
 

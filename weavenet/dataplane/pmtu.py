@@ -15,9 +15,10 @@ Until the search settles the estimate is the ceiling: briefly too optimistic cos
 lost datagrams, while an ICMP "fragmentation needed" with a too-small MTU would pin the
 container's TCP to it for minutes.
 
-The actor calls :meth:`PathMtu.poll` whenever :meth:`PathMtu.next_deadline` passes and sends
-the returned probes with :func:`weavenet.dataplane.sleeve.build_control` (PMTU probes with DF set,
-the frag test without), and feeds acks back through :meth:`PathMtu.on_ack`.
+The forwarder calls :meth:`PathMtu.poll` (through
+:meth:`weavenet.dataplane.path.Path.due_probes`) whenever :meth:`PathMtu.next_deadline` passes,
+sends the returned probes with :func:`weavenet.dataplane.sleeve.build_control` (PMTU probes with
+DF set, the frag test without), and feeds acks back through :meth:`PathMtu.on_ack`.
 """
 
 from __future__ import annotations

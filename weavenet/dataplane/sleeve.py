@@ -64,7 +64,6 @@ _LEN = struct.Struct("!H")
 _PIECE = struct.Struct("!BBBBQQII")  # the outer header, then offset and total
 OUTER_LEN = _OUTER.size
 FRAMES_HEADER_LEN = OUTER_LEN + _FRAMES.size
-CONTROL_LEN = OUTER_LEN + _CONTROL.size
 FRAME_OVERHEAD = _LEN.size  # per frame inside a datagram
 PIECE_HEADER_LEN = _PIECE.size
 # UDP GSO: at most this many segments per send (UDP_MAX_SEGMENTS in older kernels)
