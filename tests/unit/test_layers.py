@@ -1,8 +1,8 @@
 """The layout is the architecture: each layer of weavenet/ imports only the layers below it.
 
-Bottom to top: what every process shares, the data plane's frames, encryption, the host's
-network, the mesh, the command line, the lab. A new import that points upwards fails here, so
-the README's picture of the layers cannot silently go stale.
+Bottom to top: what every process shares, encryption, the data plane (which seals through
+it), the host's network, the mesh, the command line, the lab. A new import that points upwards
+fails here, so the README's picture of the layers cannot silently go stale.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import weavenet
 
-LAYERS = ["runtime", "dataplane", "crypto", "host", "mesh", "cli", "lab"]
+LAYERS = ["runtime", "crypto", "dataplane", "host", "mesh", "cli", "lab"]
 ROOT = Path(weavenet.__file__).parent
 
 
@@ -52,3 +52,10 @@ def test_the_checker_sees_upward_imports(tmp_path: Path) -> None:
     module.write_text("from weavenet.mesh.peer import Peer\nimport weavenet.cli.main\n"
                       "from weavenet import lab\n")
     assert imported_layers(module) == {"mesh", "cli", "lab"}
+
+
+def test_crypto_takes_a_whole_batch_in_one_request() -> None:
+    from weavenet.crypto.protocol import MAX_ITEMS
+    from weavenet.dataplane.batch import MAX_BATCH
+
+    assert MAX_ITEMS == MAX_BATCH

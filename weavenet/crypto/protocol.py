@@ -27,15 +27,15 @@ from typing import Any
 import msgpack
 
 from weavenet.crypto.seal import DATAGRAM_OVERHEAD, KEY_SIZE
-from weavenet.dataplane.batch import MAX_BATCH
-from weavenet.dataplane.frame import Buffer
-from weavenet.runtime.codec import unpack_map
+from weavenet.runtime.codec import Buffer, unpack_map
 
 SEAL = "seal"
 OPEN = "open"
 OPS = frozenset((SEAL, OPEN))
 MAX_HEADER_LEN = 4096
-MAX_ITEMS = MAX_BATCH
+# A whole batch of frames (weavenet.dataplane.batch.MAX_BATCH, checked by a unit test) goes
+# in one request; crypto sits below the data plane, so the number is written here too.
+MAX_ITEMS = 4096
 # a UDP payload never exceeds 65507 bytes; anything larger cannot have come from or go to a peer
 MAX_PAYLOAD = 0xFFFF
 MAX_PEER_NAME = 255

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-Buffer = bytes | bytearray | memoryview
+from weavenet.runtime.codec import Buffer  # noqa: F401  (re-exported: the data plane's buffer type)
 
 ETH_HLEN = 14
 VLAN_HLEN = 4

@@ -6,8 +6,10 @@ from typing import Any
 
 import msgpack
 
+Buffer = bytes | bytearray | memoryview  # what a ZeroMQ part or a socket read can be
 
-def unpack_map(raw: bytes | bytearray | memoryview, error: type[Exception], what: str,
+
+def unpack_map(raw: Buffer, error: type[Exception], what: str,
                max_len: int | None = None) -> dict[str, Any]:
     """The msgpack map in ``raw``, or ``error(reason)``; never any other exception.
 
