@@ -15,19 +15,11 @@ Sockets
     echoed so the forwarder can match replies without waiting for them. A request whose header
     is malformed is dropped and counted (``bad_request``): there is no tag to answer to.
 
-Bus requests (from gossip, through the supervisor)
-    ``crypto.install`` {"peer", "epoch", "udp_send": 32 bytes, "udp_recv": 32 bytes} -> {}:
-        the peer's keys for connection ``epoch``; replaces its sealer and opener. A sealer is never
-        carried over, so a new connection's datagrams start at sequence 0 under a new key. The
-        identical install again (a retry) is a no-op; any other install of a send (receive) key
-        already seen as a send (receive) key, in use for any peer or retired, is refused with a
-        "usage" error: a new sealer under an old key would reuse nonces, a new opener would
-        forget which datagrams it has already accepted.
-        Epochs are opaque connection ids (random in gossip), compared for equality only.
-    ``crypto.forget`` {"peer"} -> {}: drop the peer's keys (its connection is gone).
-
-Until ``keyring.PREVIOUS_GRACE`` seconds after a re-install the previous receive key still opens
-what the other side sealed before it installed the new keys too, so a re-key costs no datagrams.
+Bus requests (from gossip, through the supervisor; specified in ``weavenet.crypto.protocol``)
+    ``Install`` (``crypto.install``): the peer's keys for one connection; replaces its sealer and
+        opener. A sealer is never carried over, so a new connection's datagrams start at
+        sequence 0 under a new key; a key already used in its role is refused.
+    ``ForgetKeys`` (``crypto.forget``): drop the peer's keys (its connection is gone).
 
 The keys themselves live in a ``weavenet.crypto.keyring.KeyRing``; this module is its I/O.
 Keys live only in this process's memory and are never logged; a restarted crypto actor starts
@@ -48,15 +40,15 @@ from weavenet.crypto.keyring import KeyReused, KeyRing
 from weavenet.crypto.protocol import (
     SEAL,
     CryptoProtoError,
-    decode_forget,
-    decode_install,
+    ForgetKeys,
+    Install,
     decode_request,
     encode_reply_header,
 )
 from weavenet.dataplane.batch import tune_malloc
 from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, drain, handles, main
-from weavenet.runtime.bus import BusError, Envelope
+from weavenet.runtime.bus import BusError
 
 QUEUE_HWM = 1024  # batches each way
 REQUESTS_PER_WAKEUP = 256  # bounded drain, so heartbeats and key installs are never starved
@@ -69,7 +61,7 @@ class Crypto(Actor):
     def setup(self) -> None:
         tune_malloc()
         self.ring = KeyRing()
-        self.debug = bool(self.config.get("debug"))
+        self.debug = self.launch.debug
         self._logged_counters: dict[str, int] = {}
         self.data = self.ctx.socket(zmq.ROUTER)
         self.data.setsockopt(zmq.SNDHWM, QUEUE_HWM)
@@ -82,12 +74,8 @@ class Crypto(Actor):
         self.every(STATS_INTERVAL, self._log_stats)
 
     # -- bus ------------------------------------------------------------------------------------
-    @handles("crypto.install")
-    def on_install(self, env: Envelope) -> dict[str, Any]:
-        try:
-            install = decode_install(env.body)
-        except CryptoProtoError as exc:
-            raise BusError(bus.USAGE, str(exc)) from None
+    @handles(Install)
+    def on_install(self, install: Install) -> dict[str, Any]:
         replaced = install.peer in self.ring.peers
         try:
             installed = self.ring.install(install)
@@ -98,14 +86,10 @@ class Crypto(Actor):
                           replaced=replaced)
         return {}
 
-    @handles("crypto.forget")
-    def on_forget(self, env: Envelope) -> dict[str, Any]:
-        try:
-            peer = decode_forget(env.body)
-        except CryptoProtoError as exc:
-            raise BusError(bus.USAGE, str(exc)) from None
-        if self.ring.forget(peer):
-            self.log.info("keys_forgotten", peer=peer)
+    @handles(ForgetKeys)
+    def on_forget(self, forget: ForgetKeys) -> dict[str, Any]:
+        if self.ring.forget(forget.peer):
+            self.log.info("keys_forgotten", peer=forget.peer)
         return {}
 
     # -- data -----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The netconf actor: the only process that changes the host's network configuration.
 
-It ensures the `weave` bridge and the router's TAP port at start, and handles `attach`,
-`detach`, `expose`, `hide` and `ps` requests relayed by the supervisor. Every operation is an
+It ensures the `weave` bridge and the router's TAP port at start, and handles the control
+requests relayed by the supervisor (``weavenet.runtime.control``): ``Attach``, ``Detach``,
+``Expose``, ``Hide`` and ``Ps``. Every operation is an
 idempotent ensure, so a restarted netconf changes nothing that is already right; nothing is
 torn down when it stops (that is `weave reset`'s job).
 
@@ -21,22 +22,22 @@ from typing import Any
 
 from weavenet.host import arp, bridge, veth
 from weavenet.runtime.actor import Actor, handles, main
-from weavenet.runtime.bus import FAILED, BusError, Envelope
-from weavenet.runtime.defaults import BRIDGE, CONTAINER_MTU, PORT
+from weavenet.runtime.bus import FAILED, BusError
+from weavenet.runtime.control import Attach, Detach, Expose, Hide, Ps
+from weavenet.runtime.defaults import BRIDGE
 
 
 class Netconf(Actor):
     NAME = "netconf"
 
     def setup(self) -> None:
-        self.mtu = int(self.config.get("mtu", CONTAINER_MTU))
-        rng = self.config.get("range")
-        self.range = ipaddress.ip_network(rng) if rng else None
+        self.mtu = self.launch.mtu
+        self.range = self.launch.network
         self.db_path = self.state_dir / "attachments.json"
         self.attachments: dict[str, dict[str, Any]] = self._load()
         bridge.ensure_bridge(BRIDGE, mtu=self.mtu)
         bridge.ensure_router_port(BRIDGE, mtu=self.mtu)
-        self._clear_conntrack(int(self.config.get("port", PORT)))
+        self._clear_conntrack(self.launch.port)
         self.every(5.0, self._prune)
         self.log.info("bridge_ready", bridge=BRIDGE, mtu=self.mtu,
                       attachments=len(self.attachments))
@@ -76,7 +77,7 @@ class Netconf(Actor):
             self._save()
 
     # -- checks ------------------------------------------------------------------------------
-    def _check(self, cidrs: list[str], key: str | None) -> list[ipaddress.IPv4Interface]:
+    def _check(self, cidrs: tuple[str, ...], key: str | None) -> list[ipaddress.IPv4Interface]:
         self._prune()
         out = []
         exposed = {ipaddress.ip_interface(c).ip for c in bridge.bridge_addresses(BRIDGE)}
@@ -93,17 +94,14 @@ class Netconf(Actor):
         return out
 
     # -- handlers ----------------------------------------------------------------------------
-    @handles("attach")
-    def attach(self, env: Envelope) -> dict[str, Any]:
-        target = env.body.get("target") or {}
-        cidrs = [str(c) for c in env.body.get("cidrs", [])]
-        self._check(cidrs, target.get("key"))
-        if env.body.get("check_only"):
+    @handles(Attach)
+    def attach(self, req: Attach) -> dict[str, Any]:
+        target = req.target
+        cidrs = req.cidrs
+        self._check(cidrs, target.key if target is not None else None)
+        if req.check_only or target is None:
             return {}
-        key, netns = str(target["key"]), str(target["netns"])
-        rec = self.attachments.get(key)
-        if rec is not None and not _same_ns({"netns": netns, "ino": rec.get("ino")}):
-            rec = None  # the same container restarted: a new namespace
+        key, netns = target.key, target.netns
         info: dict[str, Any] = {}
         for c in cidrs:
             info = veth.attach(netns, c, bridge=BRIDGE, mtu=self.mtu)
@@ -112,27 +110,27 @@ class Netconf(Actor):
             except OSError as exc:  # an announcement is an optimisation, not a requirement
                 self.log.warning("arp_announce_failed", key=key, reason=str(exc))
         rec = {
-            "key": key, "label": target.get("label") or key,
-            "container_id": target.get("container_id"), "pid": target.get("pid"),
+            "key": key, "label": target.label or key,
+            "container_id": target.container_id, "pid": target.pid,
             "netns": netns, "ino": _ns_inode(netns), "mac": info.get("mac"),
             "host_ifname": info.get("host_ifname"),
             "cidrs": list(info.get("addresses", cidrs)),
         }
         self.attachments[key] = rec
         self._save()
-        self.log.info("container_attached", key=key, cidrs=cidrs, mac=rec["mac"])
+        self.log.info("container_attached", key=key, cidrs=list(cidrs), mac=rec["mac"])
         return {"mac": rec["mac"], "cidrs": rec["cidrs"]}
 
-    @handles("detach")
-    def detach(self, env: Envelope) -> dict[str, Any]:
-        target = env.body.get("target") or {}
-        key, netns = str(target["key"]), str(target["netns"])
-        cidrs = [str(c) for c in env.body.get("cidrs", [])]
+    @handles(Detach)
+    def detach(self, req: Detach) -> dict[str, Any]:
+        target = req.target
+        key, netns = target.key, target.netns
         present = set(veth.container_addresses(netns))
-        missing = [c for c in cidrs if c not in present]
+        missing = [c for c in req.cidrs if c not in present]
         if missing:
-            raise BusError(FAILED, f"{target.get('label')} is not attached to {', '.join(missing)}")
-        for c in cidrs:
+            raise BusError(FAILED, f"{target.label or key} is not attached to "
+                                   f"{', '.join(missing)}")
+        for c in req.cidrs:
             veth.detach(netns, c)
         left = veth.container_addresses(netns)
         if left and key in self.attachments:
@@ -140,29 +138,27 @@ class Netconf(Actor):
         else:
             self.attachments.pop(key, None)
         self._save()
-        self.log.info("container_detached", key=key, cidrs=cidrs)
+        self.log.info("container_detached", key=key, cidrs=list(req.cidrs))
         return {"cidrs": left}
 
-    @handles("expose")
-    def expose(self, env: Envelope) -> dict[str, Any]:
-        cidr = str(env.body["cidr"])
-        if cidr not in bridge.bridge_addresses(BRIDGE):
-            self._check([cidr], None)
-        bridge.expose(cidr, bridge=BRIDGE)
-        self.log.info("host_exposed", cidr=cidr)
+    @handles(Expose)
+    def expose(self, req: Expose) -> dict[str, Any]:
+        if req.cidr not in bridge.bridge_addresses(BRIDGE):
+            self._check((req.cidr,), None)
+        bridge.expose(req.cidr, bridge=BRIDGE)
+        self.log.info("host_exposed", cidr=req.cidr)
         return {}
 
-    @handles("hide")
-    def hide(self, env: Envelope) -> dict[str, Any]:
-        cidr = str(env.body["cidr"])
-        if cidr not in bridge.bridge_addresses(BRIDGE):
-            raise BusError(FAILED, f"{cidr} is not exposed on this host")
-        bridge.hide(cidr, bridge=BRIDGE)
-        self.log.info("host_hidden", cidr=cidr)
+    @handles(Hide)
+    def hide(self, req: Hide) -> dict[str, Any]:
+        if req.cidr not in bridge.bridge_addresses(BRIDGE):
+            raise BusError(FAILED, f"{req.cidr} is not exposed on this host")
+        bridge.hide(req.cidr, bridge=BRIDGE)
+        self.log.info("host_hidden", cidr=req.cidr)
         return {}
 
-    @handles("ps")
-    def ps(self, env: Envelope) -> dict[str, Any]:
+    @handles(Ps)
+    def ps(self, req: Ps) -> dict[str, Any]:
         self._prune()
         return self.status()
 

@@ -9,23 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from typing import Any
 
 from weavenet.runtime.bus import FAILED, USAGE, BusError
-
-
-@dataclass(frozen=True)
-class Target:
-    netns: str  # a path the kernel accepts as a namespace file
-    key: str  # what attachments are recorded under: the container id, or the spec
-    label: str  # what the user typed, for messages
-    container_id: str | None = None
-    pid: int | None = None
-
-    def as_body(self) -> dict[str, Any]:
-        return {"netns": self.netns, "key": self.key, "label": self.label,
-                "container_id": self.container_id, "pid": self.pid}
+from weavenet.runtime.control import Target
 
 
 def _docker_client() -> Any:
