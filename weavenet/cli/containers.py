@@ -6,6 +6,7 @@ A target is a Docker container (id or name, through the Docker SDK, honouring DO
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -99,7 +100,11 @@ def docker_error(stderr: str) -> str:
 
 
 def docker_remove(container_id: str) -> None:
-    exe = shutil.which("docker")
-    if exe:
-        subprocess.run([exe, "rm", "-f", container_id], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+    """`docker rm -f`, best effort: this cleans up after a failure that is being reported."""
+    import docker.errors
+    import requests.exceptions
+
+    # the error being reported is the one the user needs; a failed cleanup shows in `docker ps`
+    with contextlib.suppress(BusError, docker.errors.DockerException,
+                             requests.exceptions.RequestException):
+        _docker_client().containers.get(container_id).remove(force=True)
