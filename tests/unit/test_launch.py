@@ -34,6 +34,7 @@ def test_a_partial_body_takes_the_defaults():
     assert (config.port, config.mtu, config.peers, config.network) == (PORT, CONTAINER_MTU, (),
                                                                       None)
     assert LaunchConfig.from_body({}).state_dir == STATE_DIR
+    assert LaunchConfig.from_body({"nickname": ""}).nickname == ""  # the default one
 
 
 def test_what_the_supervisor_settles_survives_the_round_trip():
@@ -49,13 +50,14 @@ def test_what_the_supervisor_settles_survives_the_round_trip():
     {"peers": "10.1.0.2"}, {"peers": ["not a host"]}, {"peers": [7]},
     {"ip": "10.0.0.300"}, {"range": "10.0.0.1/16"}, {"range": 5},
     {"debug": "yes"}, {"encryption": 1}, {"state_dir": ""}, {"nickname": "n" * 300},
+    {"name": ""},
 ])
 def test_bad_fields_are_usage_errors(change):
     with pytest.raises(UsageError):
         LaunchConfig.from_body({**CLI_BODY, **change})
 
 
-def test_the_cli_checks_port_and_mtu_with_the_same_functions():
+def test_port_and_mtu_ranges_are_checked_with_one_line_messages():
     assert check_port(1) == 1 and check_port(65535) == 65535
     assert check_mtu(576) == 576
     with pytest.raises(UsageError, match="port must be 1-65535"):

@@ -41,7 +41,7 @@ from weavenet.runtime.control import (
     peer_address,
 )
 from weavenet.runtime.defaults import CONTAINER_MTU, PORT, container_mtu
-from weavenet.runtime.launch import LaunchConfig, check_mtu, check_port
+from weavenet.runtime.launch import LaunchConfig
 from weavenet.runtime.request import Request, UsageError
 
 LAUNCH_TIMEOUT = 40.0
@@ -107,12 +107,6 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     a = p.parse_intermixed_args(normalise_single_dash(argv))
     if a.router == "container":
         raise UsageError("weave launch: --router container is not supported yet; use process")
-    try:
-        check_port(a.port)
-        if a.mtu is not None:
-            check_mtu(a.mtu)
-    except UsageError as exc:
-        raise UsageError(f"weave launch: --{exc.reason}") from None
     rest = list(a.args)
     ip = rng = None
     if rest and "/" in rest[0]:
@@ -125,9 +119,6 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
         except PeerIdentityError as exc:
             raise UsageError(f"weave launch: {exc}") from None
     password = read_password(a.password, a.password_file)
-    pid = ctx.running_pid()
-    if pid is not None:
-        raise BusError(FAILED, f"weave is already running (pid {pid}); `weave stop` first")
     config = LaunchConfig(
         ip=ip, range=rng, peers=peers, port=a.port,
         # A full-size frame must fit one datagram on a 1500-byte underlay; sealing costs 16 bytes.
@@ -135,6 +126,13 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
         name=a.name, nickname=a.nickname, fastdp=not a.no_fastdp,
         debug=a.debug, state_dir=str(ctx.state_dir), encryption=password is not None,
     )
+    try:
+        LaunchConfig.from_body(config.to_body())  # the supervisor's checks, before it starts
+    except UsageError as exc:
+        raise UsageError(f"weave launch: {exc.reason}") from None
+    pid = ctx.running_pid()
+    if pid is not None:
+        raise BusError(FAILED, f"weave is already running (pid {pid}); `weave stop` first")
     return start_router(ctx, config, password)
 
 

@@ -94,7 +94,8 @@ class LaunchConfig:
             port=check_port(body.get("port", d.port)),
             mtu=check_mtu(body.get("mtu", d.mtu)),
             name=optional_text(body, "name", MAX_NAME),
-            nickname=optional_text(body, "nickname", MAX_NAME),
+            # an empty nickname has always meant "the default one"
+            nickname=optional_text(body, "nickname", MAX_NAME, empty=True),
             fastdp=flag(body, "fastdp", d.fastdp),
             debug=flag(body, "debug", d.debug),
             state_dir=text(body, "state_dir", 4096) if "state_dir" in body else d.state_dir,

@@ -56,8 +56,9 @@ def text(body: Mapping[str, Any], name: str, max_len: int, *, empty: bool = Fals
     return value
 
 
-def optional_text(body: Mapping[str, Any], name: str, max_len: int) -> str | None:
-    return None if body.get(name) is None else text(body, name, max_len)
+def optional_text(body: Mapping[str, Any], name: str, max_len: int,
+                  *, empty: bool = False) -> str | None:
+    return None if body.get(name) is None else text(body, name, max_len, empty=empty)
 
 
 def integer(body: Mapping[str, Any], name: str, low: int, high: int) -> int:
