@@ -3,7 +3,9 @@
 Sans-IO (the clock is injected): the actor feeds it decoded installs and batches and sends back
 what it returns. A key is never reused in the role it had (a new sealer under an old send key
 would reuse nonces, a new opener under an old receive key would forget its replay window), so
-retired keys are remembered by a one-way fingerprint, never by value.
+retired keys are remembered by a one-way fingerprint, never by value. For ``PREVIOUS_GRACE``
+seconds after a re-install the previous receive key still opens what the other side sealed
+before it installed the new keys too, so a re-key costs no datagrams.
 """
 
 from __future__ import annotations
