@@ -8,16 +8,25 @@ here tears it down: a restart of any actor, or of the whole router, leaves conta
 
 Sockets (all under WEAVE_RUN_DIR): ctl.sock ROUTER (CLI), actors.sock ROUTER (actors' DEALERs),
 events.sock PUB.
+
+Messages: on ctl.sock the control requests of ``weavenet.runtime.control``; ``status`` and
+``stop`` are answered here (``CTL_REQUESTS``), the others relayed unchanged to the actor their
+class names (``REQUEST_ROUTES``), whose reply goes back to the CLI. On actors.sock
+``actor.ready``, ``actor.heartbeat``, ``event``, ``request`` (one actor asking another) and
+``secret.get`` (``ACTOR_MESSAGES``), and replies to relayed requests. The launch configuration
+(``weavenet.runtime.launch.LaunchConfig``) is written to config.msgpack for the actors.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +37,10 @@ import zmq
 import weavenet
 from weavenet.crypto.keys import Password
 from weavenet.mesh.peer import Peer
-from weavenet.runtime import bus, log
+from weavenet.runtime import bus, control, log
 from weavenet.runtime.bus import Envelope
-from weavenet.runtime.defaults import PORT
+from weavenet.runtime.launch import LaunchConfig
+from weavenet.runtime.request import Request, UsageError
 from weavenet.runtime.restart import RestartPolicy, RestartSettings
 
 ACTOR_ORDER = ("netconf", "capture", "crypto", "forwarder", "gossip")
@@ -41,16 +51,9 @@ STOP_GRACE = 5.0
 
 SECRET_HOLDERS = ("gossip",)
 
-# Which actor answers which CLI request; the supervisor relays, it does not interpret.
-REQUEST_ROUTES = {
-    "attach": "netconf",
-    "detach": "netconf",
-    "expose": "netconf",
-    "hide": "netconf",
-    "ps": "netconf",
-    "connect": "gossip",
-    "forget": "gossip",
-}
+# Which actor answers which CLI request, from the request classes; the supervisor relays, it
+# does not interpret.
+REQUEST_ROUTES = control.ROUTES
 
 
 @dataclass
@@ -92,18 +95,17 @@ class Pending:
 
 
 class Supervisor:
-    def __init__(self, run_dir: Path, config: dict[str, Any],
+    def __init__(self, run_dir: Path, config: LaunchConfig,
                  settings: RestartSettings | None = None, secret: bytes | None = None) -> None:
         self.run_dir = run_dir
         self.secret = secret
         self.config = config
         self.endpoints = bus.Endpoints(run_dir)
-        self.state_dir = Path(config["state_dir"])
+        self.state_dir = Path(config.state_dir)
         self.inc = int.from_bytes(os.urandom(8), "big") >> 1
         self.started = time.time()
         self.log = log.configure(actor="supervisor", inc=self.inc, state_dir=self.state_dir,
-                                 debug=bool(config.get("debug")),
-                                 stderr=bool(config.get("foreground")))
+                                 debug=config.debug, stderr=config.foreground)
         self.actors = {n: ActorProc(n, RestartPolicy(settings)) for n in ACTOR_ORDER}
         self.start_queue = list(ACTOR_ORDER)
         self.pending: dict[str, Pending] = {}
@@ -117,7 +119,7 @@ class Supervisor:
             path.unlink(missing_ok=True)
         with open(self.endpoints.config, "wb") as f:
             os.fchmod(f.fileno(), 0o600)
-            f.write(msgpack.packb(self.config))
+            f.write(msgpack.packb(self.config.to_body()))
         self.ctl = self._socket(zmq.ROUTER, self.endpoints.ctl)
         self.bus = self._socket(zmq.ROUTER, self.endpoints.actors)
         # A restarted actor reconnects with the same identity; let it take over the old route.
@@ -233,31 +235,39 @@ class Supervisor:
                 elif p is not None:
                     self.ctl.send_multipart([p.client, bus.encode(env)])
                 continue
-            if env.type == "actor.ready":
-                a.state = "running"
-                a.inc = env.inc
-                a.last_heartbeat = time.monotonic()
-                self.log.info("actor_ready", name=a.name, child=env.body.get("pid"))
-                self.emit("actor.ready", {"name": a.name, "pid": env.body.get("pid")})
-            elif env.type == "actor.heartbeat":
-                a.last_heartbeat = time.monotonic()
-                st = env.body.get("status")
-                if isinstance(st, dict):
-                    a.status = st
-            elif env.type == "event":
-                topic = env.body.get("topic")
-                if isinstance(topic, str):
-                    self.pub.send_multipart([topic.encode(), data])
-            elif env.type == "request":
-                self.relay_between_actors(a, env)
-            elif env.type == "secret.get":
-                # Only the actors that derive session keys get the network secret.
-                allowed = a.name in SECRET_HOLDERS
-                body = {"secret": self.secret if allowed else None}
-                self.bus.send_multipart([ident, bus.encode(
-                    bus.reply(env, body, src="supervisor", inc=self.inc))])
+            handler = self.ACTOR_MESSAGES.get(env.type)
+            if handler is not None:
+                handler(self, a, env, data)
 
-    def relay_between_actors(self, a: ActorProc, env: Envelope) -> None:
+    def on_ready(self, a: ActorProc, env: Envelope, data: bytes) -> None:
+        """``actor.ready`` {pid, started}: the actor's setup is done; the next one may start."""
+        a.state = "running"
+        a.inc = env.inc
+        a.last_heartbeat = time.monotonic()
+        self.log.info("actor_ready", name=a.name, child=env.body.get("pid"))
+        self.emit("actor.ready", {"name": a.name, "pid": env.body.get("pid")})
+
+    def on_heartbeat(self, a: ActorProc, env: Envelope, data: bytes) -> None:
+        """``actor.heartbeat`` {pid, started, status}: alive; its status for `weave status`."""
+        a.last_heartbeat = time.monotonic()
+        st = env.body.get("status")
+        if isinstance(st, dict):
+            a.status = st
+
+    def on_event(self, a: ActorProc, env: Envelope, data: bytes) -> None:
+        """``event`` {topic, data}: published as is, under its topic."""
+        topic = env.body.get("topic")
+        if isinstance(topic, str):
+            self.pub.send_multipart([topic.encode(), data])
+
+    def on_secret_get(self, a: ActorProc, env: Envelope, data: bytes) -> None:
+        """``secret.get`` {} -> {secret}: only the actors that derive session keys get it."""
+        allowed = a.name in SECRET_HOLDERS
+        body = {"secret": self.secret if allowed else None}
+        self.bus.send_multipart([a.name.encode(), bus.encode(
+            bus.reply(env, body, src="supervisor", inc=self.inc))])
+
+    def relay_between_actors(self, a: ActorProc, env: Envelope, data: bytes = b"") -> None:
         """An actor asking another one (body: {to, type, body}); the reply goes back to it."""
         target = self.actors.get(str(env.body.get("to")))
         inner = bus.Envelope(type=str(env.body.get("type")), body=env.body.get("body") or {},
@@ -289,17 +299,30 @@ class Supervisor:
                 continue
             self.handle_ctl(client, env)
 
+    # What an actor sends the supervisor, by envelope type (replies are matched to requests).
+    ACTOR_MESSAGES: dict[str, Callable[[Supervisor, ActorProc, Envelope, bytes], None]] = {
+        "actor.ready": on_ready,
+        "actor.heartbeat": on_heartbeat,
+        "event": on_event,
+        "request": relay_between_actors,
+        "secret.get": on_secret_get,
+    }
+
     def handle_ctl(self, client: bytes, env: Envelope) -> None:
         def answer(body: dict[str, Any] | None = None,
                    error: tuple[str, str] | None = None) -> None:
             r = bus.reply(env, body, src="supervisor", inc=self.inc, error=error)
             self.ctl.send_multipart([client, bus.encode(r)])
 
-        if env.type == "status":
-            answer(self.status())
-        elif env.type == "stop":
-            answer({"stopping": True})
-            self.stopping = True
+        own = self.CTL_REQUESTS.get(env.type)
+        if own is not None:
+            request, handler = own
+            try:
+                body = handler(self, request.from_body(env.body))
+            except UsageError as exc:
+                answer(error=(exc.code, exc.reason))
+                return
+            answer(body)
         elif env.type in REQUEST_ROUTES:
             target = self.actors[REQUEST_ROUTES[env.type]]
             if target.state != "running":
@@ -311,6 +334,20 @@ class Supervisor:
             self.bus.send_multipart([target.name.encode(), bus.encode(env)])
         else:
             answer(error=(bus.USAGE, f"unknown request {env.type!r}"))
+
+    def on_status(self, req: control.Status) -> dict[str, Any]:
+        return self.status()
+
+    def on_stop(self, req: control.Stop) -> dict[str, Any]:
+        # the reply is sent at once; the loop ends (and the sockets close) only after it
+        self.stopping = True
+        return {"stopping": True}
+
+    # The control requests the supervisor answers itself; the others go by REQUEST_ROUTES.
+    CTL_REQUESTS: dict[str, tuple[type[Request], Callable[[Supervisor, Any], dict[str, Any]]]] = {
+        control.Status.TYPE: (control.Status, on_status),
+        control.Stop.TYPE: (control.Stop, on_stop),
+    }
 
     def _answer(self, rid: str, p: Pending, error: tuple[str, str]) -> None:
         self.pending.pop(rid, None)
@@ -333,12 +370,11 @@ class Supervisor:
             "version": weavenet.__version__,
             "pid": os.getpid(),
             "uptime": round(now - self.started, 1),
-            "range": self.config.get("range"),
-            "ip": self.config.get("ip"),
-            "port": self.config.get("port"),
-            "encryption": bool(self.config.get("encryption")),
-            "peer": {"name": self.config.get("peer_name"),
-                     "nickname": self.config.get("nickname")},
+            "range": self.config.range,
+            "ip": self.config.ip,
+            "port": self.config.port,
+            "encryption": self.config.encryption,
+            "peer": {"name": self.config.peer_name, "nickname": self.config.nickname},
             "actors": [a.describe(now) for a in self.actors.values()],
         }
 
@@ -348,7 +384,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.log.info("router_starting", version=weavenet.__version__,
-                      range=self.config.get("range"), peers=self.config.get("peers"))
+                      range=self.config.range, peers=list(self.config.peers))
         poller = zmq.Poller()
         poller.register(self.ctl, zmq.POLLIN)
         poller.register(self.bus, zmq.POLLIN)
@@ -407,15 +443,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config: dict[str, Any] = {}
+    body: dict[str, Any] = {}
     if args.config:
         with open(args.config, "rb") as f:
-            config = msgpack.unpackb(f.read(), raw=False)
+            body = msgpack.unpackb(f.read(), raw=False)
         os.unlink(args.config)
-    config.setdefault("state_dir", args.state_dir)
-    config.setdefault("port", PORT)
-    config["debug"] = bool(config.get("debug") or args.debug)
-    config["foreground"] = args.foreground
+    body.setdefault("state_dir", args.state_dir)
+    try:
+        config = LaunchConfig.from_body(body)
+    except UsageError as exc:
+        sys.exit(f"weave-supervisor: bad launch config: {exc.reason}")
     secret = None
     if args.password_stdin:
         raw = sys.stdin.buffer.read().rstrip(b"\r\n")
@@ -423,13 +460,14 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit("weave-supervisor: empty password on standard input")
         # Stretched once here; actors only ever see the derived value, over the bus.
         secret = Password(raw).derived_secret()
-    config["encryption"] = secret is not None
-    Path(config["state_dir"]).mkdir(parents=True, exist_ok=True)
-    os.chmod(config["state_dir"], 0o700)
+    Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+    os.chmod(config.state_dir, 0o700)
     # The identity is settled once, before any actor starts, so they all agree on it.
-    me = Peer.create(config["state_dir"], name=config.get("name"),
-                     nickname=config.get("nickname") or os.environ.get("WEAVE_NICKNAME"))
-    config["peer_name"], config["nickname"] = str(me.name), me.nickname
+    me = Peer.create(config.state_dir, name=config.name,
+                     nickname=config.nickname or os.environ.get("WEAVE_NICKNAME"))
+    config = dataclasses.replace(
+        config, debug=config.debug or args.debug, foreground=args.foreground,
+        encryption=secret is not None, peer_name=str(me.name), nickname=me.nickname)
     return Supervisor(Path(args.run_dir), config, secret=secret).run()
 
 

@@ -15,20 +15,13 @@ Sockets
     echoed so the forwarder can match replies without waiting for them. A request whose header
     is malformed is dropped and counted (``bad_request``): there is no tag to answer to.
 
-Bus requests (from gossip, through the supervisor)
-    ``crypto.install`` {"peer", "epoch", "udp_send": 32 bytes, "udp_recv": 32 bytes} -> {}:
-        the peer's keys for connection ``epoch``; replaces its sealer and opener. A sealer is never
-        carried over, so a new connection's datagrams start at sequence 0 under a new key. The
-        identical install again (a retry) is a no-op; any other install of a send (receive) key
-        already seen as a send (receive) key, in use for any peer or retired, is refused with a
-        "usage" error: a new sealer under an old key would reuse nonces, a new opener would
-        forget which datagrams it has already accepted.
-        Epochs are opaque connection ids (random in gossip), compared for equality only.
-    ``crypto.forget`` {"peer"} -> {}: drop the peer's keys (its connection is gone).
+Bus requests (from gossip, through the supervisor; specified in ``weavenet.crypto.protocol``)
+    ``Install`` (``crypto.install``): the peer's keys for one connection; replaces its sealer and
+        opener. A sealer is never carried over, so a new connection's datagrams start at
+        sequence 0 under a new key; a key already used in its role is refused.
+    ``ForgetKeys`` (``crypto.forget``): drop the peer's keys (its connection is gone).
 
-Until ``PREVIOUS_GRACE`` seconds after a re-install the previous receive key still opens what
-the other side sealed before it installed the new keys too, so a re-key costs no datagrams.
-
+The keys themselves live in a ``weavenet.crypto.keyring.KeyRing``; this module is its I/O.
 Keys live only in this process's memory and are never logged; a restarted crypto actor starts
 empty and gossip renegotiates when the supervisor announces ``actor.ready`` for "crypto".
 Status: {"peers": n, "counters": {"sealed", "opened", "no_keys", "forged", "replayed",
@@ -39,196 +32,27 @@ from __future__ import annotations
 
 import errno
 import sys
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
-from nacl.encoding import RawEncoder
-from nacl.hash import blake2b
 
+from weavenet.crypto.keyring import KeyReused, KeyRing
 from weavenet.crypto.protocol import (
-    MAX_PAYLOAD,
     SEAL,
     CryptoProtoError,
+    ForgetKeys,
     Install,
-    decode_forget,
-    decode_install,
     decode_request,
     encode_reply_header,
-)
-from weavenet.crypto.seal import (
-    DatagramOpener,
-    DatagramSealer,
-    ForgedMessage,
-    MalformedMessage,
-    NonceExhausted,
-    ReplayedDatagram,
 )
 from weavenet.dataplane.batch import tune_malloc
 from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, drain, handles, main
-from weavenet.runtime.bus import BusError, Envelope
+from weavenet.runtime.bus import BusError
 
 QUEUE_HWM = 1024  # batches each way
 REQUESTS_PER_WAKEUP = 256  # bounded drain, so heartbeats and key installs are never starved
-PREVIOUS_GRACE = 3.0  # seconds the previous receive key still opens in-flight datagrams
-RETIRED_KEYS = 65536  # fingerprints of retired keys remembered, to refuse their reuse
 STATS_INTERVAL = 30.0
-
-COUNTERS = ("sealed", "opened", "no_keys", "forged", "replayed", "malformed", "exhausted",
-            "bad_request", "reply_dropped")
-_EMPTY = b""
-
-
-def key_fingerprint(key: bytes) -> bytes:
-    # A one-way digest: enough to recognise a key again, useless to recover it
-    return blake2b(key, digest_size=16, person=b"weavenet-keyfp", encoder=RawEncoder)
-
-
-class KeyReused(ValueError):
-    """An install whose send or receive key was already used in that role."""
-
-
-class PeerKeys:
-    """One peer's keys: the sealer and opener of its current connection, and the previous opener
-    during the grace period after a re-key."""
-
-    __slots__ = ("epoch", "sealer", "opener", "previous", "previous_until", "send_fingerprint",
-                 "recv_fingerprint")
-
-    def __init__(self, install: Install) -> None:
-        self.epoch = install.epoch
-        self.sealer = DatagramSealer(install.udp_send)
-        self.opener = DatagramOpener(install.udp_recv)
-        self.previous: DatagramOpener | None = None
-        self.previous_until = 0.0
-        self.send_fingerprint = key_fingerprint(install.udp_send)
-        self.recv_fingerprint = key_fingerprint(install.udp_recv)
-
-
-class KeyRing:
-    """Sans-IO core: session keys per peer and the batch seal/open with failure counting."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.peers: dict[str, PeerKeys] = {}
-        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self._retired_send: OrderedDict[bytes, None] = OrderedDict()
-        self._retired_recv: OrderedDict[bytes, None] = OrderedDict()
-
-    # -- keys -----------------------------------------------------------------------------------
-    def install(self, install: Install) -> bool:
-        """Install a connection's keys; False if exactly these keys are already installed."""
-        send_fp = key_fingerprint(install.udp_send)
-        recv_fp = key_fingerprint(install.udp_recv)
-        current = self.peers.get(install.peer)
-        if current is not None and (current.epoch, current.send_fingerprint,
-                                    current.recv_fingerprint) == (install.epoch, send_fp, recv_fp):
-            return False  # a retried request: keep the counter and the replay window as they are
-        # A key seen before in the same role is refused: a new sealer would restart its nonces at
-        # 0, a new opener its replay window, letting captured datagrams through again.
-        peers = self.peers.values()
-        if (send_fp in self._retired_send or any(k.send_fingerprint == send_fp for k in peers)
-                or recv_fp in self._retired_recv
-                or any(k.recv_fingerprint == recv_fp for k in peers)):
-            raise KeyReused("session key already used; refusing to reuse it")
-        keys = PeerKeys(install)
-        if current is not None:
-            self._retire(current)
-            keys.previous = current.opener
-            keys.previous_until = self.clock() + PREVIOUS_GRACE
-        self.peers[install.peer] = keys
-        return True
-
-    def forget(self, peer: str) -> bool:
-        keys = self.peers.pop(peer, None)
-        if keys is None:
-            return False
-        self._retire(keys)
-        return True
-
-    def _retire(self, keys: PeerKeys) -> None:
-        for retired, fp in ((self._retired_send, keys.send_fingerprint),
-                            (self._retired_recv, keys.recv_fingerprint)):
-            retired[fp] = None
-            while len(retired) > RETIRED_KEYS:
-                retired.popitem(last=False)
-
-    # -- data -----------------------------------------------------------------------------------
-    def seal(self, peer: str, payloads: Sequence[bytes]) -> tuple[int | None, list[bytes], int]:
-        """Seal every payload for `peer`: (epoch, results with b"" for failures, failures)."""
-        keys = self.peers.get(peer)
-        counters = self.counters
-        if keys is None:
-            counters["no_keys"] += len(payloads)
-            return None, [_EMPTY] * len(payloads), len(payloads)
-        seal = keys.sealer.seal
-        out: list[bytes] = []
-        append = out.append
-        failed = 0
-        for p in payloads:
-            # empty replies mean failure, so an empty payload is never sealed
-            if not 0 < len(p) <= MAX_PAYLOAD:
-                counters["malformed"] += 1
-                failed += 1
-                append(_EMPTY)
-                continue
-            try:
-                append(seal(p))
-            except NonceExhausted:
-                counters["exhausted"] += 1
-                failed += 1
-                append(_EMPTY)
-        counters["sealed"] += len(out) - failed
-        return keys.epoch, out, failed
-
-    def open(self, peer: str, datagrams: Sequence[bytes]
-             ) -> tuple[int | None, list[bytes], int, list[str]]:
-        """Open every datagram from `peer`: (epoch, results, failures, failure reasons)."""
-        keys = self.peers.get(peer)
-        counters = self.counters
-        if keys is None:
-            counters["no_keys"] += len(datagrams)
-            return None, [_EMPTY] * len(datagrams), len(datagrams), ["no_keys"] * len(datagrams)
-        previous = keys.previous
-        if previous is not None and self.clock() >= keys.previous_until:
-            previous = keys.previous = None  # grace over: the old connection's key dies
-        open_ = keys.opener.open
-        out: list[bytes] = []
-        append = out.append
-        reasons: list[str] = []
-        for d in datagrams:
-            reason = None
-            if len(d) > MAX_PAYLOAD:
-                reason = "malformed"
-            else:
-                try:
-                    payload = open_(d)
-                except MalformedMessage:
-                    reason = "malformed"
-                except ReplayedDatagram:
-                    reason = "replayed"
-                except ForgedMessage:
-                    reason = "forged"
-                else:
-                    # a genuine empty payload would read as a failure; nobody seals one
-                    reason = None if payload else "malformed"
-                if reason in ("forged", "replayed") and previous is not None:
-                    try:
-                        payload = previous.open(d)
-                        reason = None if payload else "malformed"
-                    except (MalformedMessage, ReplayedDatagram, ForgedMessage):
-                        pass  # counted under the current key's verdict
-            if reason is None:
-                append(payload)
-            else:
-                counters[reason] += 1
-                reasons.append(reason)
-                append(_EMPTY)
-        counters["opened"] += len(out) - len(reasons)
-        return keys.epoch, out, len(reasons), reasons
 
 
 class Crypto(Actor):
@@ -237,7 +61,7 @@ class Crypto(Actor):
     def setup(self) -> None:
         tune_malloc()
         self.ring = KeyRing()
-        self.debug = bool(self.config.get("debug"))
+        self.debug = self.launch.debug
         self._logged_counters: dict[str, int] = {}
         self.data = self.ctx.socket(zmq.ROUTER)
         self.data.setsockopt(zmq.SNDHWM, QUEUE_HWM)
@@ -250,12 +74,8 @@ class Crypto(Actor):
         self.every(STATS_INTERVAL, self._log_stats)
 
     # -- bus ------------------------------------------------------------------------------------
-    @handles("crypto.install")
-    def on_install(self, env: Envelope) -> dict[str, Any]:
-        try:
-            install = decode_install(env.body)
-        except CryptoProtoError as exc:
-            raise BusError(bus.USAGE, str(exc)) from None
+    @handles(Install)
+    def on_install(self, install: Install) -> dict[str, Any]:
         replaced = install.peer in self.ring.peers
         try:
             installed = self.ring.install(install)
@@ -266,14 +86,10 @@ class Crypto(Actor):
                           replaced=replaced)
         return {}
 
-    @handles("crypto.forget")
-    def on_forget(self, env: Envelope) -> dict[str, Any]:
-        try:
-            peer = decode_forget(env.body)
-        except CryptoProtoError as exc:
-            raise BusError(bus.USAGE, str(exc)) from None
-        if self.ring.forget(peer):
-            self.log.info("keys_forgotten", peer=peer)
+    @handles(ForgetKeys)
+    def on_forget(self, forget: ForgetKeys) -> dict[str, Any]:
+        if self.ring.forget(forget.peer):
+            self.log.info("keys_forgotten", peer=forget.peer)
         return {}
 
     # -- data -----------------------------------------------------------------------------------

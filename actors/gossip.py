@@ -74,7 +74,8 @@ from weavenet.mesh.wire import (
 from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, handles, main
 from weavenet.runtime.address import format_host_port, normalize, parse_host_port
-from weavenet.runtime.bus import BusError, Envelope
+from weavenet.runtime.bus import Envelope
+from weavenet.runtime.control import Connect, Forget
 from weavenet.runtime.defaults import PORT
 
 HEARTBEAT_INTERVAL = 2.0
@@ -164,23 +165,18 @@ class Gossip(Actor):
         raise RuntimeError("the supervisor did not send the network secret in time")
 
     # -- requests ---------------------------------------------------------------------------
-    def _addresses(self, env: Envelope) -> list[str]:
-        raw = env.body.get("peers")
-        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-            raise BusError(bus.USAGE, "peers must be a list of host[:port] strings")
-        try:
-            return [normalize(x, self.port) for x in raw]
-        except ValueError as exc:
-            raise BusError(bus.USAGE, str(exc)) from None
+    def _addresses(self, req: Connect | Forget) -> list[str]:
+        # the addresses were checked when the request was decoded; only our port is added here
+        return [normalize(x, self.port) for x in req.peers]
 
-    @handles("connect")
-    def on_connect(self, env: Envelope) -> dict[str, Any]:
-        added = self._add_targets(self._addresses(env), Source.CONNECT)
+    @handles(Connect)
+    def on_connect(self, req: Connect) -> dict[str, Any]:
+        added = self._add_targets(self._addresses(req), Source.CONNECT)
         return {"peers": added}
 
-    @handles("forget")
-    def on_forget(self, env: Envelope) -> dict[str, Any]:
-        forgotten = set(self.maker.forget(self._addresses(env)))
+    @handles(Forget)
+    def on_forget(self, req: Forget) -> dict[str, Any]:
+        forgotten = set(self.maker.forget(self._addresses(req)))
         for address in forgotten:
             future = self.resolving.pop(address, None)
             if future is not None:

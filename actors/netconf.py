@@ -1,84 +1,70 @@
 """The netconf actor: the only process that changes the host's network configuration.
 
-It ensures the `weave` bridge and the router's TAP port at start, and handles `attach`,
-`detach`, `expose`, `hide` and `ps` requests relayed by the supervisor. Every operation is an
-idempotent ensure, so a restarted netconf changes nothing that is already right; nothing is
-torn down when it stops (that is `weave reset`'s job).
+It ensures the `weave` bridge and the router's TAP port at start, forgets conntrack's stale
+flows of the router's UDP port, and handles the control requests relayed by the supervisor
+(``weavenet.runtime.control``): ``Attach``, ``Detach``, ``Expose``, ``Hide`` and ``Ps``. Every
+operation is an idempotent ensure, so a restarted netconf changes nothing that is already right;
+nothing is torn down when it stops (that is `weave reset`'s job).
 
-Attachments are recorded in WEAVE_STATE_DIR/attachments.json so `weave ps` and the in-use
-check know them; entries whose namespace is gone (the container exited) are dropped.
+Attachments are recorded in WEAVE_STATE_DIR/attachments.json (``weavenet.host.attachments``) so
+`weave ps` and the in-use check know them; entries whose namespace is gone are dropped.
+Sockets: only the actor runtime's bus DEALER.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-import json
-import os
-import shutil
-import subprocess
 import sys
 from typing import Any
 
-from weavenet.host import arp, bridge, veth
+from pyroute2.netlink.exceptions import NetlinkError
+
+from weavenet.host import arp, bridge, conntrack, veth
+from weavenet.host.attachments import FILE_NAME, Attachment, Attachments, ns_inode
 from weavenet.runtime.actor import Actor, handles, main
-from weavenet.runtime.bus import FAILED, BusError, Envelope
-from weavenet.runtime.defaults import BRIDGE, CONTAINER_MTU, PORT
+from weavenet.runtime.bus import FAILED, BusError
+from weavenet.runtime.control import Attach, Detach, Expose, Hide, Ps, Target
+from weavenet.runtime.defaults import BRIDGE
+
+PRUNE_INTERVAL = 5.0
 
 
 class Netconf(Actor):
     NAME = "netconf"
 
     def setup(self) -> None:
-        self.mtu = int(self.config.get("mtu", CONTAINER_MTU))
-        rng = self.config.get("range")
-        self.range = ipaddress.ip_network(rng) if rng else None
-        self.db_path = self.state_dir / "attachments.json"
-        self.attachments: dict[str, dict[str, Any]] = self._load()
+        self.mtu = self.launch.mtu
+        self.range = self.launch.network
+        self.attachments = Attachments.load(self.state_dir / FILE_NAME)
         bridge.ensure_bridge(BRIDGE, mtu=self.mtu)
         bridge.ensure_router_port(BRIDGE, mtu=self.mtu)
-        self._clear_conntrack(int(self.config.get("port", PORT)))
-        self.every(5.0, self._prune)
+        self._clear_conntrack(self.launch.port)
+        self.every(PRUNE_INTERVAL, self._prune)
         self.log.info("bridge_ready", bridge=BRIDGE, mtu=self.mtu,
                       attachments=len(self.attachments))
 
     def _clear_conntrack(self, port: int) -> None:
-        """Forget conntrack's UDP 6783 flows: after a quick relaunch a stale entry (e.g. a NAT
-        binding or a firewall verdict) would keep steering sleeve datagrams the old way."""
-        exe = shutil.which("conntrack")
-        if exe is None:
-            self.log.warning("conntrack_missing",
-                             hint="install conntrack so a quick relaunch re-establishes fully")
-            return
-        for flag in ("--dport", "--sport"):
-            subprocess.run([exe, "-D", "-p", "udp", flag, str(port)], capture_output=True,
-                           timeout=10)
-
-    # -- the attachment record -------------------------------------------------------------
-    def _load(self) -> dict[str, dict[str, Any]]:
+        """Forget conntrack's UDP flows of our port: after a quick relaunch a stale entry (e.g. a
+        NAT binding or a firewall verdict) would keep steering sleeve datagrams the old way."""
         try:
-            data = json.loads(self.db_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _save(self) -> None:
-        tmp = self.db_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.attachments, indent=1))
-        os.replace(tmp, self.db_path)
+            cleared = conntrack.clear_udp_port(port)
+        except (NetlinkError, OSError) as exc:
+            # not fatal: only a quick relaunch behind NAT or a stateful firewall needs it
+            self.log.warning("conntrack_clear_failed", port=port, reason=str(exc))
+            return
+        self.log.info("conntrack_cleared", port=port, flows=cleared)
 
     def _prune(self) -> None:
-        gone = [k for k, a in self.attachments.items() if not os.path.exists(a["netns"])
-                or not _same_ns(a)]
+        gone = self.attachments.prune()
         for k in gone:
             self.log.info("container_gone", key=k)
-            del self.attachments[k]
         if gone:
-            self._save()
+            self.attachments.save()
 
     # -- checks ------------------------------------------------------------------------------
-    def _check(self, cidrs: list[str], key: str | None) -> list[ipaddress.IPv4Interface]:
+    def _check(self, cidrs: tuple[str, ...], key: str | None) -> None:
         self._prune()
-        out = []
         exposed = {ipaddress.ip_interface(c).ip for c in bridge.bridge_addresses(BRIDGE)}
         for text in cidrs:
             iface = ipaddress.ip_interface(text)
@@ -86,83 +72,73 @@ class Netconf(Actor):
                 raise BusError(FAILED, f"{text} is outside the weave network {self.range}")
             if iface.ip in exposed:
                 raise BusError(FAILED, f"{iface.ip} is already in use by this host (weave expose)")
-            for k, a in self.attachments.items():
-                if k != key and any(ipaddress.ip_interface(c).ip == iface.ip for c in a["cidrs"]):
-                    raise BusError(FAILED, f"{iface.ip} is already in use by {a['label']}")
-            out.append(iface)
-        return out
+            user = self.attachments.user_of(iface.ip, except_key=key)
+            if user is not None:
+                raise BusError(FAILED, f"{iface.ip} is already in use by {user.label}")
 
     # -- handlers ----------------------------------------------------------------------------
-    @handles("attach")
-    def attach(self, env: Envelope) -> dict[str, Any]:
-        target = env.body.get("target") or {}
-        cidrs = [str(c) for c in env.body.get("cidrs", [])]
-        self._check(cidrs, target.get("key"))
-        if env.body.get("check_only"):
+    @handles(Attach)
+    def attach(self, req: Attach) -> dict[str, Any]:
+        target = req.target
+        self._check(req.cidrs, target.key if target is not None else None)
+        if req.check_only or target is None:
             return {}
-        key, netns = str(target["key"]), str(target["netns"])
-        rec = self.attachments.get(key)
-        if rec is not None and not _same_ns({"netns": netns, "ino": rec.get("ino")}):
-            rec = None  # the same container restarted: a new namespace
         info: dict[str, Any] = {}
-        for c in cidrs:
-            info = veth.attach(netns, c, bridge=BRIDGE, mtu=self.mtu)
+        for c in req.cidrs:
+            info = veth.attach(target.netns, c, bridge=BRIDGE, mtu=self.mtu)
             try:
-                arp.announce(netns, info["ifname"], c)
+                arp.announce(target.netns, info["ifname"], c)
             except OSError as exc:  # an announcement is an optimisation, not a requirement
-                self.log.warning("arp_announce_failed", key=key, reason=str(exc))
-        rec = {
-            "key": key, "label": target.get("label") or key,
-            "container_id": target.get("container_id"), "pid": target.get("pid"),
-            "netns": netns, "ino": _ns_inode(netns), "mac": info.get("mac"),
-            "host_ifname": info.get("host_ifname"),
-            "cidrs": list(info.get("addresses", cidrs)),
-        }
-        self.attachments[key] = rec
-        self._save()
-        self.log.info("container_attached", key=key, cidrs=cidrs, mac=rec["mac"])
-        return {"mac": rec["mac"], "cidrs": rec["cidrs"]}
+                self.log.warning("arp_announce_failed", key=target.key, reason=str(exc))
+        rec = Attachment(
+            key=target.key, label=target.label or target.key,
+            container_id=target.container_id, pid=target.pid, netns=target.netns,
+            ino=ns_inode(target.netns), mac=info.get("mac"), host_ifname=info.get("host_ifname"),
+            cidrs=tuple(info.get("addresses", req.cidrs)),
+        )
+        self.attachments.put(rec)
+        self.attachments.save()
+        self.log.info("container_attached", key=rec.key, cidrs=list(req.cidrs), mac=rec.mac)
+        return {"mac": rec.mac, "cidrs": list(rec.cidrs)}
 
-    @handles("detach")
-    def detach(self, env: Envelope) -> dict[str, Any]:
-        target = env.body.get("target") or {}
-        key, netns = str(target["key"]), str(target["netns"])
-        cidrs = [str(c) for c in env.body.get("cidrs", [])]
-        present = set(veth.container_addresses(netns))
-        missing = [c for c in cidrs if c not in present]
+    @handles(Detach)
+    def detach(self, req: Detach) -> dict[str, Any]:
+        target: Target = req.target
+        present = set(veth.container_addresses(target.netns))
+        missing = [c for c in req.cidrs if c not in present]
         if missing:
-            raise BusError(FAILED, f"{target.get('label')} is not attached to {', '.join(missing)}")
-        for c in cidrs:
-            veth.detach(netns, c)
-        left = veth.container_addresses(netns)
-        if left and key in self.attachments:
-            self.attachments[key]["cidrs"] = left
+            raise BusError(FAILED, f"{target.label or target.key} is not attached to "
+                                   f"{', '.join(missing)}")
+        for c in req.cidrs:
+            veth.detach(target.netns, c)
+        left = veth.container_addresses(target.netns)
+        rec = self.attachments.get(target.key)
+        if left and rec is not None:
+            self.attachments.put(dataclasses.replace(rec, cidrs=tuple(left)))
         else:
-            self.attachments.pop(key, None)
-        self._save()
-        self.log.info("container_detached", key=key, cidrs=cidrs)
+            self.attachments.remove(target.key)
+        self.attachments.save()
+        self.log.info("container_detached", key=target.key, cidrs=list(req.cidrs))
         return {"cidrs": left}
 
-    @handles("expose")
-    def expose(self, env: Envelope) -> dict[str, Any]:
-        cidr = str(env.body["cidr"])
-        if cidr not in bridge.bridge_addresses(BRIDGE):
-            self._check([cidr], None)
-        bridge.expose(cidr, bridge=BRIDGE)
-        self.log.info("host_exposed", cidr=cidr)
+    @handles(Expose)
+    def expose(self, req: Expose) -> dict[str, Any]:
+        if req.cidr not in bridge.bridge_addresses(BRIDGE):
+            self._check((req.cidr,), None)
+        bridge.expose(req.cidr, bridge=BRIDGE)
+        self.log.info("host_exposed", cidr=req.cidr)
         return {}
 
-    @handles("hide")
-    def hide(self, env: Envelope) -> dict[str, Any]:
-        cidr = str(env.body["cidr"])
-        if cidr not in bridge.bridge_addresses(BRIDGE):
-            raise BusError(FAILED, f"{cidr} is not exposed on this host")
-        bridge.hide(cidr, bridge=BRIDGE)
-        self.log.info("host_hidden", cidr=cidr)
+    @handles(Hide)
+    def hide(self, req: Hide) -> dict[str, Any]:
+        if req.cidr not in bridge.bridge_addresses(BRIDGE):
+            raise BusError(FAILED, f"{req.cidr} is not exposed on this host")
+        bridge.hide(req.cidr, bridge=BRIDGE)
+        self.log.info("host_hidden", cidr=req.cidr)
         return {}
 
-    @handles("ps")
-    def ps(self, env: Envelope) -> dict[str, Any]:
+    @handles(Ps)
+    def ps(self, req: Ps) -> dict[str, Any]:
         self._prune()
         return self.status()
 
@@ -174,24 +150,8 @@ class Netconf(Actor):
             "bridge_mac": bridge.link_summary(link)["mac"] if link is not None else None,
             "mtu": self.mtu,
             "exposed": bridge.bridge_addresses(BRIDGE),
-            "attachments": [
-                {k: a[k] for k in ("key", "label", "container_id", "mac", "cidrs")}
-                for a in self.attachments.values()
-            ],
+            "attachments": self.attachments.summaries(),
         }
-
-
-def _ns_inode(path: str) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
-
-
-def _same_ns(rec: dict[str, Any]) -> bool:
-    """A pid can be reused; the namespace inode tells whether it is still the same container."""
-    ino = rec.get("ino")
-    return ino is None or _ns_inode(rec["netns"]) == ino
 
 
 if __name__ == "__main__":

@@ -19,18 +19,15 @@ import msgpack
 import pytest
 import zmq
 
-from actors.crypto import PREVIOUS_GRACE, KeyReused, KeyRing
 from weavenet.crypto.keys import HandshakeParty, KeyExchange, Password, Role, SessionKeys
 from weavenet.crypto.protocol import (
     OVERHEAD,
-    Install,
     Reply,
     decode_reply,
     encode_request,
     forget_body,
     install_body,
 )
-from weavenet.crypto.seal import DatagramSealer
 from weavenet.runtime import bus
 from weavenet.runtime.bus import Envelope
 
@@ -328,23 +325,3 @@ def test_throughput_of_sealing_through_the_actor(sup, fwd, keys):
         print(f"\ncrypto actor seal: {size} B x {batch}/batch: {rate:,.0f} datagrams/s, "
               f"{rate * size * 8 / 1e9:.2f} Gbit/s")
         assert rate > 0
-
-
-def test_previous_receive_key_stops_opening_when_the_grace_period_ends():
-    """The actor's sans-IO core with a fake clock: the old connection's key dies after the grace."""
-    now = [100.0]
-    ring = KeyRing(clock=lambda: now[0])
-    old, new = session_pair(1)[1], session_pair(2)[1]
-    ring.install(Install(PEER_A, 1, old.udp_send, old.udp_recv))
-    remote_old = DatagramSealer(session_pair(1)[0].udp_send)  # unrelated key: never opens
-    assert ring.open(PEER_A, [remote_old.seal(b"x" * 10)])[1] == [b""]
-    in_flight = [DatagramSealer(old.udp_recv).seal(b"in flight %d" % i) for i in range(2)]
-    ring.install(Install(PEER_A, 2, new.udp_send, new.udp_recv))
-    now[0] += PREVIOUS_GRACE - 0.1
-    assert ring.open(PEER_A, in_flight[:1])[1] == [b"in flight 0"]
-    now[0] += 0.2
-    epoch, results, failed, reasons = ring.open(PEER_A, in_flight[1:])
-    assert (epoch, results, failed, reasons) == (2, [b""], 1, ["forged"])
-    assert ring.counters["forged"] == 2 and ring.counters["opened"] == 1
-    with pytest.raises(KeyReused):
-        ring.install(Install(PEER_A, 3, os.urandom(32), old.udp_recv))

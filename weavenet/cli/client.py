@@ -6,12 +6,12 @@ import errno
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 import zmq
 
 from weavenet.runtime import bus
 from weavenet.runtime.bus import BusError, Envelope
+from weavenet.runtime.request import Request
 
 
 class NotRunning(BusError):
@@ -49,8 +49,7 @@ def _probe(path: Path) -> None:
         s.close()
 
 
-def call(run_dir: Path, type_: str, body: dict[str, Any] | None = None,
-         timeout: float = 20.0) -> Envelope:
+def call(run_dir: Path, request: Request, timeout: float = 20.0) -> Envelope:
     """Send one request to the supervisor and return its (successful) reply, or raise BusError."""
     endpoints = bus.Endpoints(run_dir)
     _probe(endpoints.run_dir / "ctl.sock")
@@ -59,11 +58,12 @@ def call(run_dir: Path, type_: str, body: dict[str, Any] | None = None,
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(endpoints.ctl)
-        req = bus.request(type_, body, src="cli")
+        req = bus.request(request.TYPE, request.to_body(), src="cli")
         sock.send(bus.encode(req))
         while True:
             if not sock.poll(int(timeout * 1000)):
-                raise BusError(bus.FAILED, f"the router did not answer {type_!r} in {timeout:.0f}s")
+                raise BusError(bus.FAILED, f"the router did not answer {request.TYPE!r} in "
+                                              f"{timeout:.0f}s")
             rep = bus.decode(sock.recv())
             if rep.in_reply_to == req.id:
                 return rep.raise_for_error()

@@ -6,26 +6,14 @@ A target is a Docker container (id or name, through the Docker SDK, honouring DO
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from typing import Any
 
 from weavenet.runtime.bus import FAILED, USAGE, BusError
-
-
-@dataclass(frozen=True)
-class Target:
-    netns: str  # a path the kernel accepts as a namespace file
-    key: str  # what attachments are recorded under: the container id, or the spec
-    label: str  # what the user typed, for messages
-    container_id: str | None = None
-    pid: int | None = None
-
-    def as_body(self) -> dict[str, Any]:
-        return {"netns": self.netns, "key": self.key, "label": self.label,
-                "container_id": self.container_id, "pid": self.pid}
+from weavenet.runtime.control import Target
 
 
 def _docker_client() -> Any:
@@ -112,7 +100,11 @@ def docker_error(stderr: str) -> str:
 
 
 def docker_remove(container_id: str) -> None:
-    exe = shutil.which("docker")
-    if exe:
-        subprocess.run([exe, "rm", "-f", container_id], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+    """`docker rm -f`, best effort: this cleans up after a failure that is being reported."""
+    import docker.errors
+    import requests.exceptions
+
+    # the error being reported is the one the user needs; a failed cleanup shows in `docker ps`
+    with contextlib.suppress(BusError, docker.errors.DockerException,
+                             requests.exceptions.RequestException):
+        _docker_client().containers.get(container_id).remove(force=True)

@@ -7,7 +7,6 @@ The seed's single-dash options (`-password`, `-debug`) are accepted beside the d
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import shutil
@@ -26,17 +25,27 @@ from weavenet.cli import client
 from weavenet.cli.containers import docker_remove, docker_run, resolve
 from weavenet.cli.statusview import format_ps, format_status
 from weavenet.mesh.peer import PeerIdentityError, PeerName
-from weavenet.runtime import address, bus, log
+from weavenet.runtime import bus, log
 from weavenet.runtime.bus import FAILED, USAGE, BusError
+from weavenet.runtime.control import (
+    Attach,
+    Connect,
+    Detach,
+    Expose,
+    Forget,
+    Hide,
+    Ps,
+    Status,
+    Stop,
+    app_cidr,
+    peer_address,
+)
 from weavenet.runtime.defaults import CONTAINER_MTU, PORT, container_mtu
+from weavenet.runtime.launch import LaunchConfig
+from weavenet.runtime.request import Request, UsageError
 
 LAUNCH_TIMEOUT = 40.0
 STOP_TIMEOUT = 30.0
-
-
-class UsageError(BusError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(USAGE, reason)
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,30 +55,9 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-# -- validation -----------------------------------------------------------------------------
-def parse_cidr(text: str) -> ipaddress.IPv4Interface:
-    """An application network address: IPv4 only, not the network's own or broadcast address."""
-    try:
-        iface = address.parse_cidr(text)
-    except address.AddressError as exc:
-        raise UsageError(str(exc)) from None
-    if not isinstance(iface, ipaddress.IPv4Interface):
-        raise UsageError(f"{address.shown(text)}: only IPv4 application networks are supported")
-    net = iface.network
-    if net.prefixlen < 31 and iface.ip in (net.network_address, net.broadcast_address):
-        raise UsageError(f"{address.shown(text)} is the network's own or broadcast address")
-    return iface
-
-
-def parse_cidrs(text: str) -> list[str]:
-    return [str(parse_cidr(part)) for part in text.split(",") if part] or [str(parse_cidr(text))]
-
-
-def parse_peer(text: str) -> str:
-    try:
-        return address.normalize(text)
-    except address.AddressError as exc:
-        raise UsageError(str(exc)) from None
+# -- validation: the router's own checks of the same fields ----------------------------------
+def parse_cidrs(text: str) -> tuple[str, ...]:
+    return tuple(str(app_cidr(part)) for part in text.split(",") if part) or (str(app_cidr(text)),)
 
 
 def normalise_single_dash(argv: list[str]) -> list[str]:
@@ -89,9 +77,8 @@ class Ctx:
         self.run_dir = bus.run_dir_from_env()
         self.state_dir = bus.state_dir_from_env()
 
-    def call(self, type_: str, body: dict[str, Any] | None = None,
-             timeout: float = 20.0) -> dict[str, Any]:
-        return client.call(self.run_dir, type_, body, timeout).body
+    def call(self, request: Request, timeout: float = 20.0) -> dict[str, Any]:
+        return client.call(self.run_dir, request, timeout).body
 
     def running_pid(self) -> int | None:
         return client.router_pid(self.run_dir)
@@ -120,32 +107,32 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     a = p.parse_intermixed_args(normalise_single_dash(argv))
     if a.router == "container":
         raise UsageError("weave launch: --router container is not supported yet; use process")
-    if not 0 < a.port < 65536:
-        raise UsageError("weave launch: --port must be 1-65535")
-    if a.mtu is not None and not 576 <= a.mtu <= 65535:
-        raise UsageError("weave launch: --mtu must be between 576 and 65535")
     rest = list(a.args)
     ip = rng = None
     if rest and "/" in rest[0]:
-        iface = parse_cidr(rest.pop(0))
+        iface = app_cidr(rest.pop(0))
         ip, rng = str(iface.ip), str(iface.network)
-    peers = [parse_peer(x) for x in rest]
+    peers = tuple(peer_address(x) for x in rest)
     if a.name is not None:
         try:
             PeerName(a.name)
         except PeerIdentityError as exc:
             raise UsageError(f"weave launch: {exc}") from None
     password = read_password(a.password, a.password_file)
+    config = LaunchConfig(
+        ip=ip, range=rng, peers=peers, port=a.port,
+        # A full-size frame must fit one datagram on a 1500-byte underlay; sealing costs 16 bytes.
+        mtu=a.mtu or container_mtu(bool(password)),
+        name=a.name, nickname=a.nickname, fastdp=not a.no_fastdp,
+        debug=a.debug, state_dir=str(ctx.state_dir), encryption=password is not None,
+    )
+    try:
+        LaunchConfig.from_body(config.to_body())  # the supervisor's checks, before it starts
+    except UsageError as exc:
+        raise UsageError(f"weave launch: {exc.reason}") from None
     pid = ctx.running_pid()
     if pid is not None:
         raise BusError(FAILED, f"weave is already running (pid {pid}); `weave stop` first")
-    config = {
-        "ip": ip, "range": rng, "peers": peers, "port": a.port,
-        # A full-size frame must fit one datagram on a 1500-byte underlay; sealing costs 16 bytes.
-        "mtu": a.mtu or container_mtu(bool(password)),
-        "name": a.name, "nickname": a.nickname, "fastdp": not a.no_fastdp,
-        "debug": a.debug, "state_dir": str(ctx.state_dir), "encryption": password is not None,
-    }
     return start_router(ctx, config, password)
 
 
@@ -169,13 +156,13 @@ def read_password(given: str | None, path: str | None) -> bytes | None:
     return data
 
 
-def start_router(ctx: Ctx, config: dict[str, Any], password: bytes | None = None) -> int:
+def start_router(ctx: Ctx, config: LaunchConfig, password: bytes | None = None) -> int:
     bus.Endpoints(ctx.run_dir).prepare()
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ctx.state_dir, 0o700)
     fd, cfg_path = tempfile.mkstemp(prefix="launch-", dir=ctx.run_dir)
     with os.fdopen(fd, "wb") as f:
-        f.write(msgpack.packb(config))
+        f.write(msgpack.packb(config.to_body()))
     here = str(Path(__file__).resolve().parent.parent)
     pythonpath = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
     # The supervisor is a daemon: its own session, so the terminal's signals never reach it.
@@ -199,7 +186,7 @@ def start_router(ctx: Ctx, config: dict[str, Any], password: bytes | None = None
             raise BusError(FAILED, f"the router exited at start (status {proc.returncode}); "
                            f"see {ctx.state_dir / 'supervisor.stderr'}")
         try:
-            st = ctx.call("status", timeout=2)
+            st = ctx.call(Status(), timeout=2)
         except BusError:
             time.sleep(0.1)
             continue
@@ -214,7 +201,7 @@ def start_router(ctx: Ctx, config: dict[str, Any], password: bytes | None = None
     raise BusError(FAILED, "the router did not become ready in time; see `weave logs`")
 
 
-def _target_args(prog: str, argv: list[str]) -> tuple[list[str], str]:
+def _target_args(prog: str, argv: list[str]) -> tuple[tuple[str, ...], str]:
     p = Parser(prog=prog)
     p.add_argument("cidrs", metavar="IP/CIDR[,IP/CIDR...]")
     p.add_argument("container", metavar="CONTAINER")
@@ -224,17 +211,15 @@ def _target_args(prog: str, argv: list[str]) -> tuple[list[str], str]:
 
 def cmd_attach(ctx: Ctx, argv: list[str]) -> int:
     cidrs, spec = _target_args("weave attach", argv)
-    ctx.call("status")  # a clear "not running" before touching Docker
-    target = resolve(spec)
-    ctx.call("attach", {"target": target.as_body(), "cidrs": cidrs})
+    ctx.call(Status())  # a clear "not running" before touching Docker
+    ctx.call(Attach(resolve(spec), cidrs))
     return 0
 
 
 def cmd_detach(ctx: Ctx, argv: list[str]) -> int:
     cidrs, spec = _target_args("weave detach", argv)
-    ctx.call("status")
-    target = resolve(spec)
-    ctx.call("detach", {"target": target.as_body(), "cidrs": cidrs})
+    ctx.call(Status())
+    ctx.call(Detach(resolve(spec), cidrs))
     return 0
 
 
@@ -248,11 +233,10 @@ def cmd_run(ctx: Ctx, argv: list[str]) -> int:
         raise UsageError("weave run: missing docker run arguments (at least an image)")
     # Check everything the router can check before a container exists, so that a refusal
     # leaves nothing behind.
-    ctx.call("attach", {"cidrs": cidrs, "check_only": True})
+    ctx.call(Attach(None, cidrs, check_only=True))
     cid = docker_run(argv[1:])
     try:
-        target = resolve(cid)
-        ctx.call("attach", {"target": target.as_body(), "cidrs": cidrs})
+        ctx.call(Attach(resolve(cid), cidrs))
     except BusError:
         docker_remove(cid)
         raise
@@ -263,28 +247,28 @@ def cmd_run(ctx: Ctx, argv: list[str]) -> int:
 def cmd_expose(ctx: Ctx, argv: list[str]) -> int:
     p = Parser(prog="weave expose")
     p.add_argument("cidr", metavar="IP/CIDR")
-    ctx.call("expose", {"cidr": str(parse_cidr(p.parse_args(argv).cidr))})
+    ctx.call(Expose(str(app_cidr(p.parse_args(argv).cidr))))
     return 0
 
 
 def cmd_hide(ctx: Ctx, argv: list[str]) -> int:
     p = Parser(prog="weave hide")
     p.add_argument("cidr", metavar="IP/CIDR")
-    ctx.call("hide", {"cidr": str(parse_cidr(p.parse_args(argv).cidr))})
+    ctx.call(Hide(str(app_cidr(p.parse_args(argv).cidr))))
     return 0
 
 
 def cmd_connect(ctx: Ctx, argv: list[str]) -> int:
     p = Parser(prog="weave connect")
     p.add_argument("peers", nargs="+", metavar="PEER")
-    ctx.call("connect", {"peers": [parse_peer(x) for x in p.parse_args(argv).peers]})
+    ctx.call(Connect(tuple(peer_address(x) for x in p.parse_args(argv).peers)))
     return 0
 
 
 def cmd_forget(ctx: Ctx, argv: list[str]) -> int:
     p = Parser(prog="weave forget")
     p.add_argument("peers", nargs="+", metavar="PEER")
-    ctx.call("forget", {"peers": [parse_peer(x) for x in p.parse_args(argv).peers]})
+    ctx.call(Forget(tuple(peer_address(x) for x in p.parse_args(argv).peers)))
     return 0
 
 
@@ -292,14 +276,14 @@ def cmd_status(ctx: Ctx, argv: list[str]) -> int:
     p = Parser(prog="weave status")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
-    st = ctx.call("status")
+    st = ctx.call(Status())
     print(json.dumps(st, indent=2, sort_keys=True) if a.json else format_status(st))
     return 0
 
 
 def cmd_ps(ctx: Ctx, argv: list[str]) -> int:
     Parser(prog="weave ps").parse_args(argv)
-    print(format_ps(ctx.call("ps")), end="")
+    print(format_ps(ctx.call(Ps())), end="")
     return 0
 
 
@@ -307,7 +291,7 @@ def cmd_version(ctx: Ctx, argv: list[str]) -> int:
     Parser(prog="weave version").parse_args(argv)
     print(f"weave script {weavenet.__version__}")
     try:
-        print(f"weave router {ctx.call('status', timeout=5)['version']}")
+        print(f"weave router {ctx.call(Status(), timeout=5)['version']}")
     except BusError:
         print("weave router not running")
     return 0
@@ -338,7 +322,7 @@ def stop_router(ctx: Ctx) -> bool:
     if pid is None:
         return False
     try:
-        ctx.call("stop", timeout=5)
+        ctx.call(Stop(), timeout=5)
     except BusError:
         os.kill(pid, 15)  # the control socket is gone or wedged; SIGTERM does the same
     deadline = time.monotonic() + STOP_TIMEOUT

@@ -12,22 +12,25 @@ payload, or an EMPTY part where item i failed. An empty payload is therefore nev
 direction. ``epoch`` is the connection the peer's current keys belong to (None when there are
 none); ``failed`` counts the empty parts; ``tag`` is whatever the sender put there, echoed.
 
-Key requests (bus envelopes from gossip through the supervisor): ``crypto.install`` with
-:func:`install_body` and ``crypto.forget`` with :func:`forget_body`; both answer ``{}``.
+Key requests (bus envelopes from gossip through the supervisor): :class:`Install`
+(``crypto.install``) and :class:`ForgetKeys` (``crypto.forget``); both answer ``{}``.
 
-Nothing here does I/O; decoders reject malformed input with :class:`CryptoProtoError`.
+Nothing here does I/O; the data socket's decoders reject malformed input with
+:class:`CryptoProtoError`, the key requests' with a usage error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import msgpack
 
 from weavenet.crypto.seal import DATAGRAM_OVERHEAD, KEY_SIZE
 from weavenet.runtime.codec import Buffer, unpack_map
+from weavenet.runtime.request import Request as BusRequest
+from weavenet.runtime.request import UsageError
 
 SEAL = "seal"
 OPEN = "open"
@@ -61,16 +64,6 @@ class Reply:
     tag: Any
     epoch: int | None
     failed: int
-
-
-@dataclass(frozen=True)
-class Install:
-    """Session keys for one peer's connection; never shown in reprs or logs."""
-
-    peer: str
-    epoch: int
-    udp_send: bytes = field(repr=False)
-    udp_recv: bytes = field(repr=False)
 
 
 def _raw(part: Any) -> Buffer:
@@ -146,37 +139,88 @@ def decode_reply(parts: Sequence[Any]) -> tuple[Reply, list[Buffer]]:
     return reply, results
 
 
-# -- key requests (bus bodies) --------------------------------------------------------------------
-def _key(body: dict[str, Any], name: str) -> bytes:
+# -- key requests (bus envelopes from gossip) ---------------------------------------------------
+def _key(body: Mapping[str, Any], name: str) -> bytes:
     value = body.get(name)
     if not isinstance(value, bytes) or len(value) != KEY_SIZE:
-        raise CryptoProtoError(f"{name} must be {KEY_SIZE} bytes")
+        raise UsageError(f"{name} must be {KEY_SIZE} bytes")
     return value
 
 
 def _epoch(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EPOCH:
-        raise CryptoProtoError("epoch must be an integer in 0..2**64-1")
+        raise UsageError("epoch must be an integer in 0..2**64-1")
     return value
+
+
+def _key_peer(value: Any) -> str:
+    try:
+        return _peer(value)
+    except CryptoProtoError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Install(BusRequest):
+    """Session keys for one peer's connection; the keys are never shown in reprs or logs.
+
+    Body ``{"peer": name, "epoch": u64, "udp_send": 32 bytes, "udp_recv": 32 bytes}``; reply
+    ``{}``. Replaces the peer's sealer and opener (the previous opener keeps opening for a short
+    grace, see ``weavenet.crypto.keyring``). The identical install again (a retry) is a no-op; a
+    key already used in the same role, for any peer, is refused with a "usage" error, and so are
+    equal send and receive keys. ``epoch`` is an opaque connection id (random in gossip).
+    Handled by the crypto actor; sent by gossip (through the supervisor) when a connection with
+    encryption is established. No CLI command.
+    """
+
+    TYPE = "crypto.install"
+    HANDLER = "crypto"
+
+    peer: str
+    epoch: int
+    udp_send: bytes = field(repr=False)
+    udp_recv: bytes = field(repr=False)
+
+    def to_body(self) -> dict[str, Any]:
+        return {"peer": self.peer, "epoch": self.epoch, "udp_send": self.udp_send,
+                "udp_recv": self.udp_recv}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Self:
+        peer, epoch = _key_peer(body.get("peer")), _epoch(body.get("epoch"))
+        send, recv = _key(body, "udp_send"), _key(body, "udp_recv")
+        if send == recv:
+            # one key for both directions would let our own datagrams be reflected back at us
+            raise UsageError("udp_send and udp_recv must differ")
+        return cls(peer, epoch, send, recv)
+
+
+@dataclass(frozen=True)
+class ForgetKeys(BusRequest):
+    """Drop one peer's keys: its connection is gone.
+
+    Body ``{"peer": name}``; reply ``{}`` (also when the peer had no keys). Handled by the
+    crypto actor; sent by gossip (through the supervisor) when an encrypted connection closes.
+    No CLI command.
+    """
+
+    TYPE = "crypto.forget"
+    HANDLER = "crypto"
+
+    peer: str
+
+    def to_body(self) -> dict[str, Any]:
+        return {"peer": self.peer}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Self:
+        return cls(_key_peer(body.get("peer")))
 
 
 def install_body(peer: str, epoch: int, udp_send: bytes, udp_recv: bytes) -> dict[str, Any]:
     """Body of a ``crypto.install`` request (e.g. from ``SessionKeys`` of one connection)."""
-    return {"peer": peer, "epoch": epoch, "udp_send": udp_send, "udp_recv": udp_recv}
-
-
-def decode_install(body: dict[str, Any]) -> Install:
-    peer, epoch = _peer(body.get("peer")), _epoch(body.get("epoch"))
-    send, recv = _key(body, "udp_send"), _key(body, "udp_recv")
-    if send == recv:
-        # one key for both directions would let our own datagrams be reflected back at us
-        raise CryptoProtoError("udp_send and udp_recv must differ")
-    return Install(peer, epoch, send, recv)
+    return Install(peer, epoch, udp_send, udp_recv).to_body()
 
 
 def forget_body(peer: str) -> dict[str, Any]:
-    return {"peer": peer}
-
-
-def decode_forget(body: dict[str, Any]) -> str:
-    return _peer(body.get("peer"))
+    return ForgetKeys(peer).to_body()

@@ -1,3 +1,3 @@
-"""What every process shares: the bus envelope and endpoints, the actor loop, restart policy, logs,
-counters.
+"""What every process shares: the bus envelope and endpoints, typed requests (the control
+requests, the launch configuration), the actor loop, restart policy, logs, counters.
 """

@@ -1,8 +1,10 @@
 """The runtime every actor process shares: bus connection, handler table, heartbeats, poll loop.
 
 An actor is a subclass with a ``NAME``, a ``setup()`` that binds its sockets, handlers declared
-with ``@handles("type")``, and a ``status()`` that rides on every heartbeat (so the supervisor
-can answer ``weave status`` without fanning out requests to processes that may be restarting).
+with ``@handles(RequestClass)`` (the handler gets the decoded request, see
+``weavenet.runtime.request``), and a ``status()`` that rides on every heartbeat (so the
+supervisor can answer ``weave status`` without fanning out requests to processes that may be
+restarting). Its settings are ``self.launch``, the :class:`LaunchConfig` the supervisor wrote.
 """
 
 from __future__ import annotations
@@ -25,17 +27,20 @@ import zmq
 
 from weavenet.runtime import bus, log
 from weavenet.runtime.bus import BusError, Envelope
+from weavenet.runtime.launch import LaunchConfig
+from weavenet.runtime.request import Request
 
 HEARTBEAT_INTERVAL = 1.0
 
-Handler = Callable[[Any, Envelope], dict[str, Any] | None]
+Handler = Callable[[Any, Any], dict[str, Any] | None]
 
 
-def handles(type_: str) -> Callable[[Handler], Handler]:
-    """Declare a method as the handler of one request type."""
+def handles(request: type[Request]) -> Callable[[Handler], Handler]:
+    """Declare a method as the handler of one request class; it is called with the decoded
+    request (``request.from_body(env.body)``), never with a body that failed to decode."""
 
     def mark(fn: Handler) -> Handler:
-        fn._handles = type_  # type: ignore[attr-defined]
+        fn._handles = request  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -54,35 +59,38 @@ def drain(sock: zmq.Socket, limit: int, copy: bool = False) -> Iterator[list[Any
             return
 
 
-def load_config(run_dir: Path) -> dict[str, Any]:
+def load_config(run_dir: Path) -> LaunchConfig:
+    """The launch configuration the supervisor wrote into the run directory."""
     with open(bus.Endpoints(run_dir).config, "rb") as f:
-        return msgpack.unpackb(f.read(), raw=False)
+        return LaunchConfig.from_body(msgpack.unpackb(f.read(), raw=False))
 
 
 class Actor:
     NAME = "actor"
-    HANDLERS: dict[str, Handler] = {}
+    # request type -> (its class, the method that handles it); built from the @handles marks
+    HANDLERS: dict[str, tuple[type[Request], Handler]] = {}
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        table: dict[str, Handler] = {}
+        table: dict[str, tuple[type[Request], Handler]] = {}
         for base in reversed(cls.__mro__):
             for attr in vars(base).values():
-                t = getattr(attr, "_handles", None)
-                if t is not None:
-                    table[t] = attr
+                request = getattr(attr, "_handles", None)
+                if request is not None:
+                    table[request.TYPE] = (request, attr)
         cls.HANDLERS = table
 
-    def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, launch: LaunchConfig) -> None:
         self.run_dir = Path(run_dir)
-        self.config = config
+        self.launch = launch
+        # The same settings as a dict, for the actors that still read them by key.
+        self.config: dict[str, Any] = launch.to_body()
         self.endpoints = bus.Endpoints(run_dir)
-        self.state_dir = Path(config["state_dir"])
+        self.state_dir = Path(launch.state_dir)
         self.inc = random.getrandbits(63)
         self.started = time.time()
         self.log = log.configure(
-            actor=self.NAME, inc=self.inc, state_dir=self.state_dir,
-            debug=bool(config.get("debug")),
+            actor=self.NAME, inc=self.inc, state_dir=self.state_dir, debug=launch.debug,
         )
         self.ctx = zmq.Context()
         self.running = True
@@ -163,13 +171,14 @@ class Actor:
 
     def dispatch(self, env: Envelope) -> Envelope:
         """The one error boundary of the actor: every handler failure becomes an error reply."""
-        handler = self.HANDLERS.get(env.type)
+        entry = self.HANDLERS.get(env.type)
         self.log.debug("request_received", type=env.type, id=env.id, src=env.src)
-        if handler is None:
+        if entry is None:
             return bus.reply(env, src=self.NAME, inc=self.inc,
                              error=(bus.USAGE, f"{self.NAME} does not handle {env.type!r}"))
+        request, handler = entry
         try:
-            body = handler(self, env)
+            body = handler(self, request.from_body(env.body))
         except BusError as exc:
             return bus.reply(env, src=self.NAME, inc=self.inc, error=(exc.code, exc.reason))
         except Exception as exc:
@@ -240,8 +249,7 @@ def main(actor_cls: type[Actor], argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir")
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
-    config = load_config(run_dir)
-    return actor_cls(run_dir, config).run()
+    return actor_cls(run_dir, load_config(run_dir)).run()
 
 
 if __name__ == "__main__":  # pragma: no cover
