@@ -224,7 +224,10 @@ def test_stop_and_launch_resume_cross_host_traffic_without_restarting_containers
     h1, h2, _ = lab.hosts
     before = h1.container_pid(c["a1"])
     weave(h1, "stop")
-    assert container_pings(h1, c["a1"], "10.0.1.1")
+    # Stopping the router leaves the container's interface alone. (Pinging its own address,
+    # as this once did, passes whatever the router does.)
+    ethwe = h1.exec_in_container(c["a1"], ["ip", "-o", "-4", "addr", "show", "ethwe"]).stdout
+    assert "10.0.1.1/24" in ethwe, ethwe
     weave(h1, "launch", "10.0.0.1/16")
     eventually_pings(h2, c["a2"], "10.0.1.1")
     assert h1.container_pid(c["a1"]) == before
