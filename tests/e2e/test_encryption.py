@@ -85,8 +85,10 @@ def pcap_payloads(path: Path) -> list[tuple[str, str, int, int, bytes]]:
 @contextmanager
 def capture(host: Host, path: Path) -> Iterator[Path]:
     """tcpdump on the host's underlay interface for the duration of the block."""
-    proc = host.popen(["tcpdump", "-i", "eth0", "-n", "-s", "0", "-U", "-w", str(path),
-                       "tcp port 6783 or udp port 6783"],
+    # --immediate-mode: without it libpcap hands packets over in blocks up to a second late,
+    # and whatever is still in the ring when tcpdump is stopped is lost.
+    proc = host.popen(["tcpdump", "-i", "eth0", "-n", "-s", "0", "-U", "--immediate-mode",
+                       "-w", str(path), "tcp port 6783 or udp port 6783"],
                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         # tcpdump says "listening on eth0" once its socket is attached and filtered.
@@ -98,7 +100,7 @@ def capture(host: Host, path: Path) -> Iterator[Path]:
         yield path
     finally:
         # A grace period, not a synchronisation: datagrams sent just before the block ended
-        # are still in the capture ring, and nothing tells us when tcpdump has drained it.
+        # may still be on their way to tcpdump, and nothing says when it has written them.
         time.sleep(0.3)
         os.kill(proc.pid, signal.SIGTERM)
         try:
