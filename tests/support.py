@@ -5,8 +5,8 @@ timeout, fails with what was awaited and the last value or exception the probe g
 fixed time *is* the point ("nothing happens during these 3 s"), `holds_for` checks the
 condition throughout the interval rather than once at its end.
 
-The ping and `weave` helpers work on a lab `Host` (anything with the lab host's `run` and
-`exec_in_container`) or, for `netns_pings`, on a namespace path.
+The ping, listening and `weave` helpers work on a lab `Host` (see `LabHost`) or, for
+`netns_pings`, on a namespace path.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ class LabHost(Protocol):
 
     def exec_in_container(self, container: str, cmd: Any, check: bool = True,
                           timeout: float = 60) -> subprocess.CompletedProcess[str]: ...
+
+    def container_pid(self, container: str) -> int: ...
 
 
 # --- waiting ---------------------------------------------------------------------------------
@@ -132,6 +134,16 @@ def listening(host: LabHost, port: int, udp: bool = False, pid: int | None = Non
     r = host.run([*prefix, "ss", "-Hln" + ("u" if udp else "t"), f"sport = :{port}"],
                  check=False, timeout=20)
     return r.returncode == 0 and bool(r.stdout.strip())
+
+
+def wait_listening(host: LabHost, port: int, udp: bool = False, container: str | None = None,
+                   timeout: float = 10.0) -> None:
+    """Wait until a server started in the background listens on `port`, on the host or in
+    one of its containers (a lab `Host`: the container's namespace is found by its pid)."""
+    pid = host.container_pid(container) if container else None
+    where = f"{host.name}" + (f": {container[:12]}" if container else "")
+    wait_for(lambda: listening(host, port, udp, pid), timeout,
+             f"{where} to listen on {'udp' if udp else 'tcp'} {port}")
 
 
 # --- the weave CLI on a lab host -------------------------------------------------------------

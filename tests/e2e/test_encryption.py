@@ -26,9 +26,9 @@ from tests.support import (
     container_pings,
     eventually_pings,
     holds_for,
-    listening,
     log_events,
     wait_for,
+    wait_listening,
     weave,
 )
 from weavenet.lab import Host, Lab
@@ -148,9 +148,8 @@ def exchange_secret(h1: Host, h2: Host, c: dict, port: int) -> None:
     """a2 sends SECRET to a1 over TCP and UDP; a1 must receive both."""
     h1.exec_in_container(c["a1"], ["sh", "-c", f"nc -l -p {port} > /tmp/tcp{port} &"])
     h1.exec_in_container(c["a1"], ["sh", "-c", f"nc.openbsd -u -l {port + 1} > /tmp/udp{port} &"])
-    pid = h1.container_pid(c["a1"])
-    wait_for(lambda: listening(h1, port, pid=pid) and listening(h1, port + 1, udp=True, pid=pid),
-             10, f"a1 to listen on tcp {port} and udp {port + 1}")
+    wait_listening(h1, port, container=c["a1"])
+    wait_listening(h1, port + 1, udp=True, container=c["a1"])
     h2.exec_in_container(c["a2"], ["sh", "-c", f"echo {SECRET} | nc 10.0.1.1 {port}"], timeout=30)
     h2.exec_in_container(
         c["a2"], ["sh", "-c", f"echo {SECRET} | nc.openbsd -u -w1 10.0.1.1 {port + 1}"],

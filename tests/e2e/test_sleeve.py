@@ -17,20 +17,14 @@ from tests.support import (
     actor_status,
     container_pings,
     eventually_pings,
-    listening,
     status,
     wait_for,
+    wait_listening,
     weave,
 )
 from weavenet.lab import Host, Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
-
-
-def wait_listening(host: Host, cid: str, port: int, udp: bool = False) -> None:
-    pid = host.container_pid(cid)
-    wait_for(lambda: listening(host, port, udp, pid), 10,
-             f"{host.name}: {cid[:12]} to listen on {'udp' if udp else 'tcp'} {port}")
 
 
 def file_says(host: Host, cid: str, path: str, text: str) -> bool:
@@ -69,8 +63,8 @@ def test_tcp_and_udp_services_across_hosts(net):
     h1, h2, _ = lab.hosts
     h1.exec_in_container(c["a1"], ["sh", "-c", "nc -l -p 4422 > /tmp/tcp &"])
     h1.exec_in_container(c["a1"], ["sh", "-c", "nc.openbsd -u -l 5533 > /tmp/udp &"])
-    wait_listening(h1, c["a1"], 4422)
-    wait_listening(h1, c["a1"], 5533, udp=True)
+    wait_listening(h1, 4422, container=c["a1"])
+    wait_listening(h1, 5533, udp=True, container=c["a1"])
     h2.exec_in_container(c["a2"], ["sh", "-c", "echo 'Hello, world.' | nc 10.0.1.1 4422"],
                          timeout=30)
     h2.exec_in_container(c["a2"],
@@ -130,7 +124,7 @@ def test_expose_reaches_a_container_on_another_host_and_dnat_exports_it(net):
         assert h2.run(["ping", "-c1", "-W2", "10.0.1.1"], check=False).returncode == 0
         # Export: host2 forwards its TCP 2211 to the service on host1's container.
         h1.exec_in_container(c["a1"], ["sh", "-c", "nc -l -p 4423 > /tmp/export &"])
-        wait_listening(h1, c["a1"], 4423)
+        wait_listening(h1, 4423, container=c["a1"])
         h2.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
         rule = ["PREROUTING", "-p", "tcp", "-i", "eth0", "--dport", "2211", "-j", "DNAT",
                 "--to-destination", "10.0.1.1:4423"]
@@ -166,7 +160,7 @@ def test_a_service_on_another_network_is_imported_through_an_exposed_host(net):
     h1.run(["iptables", "-t", "nat", "-A", *rule])
     h1.run(["iptables", "-t", "nat", "-A", *masq])
     try:
-        wait_for(lambda: listening(h3, 2211), 10, "the service on host3 to listen")
+        wait_listening(h3, 2211)
         h2.exec_in_container(c["a2"], ["sh", "-c", "echo 'Hello, world.' | nc 10.0.1.101 3322"],
                              timeout=30)
         out, _ = service.communicate(timeout=20)
@@ -257,7 +251,7 @@ def test_large_frames_cross_a_path_with_a_small_mtu(net):
         h1.exec_in_container(c["a1"], ["sh", "-c", "head -c 20000000 /dev/urandom > /tmp/big"])
         want = h1.exec_in_container(c["a1"], ["md5sum", "/tmp/big"]).stdout.split()[0]
         h2.exec_in_container(c["a2"], ["sh", "-c", "nc.openbsd -l 5000 > /tmp/big &"])
-        wait_listening(h2, c["a2"], 5000)
+        wait_listening(h2, 5000, container=c["a2"])
         h1.exec_in_container(c["a1"], ["sh", "-c", "nc.openbsd -N 10.0.1.2 5000 < /tmp/big"],
                              timeout=120)
         got = h2.exec_in_container(c["a2"], ["md5sum", "/tmp/big"]).stdout.split()[0]
