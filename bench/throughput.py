@@ -15,12 +15,15 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from weavenet.lab import Host, Lab
-from weavenet.lab.lab import unique_prefix
+# The probes (ping, listening sockets, waiting) are the tests' own.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support import eventually_pings, listening, wait_for  # noqa: E402
+from weavenet.lab import Host, Lab  # noqa: E402
+from weavenet.lab.lab import unique_prefix  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -29,7 +32,8 @@ def iperf_server(host: Host, pid: int | None, port: int = 5201):
     prefix = ["nsenter", "-t", str(pid), "-n"] if pid else []
     proc = host.popen([*prefix, "iperf3", "-s", "-1", "-p", str(port)],
                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # iperf3 has no readiness signal; it listens within milliseconds
+    # iperf3 says nothing when it is ready (UDP tests too start on its TCP control port)
+    wait_for(lambda: listening(host, port, pid=pid), 10, f"iperf3 on {host.name}:{port}")
     return proc
 
 
@@ -116,14 +120,6 @@ def memory_mb(host: Host) -> dict[str, dict[str, float]]:
     return out
 
 
-def wait_ping(host: Host, cid: str, ip: str, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if host.exec_in_container(cid, ["ping", "-c1", "-W1", ip], check=False).returncode == 0:
-            return True
-    return False
-
-
 def measure(lab: Lab, seconds: float, password: str | None) -> dict[str, Any]:
     h1, h2 = lab.hosts
     res: dict[str, Any] = {"seconds": seconds}
@@ -138,8 +134,7 @@ def measure(lab: Lab, seconds: float, password: str | None) -> dict[str, Any]:
     h2.run(["weave", "launch", "10.0.0.2/16", *pw, h1.ip])
     c1 = h1.run(["weave", "run", "10.0.1.1/24", "-t", "-i", "busybox"]).stdout.strip()
     c2 = h2.run(["weave", "run", "10.0.1.2/24", "-t", "-i", "busybox"]).stdout.strip()
-    if not wait_ping(h1, c1, "10.0.1.2"):
-        raise SystemExit("the overlay never carried a ping; nothing to measure")
+    eventually_pings(h1, c1, "10.0.1.2")  # raises if the overlay never carries a ping
     p1, p2 = h1.container_pid(c1), h2.container_pid(c2)
     label = "weavenet (encrypted)" if password else "weavenet"
     print(f"{label} (container to container across hosts) ...", flush=True)

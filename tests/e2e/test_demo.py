@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.docker,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+]
 
 
 def test_the_demo_runs_the_walkthrough_and_leaves_nothing_behind():

@@ -7,11 +7,11 @@ tcpdump on host1's underlay interface (eth0) and read as pcap bytes here.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,69 +20,26 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import (
+    actor,
+    actor_status,
+    container_pings,
+    eventually_pings,
+    holds_for,
+    log_events,
+    wait_for,
+    wait_listening,
+    weave,
+)
 from weavenet.lab import Host, Lab
+
+pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 PASSWORD = "wEaVe"
 OTHER_PASSWORD = "sOmEtHiNgElSe"
 SECRET = "zyxxy-plaintext-canary-4711"  # what containers say to each other
 CONTAINER_IPS = (socket.inet_aton("10.0.1.1"), socket.inet_aton("10.0.1.2"))
 PORT = 6783
-CONVERGE = 30.0
-
-
-def weave(host: Host, *args: str) -> str:
-    r = host.run(["weave", *args], check=False, timeout=90)
-    assert r.returncode == 0, f"{host.name}: weave {' '.join(args)}: {r.stderr}"
-    return r.stdout.strip()
-
-
-def can_ping(host: Host, cid: str, ip: str) -> bool:
-    r = host.exec_in_container(cid, ["ping", "-c1", "-W1", ip], check=False, timeout=20)
-    return r.returncode == 0
-
-
-def eventually_pings(host: Host, cid: str, ip: str, timeout: float = CONVERGE) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if can_ping(host, cid, ip):
-            return time.monotonic() - start
-    raise AssertionError(f"{host.name}: {cid[:12]} never reached {ip} within {timeout}s")
-
-
-def status(host: Host) -> dict:
-    return json.loads(weave(host, "status", "--json"))
-
-
-def actor_status(host: Host, name: str) -> dict:
-    return next(a["status"] or {} for a in status(host)["actors"] if a["name"] == name)
-
-
-def actor_pid(host: Host, name: str) -> int:
-    return next(a["pid"] for a in status(host)["actors"] if a["name"] == name)
-
-
-def log_events(host: Host, event: str) -> list[dict]:
-    out = []
-    # before the first launch there is no log file yet: no events
-    for line in host.run(["weave", "logs"], check=False).stdout.splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if rec.get("event") == event:
-            out.append(rec)
-    return out
-
-
-def wait_for(what: str, check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 # -- pcap -------------------------------------------------------------------------------------
@@ -128,14 +85,22 @@ def pcap_payloads(path: Path) -> list[tuple[str, str, int, int, bytes]]:
 @contextmanager
 def capture(host: Host, path: Path) -> Iterator[Path]:
     """tcpdump on the host's underlay interface for the duration of the block."""
-    proc = host.popen(["tcpdump", "-i", "eth0", "-n", "-s", "0", "-U", "-w", str(path),
-                       "tcp port 6783 or udp port 6783"],
-                      stdout=-3, stderr=-3)  # DEVNULL
+    # --immediate-mode: without it libpcap hands packets over in blocks up to a second late,
+    # and whatever is still in the ring when tcpdump is stopped is lost.
+    proc = host.popen(["tcpdump", "-i", "eth0", "-n", "-s", "0", "-U", "--immediate-mode",
+                       "-w", str(path), "tcp port 6783 or udp port 6783"],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for("tcpdump to start", lambda: path.exists() and path.stat().st_size >= 24, 10)
-        time.sleep(0.5)  # the file header is written before the socket is attached
+        # tcpdump says "listening on eth0" once its socket is attached and filtered.
+        assert proc.stderr is not None
+        said = [proc.stderr.readline()]
+        while said[-1] and "listening on eth0" not in said[-1]:
+            said.append(proc.stderr.readline())
+        assert said[-1], f"tcpdump did not start: {''.join(said)!r}"
         yield path
     finally:
+        # A grace period, not a synchronisation: datagrams sent just before the block ended
+        # may still be on their way to tcpdump, and nothing says when it has written them.
         time.sleep(0.3)
         os.kill(proc.pid, signal.SIGTERM)
         try:
@@ -183,7 +148,8 @@ def exchange_secret(h1: Host, h2: Host, c: dict, port: int) -> None:
     """a2 sends SECRET to a1 over TCP and UDP; a1 must receive both."""
     h1.exec_in_container(c["a1"], ["sh", "-c", f"nc -l -p {port} > /tmp/tcp{port} &"])
     h1.exec_in_container(c["a1"], ["sh", "-c", f"nc.openbsd -u -l {port + 1} > /tmp/udp{port} &"])
-    time.sleep(0.3)
+    wait_listening(h1, port, container=c["a1"])
+    wait_listening(h1, port + 1, udp=True, container=c["a1"])
     h2.exec_in_container(c["a2"], ["sh", "-c", f"echo {SECRET} | nc 10.0.1.1 {port}"], timeout=30)
     h2.exec_in_container(
         c["a2"], ["sh", "-c", f"echo {SECRET} | nc.openbsd -u -w1 10.0.1.1 {port + 1}"],
@@ -194,7 +160,7 @@ def exchange_secret(h1: Host, h2: Host, c: dict, port: int) -> None:
                for k in ("tcp", "udp")]
         return all(SECRET in o for o in out)
 
-    wait_for("the string over TCP and UDP", got, 10)
+    wait_for(got, 10, "the string over TCP and UDP")
 
 
 def test_containers_talk_and_the_underlay_carries_no_plaintext(net, tmp_path: Path) -> None:
@@ -213,12 +179,18 @@ def test_status_says_encryption_is_on_and_marks_the_connection_encrypted(net) ->
     lab, _ = net
     h1, h2, _ = lab.hosts
     for h in (h1, h2):
+        # The connection rows ride on gossip's heartbeats: wait for the established one.
+        rows = wait_for(lambda h=h: established_rows(h), 10,
+                        f"{h.name}'s established connection in status")
+        assert all(r["encrypted"] is True for r in rows), rows
         text = weave(h, "status")
         assert "Encryption: on" in text
-        rows = [r for r in actor_status(h, "gossip")["connections"]
-                if r["state"] == "established"]
-        assert rows and all(r["encrypted"] is True for r in rows), rows
         assert "encrypted" in text
+
+
+def established_rows(host: Host) -> list[dict]:
+    return [r for r in actor_status(host, "gossip").get("connections", [])
+            if r["state"] == "established"]
 
 
 def refusal_infos(host: Host) -> list[str]:
@@ -237,20 +209,20 @@ def test_wrong_or_no_password_is_refused_on_both_sides_and_not_retried(net) -> N
         weave(h3, "launch", "10.0.0.3/16", *args, h1.ip)
         a3 = weave(h3, "run", "10.0.1.3/24", "-t", "-i", "busybox")
         try:
-            wait_for(f"{mine!r} on host3",
-                     lambda m=mine: any(m in i for i in refusal_infos(h3)))
-            wait_for(f"{theirs!r} on host1",
-                     lambda t=theirs: any(t in i for i in refusal_infos(h1)))
-            assert not can_ping(h3, a3, "10.0.1.1")
-            assert not can_ping(h1, c["a1"], "10.0.1.3")
+            wait_for(lambda m=mine: any(m in i for i in refusal_infos(h3)), 20,
+                     f"{mine!r} on host3")
+            wait_for(lambda t=theirs: any(t in i for i in refusal_infos(h1)), 20,
+                     f"{theirs!r} on host1")
+            assert not container_pings(h3, a3, "10.0.1.1")
+            assert not container_pings(h1, c["a1"], "10.0.1.3")
             refused = [e for e in log_events(h3, "connection_refused")[seen:]
                        if e.get("reason") == mine]
             assert refused, "host3 did not log the refusal"
             assert any(e.get("reason") == theirs for e in log_events(h1, "connection_refused"))
             before = len(log_events(h3, "connection_refused"))
-            time.sleep(10)
-            again = len(log_events(h3, "connection_refused")) - before
-            assert again <= 2, f"host3 retried a refused peer {again} times in 10 s"
+            # The point is a span of time: a refused peer is not redialled for 10 s.
+            holds_for(lambda n=before: len(log_events(h3, "connection_refused")) - n <= 2, 10,
+                      "host3 leaving the refused peer alone (at most 2 more refusals)")
             fw = actor_status(h3, "forwarder")["counters"]
             assert fw.get("rx", 0) == 0, fw
         finally:
@@ -289,8 +261,8 @@ def test_a_replayed_datagram_is_dropped_and_counted(net, tmp_path: Path) -> None
     assert sealed, "no sealed datagram from host2 to replay"
     replayed = actor_status(h1, "crypto")["counters"]["replayed"]
     h2.run([sys.executable, "-c", REPLAY, sealed[-1].hex(), h1.ip])
-    wait_for("the replay to be counted",
-             lambda: actor_status(h1, "crypto")["counters"]["replayed"] > replayed, 10)
+    wait_for(lambda: actor_status(h1, "crypto")["counters"]["replayed"] > replayed, 10,
+             "the replay to be counted")
 
 
 @pytest.mark.parametrize("name", ["crypto", "gossip"])
@@ -300,12 +272,17 @@ def test_killed_actor_during_a_ping_traffic_resumes_encrypted(net, tmp_path: Pat
     h1, h2, _ = lab.hosts
     with capture(h1, tmp_path / f"kill-{name}.pcap") as pcap:
         pinger = h1.popen(["docker", "exec", c["a1"], "ping", "-i", "0.2", "-w", "30",
-                           "10.0.1.2"], stdout=-3, stderr=-3)
+                           "10.0.1.2"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          text=True)
         try:
-            time.sleep(1)
-            pid = actor_pid(h1, name)
+            assert pinger.stdout is not None
+            # Kill only once the pings get answers: the actor dies under live traffic.
+            wait_for(lambda: "bytes from" in pinger.stdout.readline(), 15,
+                     "the first answered ping")
+            pid = actor(h1, name)["pid"]
             os.kill(pid, signal.SIGKILL)
-            wait_for(f"a new {name} actor", lambda: actor_pid(h1, name) not in (pid, None))
+            wait_for(lambda: actor(h1, name)["pid"] not in (pid, None), 20,
+                     f"a new {name} actor")
             took = eventually_pings(h1, c["a1"], "10.0.1.2", timeout=15)
             assert took < 10, f"traffic resumed {took:.1f}s after {name} was killed"
             exchange_secret(h1, h2, c, 4500 if name == "crypto" else 4600)
@@ -314,5 +291,5 @@ def test_killed_actor_during_a_ping_traffic_resumes_encrypted(net, tmp_path: Pat
             pinger.wait(timeout=10)
     packets = assert_no_plaintext(pcap)
     assert sealed_datagrams(packets, h2.ip)
-    rows = [r for r in actor_status(h1, "gossip")["connections"] if r["state"] == "established"]
-    assert rows and all(r["encrypted"] for r in rows)
+    rows = wait_for(lambda: established_rows(h1), 10, "host1's established connection")
+    assert all(r["encrypted"] for r in rows), rows

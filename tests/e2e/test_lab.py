@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
+from tests.support import host_pings, wait_for
 from weavenet.lab import Lab, LabError, procs, underlay
 from weavenet.lab.lab import LABS_ROOT, unique_prefix
 
@@ -26,18 +26,6 @@ pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)"),
 ]
-
-
-def pings(src: Any, dst_ip: str) -> bool:
-    return src.run(["ping", "-c1", "-W1", dst_ip], check=False).returncode == 0
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def root_netns_snapshot() -> dict[str, list[Any]]:
@@ -64,7 +52,7 @@ def test_every_host_reaches_every_other_over_the_underlay(lab3: Lab) -> None:
     for src in lab3.hosts:
         for dst in lab3.hosts:
             if src is not dst:
-                assert pings(src, dst.ip), f"{src.name} cannot ping {dst.name}"
+                assert host_pings(src, dst.ip), f"{src.name} cannot ping {dst.name}"
 
 
 def test_each_host_has_its_own_weave_dirs_and_docker_host(lab3: Lab) -> None:
@@ -92,7 +80,7 @@ def test_run_timeout_kills_the_whole_command_not_just_its_shell(lab3: Lab) -> No
                     found.append(pid)
         return found
 
-    wait_until(lambda: sleepers() == [], timeout=5, what="sleep processes to die")
+    wait_for(lambda: sleepers() == [], 5, "the sleep processes to die")
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -103,12 +91,12 @@ def test_cut_blocks_traffic_between_two_hosts_until_healed(lab3: Lab) -> None:
     try:
         lab3.cut(h1, h2)
         assert lab3.faults == [("cut", "host1", "host2")]
-        assert not pings(h1, h2.ip)
-        assert not pings(h2, h1.ip)
-        assert pings(h1, h3.ip) and pings(h2, h3.ip)  # only the cut pair is affected
+        assert not host_pings(h1, h2.ip)
+        assert not host_pings(h2, h1.ip)
+        assert host_pings(h1, h3.ip) and host_pings(h2, h3.ip)  # only the cut pair is affected
         lab3.heal("host2", 1)
         assert lab3.faults == []
-        assert pings(h1, h2.ip) and pings(h2, h1.ip)
+        assert host_pings(h1, h2.ip) and host_pings(h2, h1.ip)
     finally:
         lab3.clear_faults()
 
@@ -124,7 +112,7 @@ def test_firewall_blocks_a_tcp_port_until_removed(lab3: Lab) -> None:
         return h2.run(probe, check=False, timeout=10).returncode == 0
 
     try:
-        wait_until(connects, what="listener on host1")
+        wait_for(connects, 10, "the listener on host1")
         lab3.firewall(h1, "tcp", port)
         assert not connects()
         lab3.unfirewall(h1, "tcp", port)

@@ -6,23 +6,10 @@ import json
 
 import pytest
 
+from tests.support import container_pings, host_pings, weave, weave_result
 from weavenet.lab import Host
 
-
-def weave(host: Host, *args: str, ok: bool = True):
-    r = host.run(["weave", *args], check=False, timeout=90)
-    if ok:
-        assert r.returncode == 0, f"weave {' '.join(args)} failed: {r.stderr}"
-    return r
-
-
-def ping(host: Host, container: str, ip: str) -> bool:
-    r = host.exec_in_container(container, ["ping", "-c1", "-W1", ip], check=False, timeout=20)
-    return r.returncode == 0
-
-
-def host_ping(host: Host, ip: str) -> bool:
-    return host.run(["ping", "-c1", "-W1", ip], check=False, timeout=20).returncode == 0
+pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 
 def containers(host: Host) -> set[str]:
@@ -49,82 +36,83 @@ def app(host: Host) -> dict[str, str]:
     weave(host, "launch", "10.0.0.1/16")
     ids = {}
     for name, cidr in (("A", "10.0.1.1/24"), ("B", "10.0.1.2/24"), ("D", "10.0.2.1/24")):
-        out = weave(host, "run", cidr, "-t", "-i", "busybox").stdout.strip()
+        out = weave(host, "run", cidr, "-t", "-i", "busybox")
         assert len(out) == 64 and out.isalnum(), out  # the id, like docker run -d
         ids[name] = out
     return ids
 
 
 def test_containers_on_one_application_network_talk(host: Host, app):
-    assert ping(host, app["A"], "10.0.1.2")
-    assert ping(host, app["B"], "10.0.1.1")
+    assert container_pings(host, app["A"], "10.0.1.2")
+    assert container_pings(host, app["B"], "10.0.1.1")
 
 
 def test_application_networks_are_isolated(host: Host, app):
-    assert not ping(host, app["A"], "10.0.2.1")
-    assert not ping(host, app["D"], "10.0.1.1")
+    assert not container_pings(host, app["A"], "10.0.2.1")
+    assert not container_pings(host, app["D"], "10.0.1.1")
 
 
 def test_expose_gives_the_host_an_address_and_hide_takes_it_away(host: Host, app):
-    assert not host_ping(host, "10.0.1.1")
+    assert not host_pings(host, "10.0.1.1")
     weave(host, "expose", "10.0.1.102/24")
-    assert host_ping(host, "10.0.1.1")
-    assert ping(host, app["A"], "10.0.1.102")
-    assert "weave:expose" in weave(host, "ps").stdout
+    assert host_pings(host, "10.0.1.1")
+    assert container_pings(host, app["A"], "10.0.1.102")
+    assert "weave:expose" in weave(host, "ps")
     weave(host, "hide", "10.0.1.102/24")
-    assert not host_ping(host, "10.0.1.1")
-    one_line_error(weave(host, "hide", "10.0.1.102/24", ok=False), 1, "not exposed")
+    assert not host_pings(host, "10.0.1.1")
+    one_line_error(weave_result(host, "hide", "10.0.1.102/24"), 1, "not exposed")
 
 
 def test_a_container_on_two_networks_and_detach(host: Host, app):
     c = host.run(["docker", "run", "-d", "--network=none", "-t", "-i", "busybox"]).stdout.strip()
     weave(host, "attach", "10.0.2.2/24", c)
     weave(host, "attach", "10.0.1.3/24", c)
-    assert ping(host, c, "10.0.2.1") and ping(host, c, "10.0.1.1")
-    assert ping(host, app["A"], "10.0.1.3") and ping(host, app["D"], "10.0.2.2")
+    assert container_pings(host, c, "10.0.2.1") and container_pings(host, c, "10.0.1.1")
+    assert container_pings(host, app["A"], "10.0.1.3")
+    assert container_pings(host, app["D"], "10.0.2.2")
     weave(host, "detach", "10.0.1.3/24", c)
-    assert not ping(host, app["A"], "10.0.1.3")
-    assert ping(host, app["D"], "10.0.2.2")
-    ps = weave(host, "ps").stdout
+    assert not container_pings(host, app["A"], "10.0.1.3")
+    assert container_pings(host, app["D"], "10.0.2.2")
+    ps = weave(host, "ps")
     line = next(x for x in ps.splitlines() if x.startswith(c[:12]))
     assert "10.0.2.2/24" in line and "10.0.1.3/24" not in line
 
 
 def test_bad_input_is_refused_with_one_line_and_nothing_left_behind(host: Host, app):
     before = containers(host)
-    one_line_error(weave(host, "run", "10.0.1.1/24", "-t", "-i", "busybox", ok=False), 1,
+    one_line_error(weave_result(host, "run", "10.0.1.1/24", "-t", "-i", "busybox"), 1,
                    "10.0.1.1", "in use")
-    one_line_error(weave(host, "run", "10.1.0.1/24", "busybox", ok=False), 1, "outside")
-    one_line_error(weave(host, "run", "10.0.1.999/24", "busybox", ok=False), 2)
-    one_line_error(weave(host, "run", "10.0.1.9", "busybox", ok=False), 2, "IP/CIDR")
-    one_line_error(weave(host, "attach", "10.0.1.9/24", "nosuchcontainer", ok=False), 1,
+    one_line_error(weave_result(host, "run", "10.1.0.1/24", "busybox"), 1, "outside")
+    one_line_error(weave_result(host, "run", "10.0.1.999/24", "busybox"), 2)
+    one_line_error(weave_result(host, "run", "10.0.1.9", "busybox"), 2, "IP/CIDR")
+    one_line_error(weave_result(host, "attach", "10.0.1.9/24", "nosuchcontainer"), 1,
                    "no such container")
     stopped = host.run(["docker", "create", "--network=none", "busybox"]).stdout.strip()
-    one_line_error(weave(host, "attach", "10.0.1.9/24", stopped, ok=False), 1, "not running")
-    one_line_error(weave(host, "detach", "10.0.1.77/24", app["A"], ok=False), 1,
+    one_line_error(weave_result(host, "attach", "10.0.1.9/24", stopped), 1, "not running")
+    one_line_error(weave_result(host, "detach", "10.0.1.77/24", app["A"]), 1,
                    "not attached")
-    one_line_error(weave(host, "launch", "10.0.0.1/16", ok=False), 1, "already running")
-    one_line_error(weave(host, "expose", "10.0.1.1/24", ok=False), 1, "in use")
+    one_line_error(weave_result(host, "launch", "10.0.0.1/16"), 1, "already running")
+    one_line_error(weave_result(host, "expose", "10.0.1.1/24"), 1, "in use")
     host.run(["docker", "rm", stopped])
     assert containers(host) == before
     # Refusals changed nothing: the containers still talk.
-    assert ping(host, app["A"], "10.0.1.2")
+    assert container_pings(host, app["A"], "10.0.1.2")
 
 
 def test_reports_status_json_version_logs(host: Host, app):
-    text = weave(host, "status").stdout
+    text = weave(host, "status")
     for needle in ("Range: 10.0.0.0/16", "Actors:", "netconf", "gossip", "10.0.1.1/24"):
         assert needle in text, text
-    st = json.loads(weave(host, "status", "--json").stdout)
+    st = json.loads(weave(host, "status", "--json"))
     assert st["range"] == "10.0.0.0/16"
     assert {a["name"]: a["state"] for a in st["actors"]} == dict.fromkeys(
         ("netconf", "capture", "crypto", "forwarder", "gossip"), "running")
     assert all(isinstance(a["pid"], int) and a["restarts"] == 0 for a in st["actors"])
-    ps = weave(host, "ps").stdout
+    ps = weave(host, "ps")
     for cid in app.values():
         assert cid[:12] in ps
-    assert "weave router" in weave(host, "version").stdout
-    logs = weave(host, "logs").stdout.splitlines()
+    assert "weave router" in weave(host, "version")
+    logs = weave(host, "logs").splitlines()
     events = [json.loads(x) for x in logs]
     assert {"actor", "pid", "inc", "event"} <= set(events[0])
     assert any(e["event"] == "container_attached" for e in events)
@@ -133,12 +121,12 @@ def test_reports_status_json_version_logs(host: Host, app):
 def test_stop_keeps_local_traffic_and_launch_brings_it_back(host: Host, app):
     pids = {c: host.container_pid(c) for c in app.values()}
     weave(host, "stop")
-    one_line_error(weave(host, "status", ok=False), 1, "not running")
-    assert ping(host, app["A"], "10.0.1.2")
+    one_line_error(weave_result(host, "status"), 1, "not running")
+    assert container_pings(host, app["A"], "10.0.1.2")
     weave(host, "launch", "10.0.0.1/16")
-    assert ping(host, app["B"], "10.0.1.1")
+    assert container_pings(host, app["B"], "10.0.1.1")
     assert {c: host.container_pid(c) for c in app.values()} == pids
-    assert "10.0.1.1/24" in weave(host, "ps").stdout
+    assert "10.0.1.1/24" in weave(host, "ps")
 
 
 def test_reset_removes_every_trace(host: Host, app):
@@ -148,5 +136,5 @@ def test_reset_removes_every_trace(host: Host, app):
     assert "weave" not in links and "vethwe" not in links, links
     host.run(["test", "!", "-e", str(host.state_dir)])
     host.run(["test", "!", "-e", str(host.run_dir / "ctl.sock")])
-    assert not ping(host, app["A"], "10.0.1.2")
-    one_line_error(weave(host, "status", ok=False), 1, "not running")
+    assert not container_pings(host, app["A"], "10.0.1.2")
+    one_line_error(weave_result(host, "status"), 1, "not running")

@@ -9,12 +9,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support import wait_for
+
+__all__ = ["Router", "router", "wait_for"]  # wait_for: imported from here by older tests
 
 BIN = Path(sys.executable).parent
 
@@ -99,14 +102,3 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
         yield r
     finally:
         r.cleanup()
-
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

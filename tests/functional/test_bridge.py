@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from tests.support import netns_pings, wait_for
 from weavenet.host import bridge, veth
 from weavenet.host.netns import HostNetError, NamespaceGone
 
@@ -94,16 +94,14 @@ def ns_run(path: str, *argv: str, timeout: float = 10) -> subprocess.CompletedPr
                           capture_output=True, text=True, timeout=timeout)
 
 
-def can_ping(path: str, ip: str, attempts: int = 3) -> bool:
-    # A few tries: the very first echo can race the neighbour resolution on a busy machine.
-    for _ in range(attempts):
-        if ns_run(path, "ping", "-c", "1", "-W", "1", "-n", ip).returncode == 0:
-            return True
-    return False
+def can_ping(path: str, ip: str) -> bool:
+    # A few seconds of tries: the very first echo can race the neighbour resolution on a
+    # busy machine. Fails the test (naming both ends) if no echo ever comes back.
+    return wait_for(lambda: netns_pings(path, ip), 5, f"{path} to ping {ip}")
 
 
 def cannot_ping(path: str, ip: str) -> bool:
-    return ns_run(path, "ping", "-c", "2", "-i", "0.2", "-W", "1", "-n", ip).returncode != 0
+    return not netns_pings(path, ip, count=2)
 
 
 def ip_json(path: str, *args: str) -> list[dict[str, Any]]:
@@ -130,14 +128,6 @@ def snapshot(path: str) -> dict[str, Any]:
 
 def link_names(path: str) -> set[str]:
     return {link["ifname"] for link in ip_json(path, "link", "show")}
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "it") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # --- the bridge ------------------------------------------------------------------------------
@@ -282,7 +272,7 @@ def test_second_network_adds_an_address_and_detach_removes_one_at_a_time(
 
     assert veth.detach(a, "10.0.2.1/24") is True
     assert "ethwe" not in link_names(a)
-    wait_until(lambda: first["host_ifname"] not in link_names(host), what="host veth to go")
+    wait_for(lambda: first["host_ifname"] not in link_names(host), 10, "the host veth to go")
     assert veth.container_addresses(a) == [] and veth.container_mac(a) is None
     assert veth.detach(a, "10.0.2.1/24") is False
 
@@ -295,8 +285,8 @@ def test_one_namespace_reached_by_two_paths_is_one_attachment(
     sleeper = subprocess.Popen(["nsenter", f"--net={a}", "sleep", "60"])
     try:
         by_pid = f"/proc/{sleeper.pid}/ns/net"
-        wait_until(lambda: os.path.exists(by_pid) and os.stat(by_pid).st_ino == _ns_inode(a),
-                   what="sleep to enter the container namespace")
+        wait_for(lambda: os.path.exists(by_pid) and os.stat(by_pid).st_ino == _ns_inode(a), 10,
+                 "sleep to enter the container namespace")
         first = veth.attach(a, "10.0.1.1/24")
         second = veth.attach(by_pid, "10.0.2.1/24")
     finally:
@@ -395,10 +385,10 @@ def test_exited_container_gives_namespace_gone(host: str, make_ns: Callable[[str
     proc = subprocess.Popen(["unshare", "--net", "sleep", "60"])
     try:
         path = f"/proc/{proc.pid}/ns/net"
-        wait_until(lambda: os.path.exists(path)
-                   and os.stat(path).st_ino != _ns_inode(host)
-                   and os.stat(path).st_ino != ROOT_NETNS_INODE,
-                   what="sleep to enter its own namespace")
+        wait_for(lambda: os.path.exists(path)
+                 and os.stat(path).st_ino != _ns_inode(host)
+                 and os.stat(path).st_ino != ROOT_NETNS_INODE,
+                 10, "sleep to enter its own namespace")
         att = veth.attach(path, "10.0.1.1/24")
         assert att["host_ifname"] == veth.host_veth_name(os.stat(path).st_ino)
     finally:
@@ -409,7 +399,7 @@ def test_exited_container_gives_namespace_gone(host: str, make_ns: Callable[[str
         with pytest.raises(NamespaceGone):
             call()
     # The kernel removes the host side when the namespace dies.
-    wait_until(lambda: att["host_ifname"] not in link_names(host), what="orphan veth removal")
+    wait_for(lambda: att["host_ifname"] not in link_names(host), 10, "the orphan veth's removal")
 
     gone = make_ns("x")
     subprocess.run(["ip", "netns", "del", os.path.basename(gone)], check=True)

@@ -302,26 +302,3 @@ def test_malformed_requests_are_dropped_and_the_actor_keeps_serving(sup, fwd, ke
         assert r.ok is False and r.error["code"] == bus.USAGE
     assert sup.request("crypto.forget", {}).ok is False
     assert sup.proc.poll() is None
-
-
-def test_throughput_of_sealing_through_the_actor(sup, fwd, keys):
-    """Not a pass/fail bar: prints datagrams/s sealed through the actor (run with -s)."""
-    batch, in_flight, duration = 32, 4, 1.5
-    for size in (1400, 60000):
-        payloads = [os.urandom(size)] * batch
-        parts = encode_request("seal", PEER_B, payloads)
-        sent = done = 0
-        start = time.monotonic()
-        while time.monotonic() - start < duration or done < sent:
-            while sent - done < in_flight and time.monotonic() - start < duration:
-                fwd.sock.send_multipart(parts, copy=False)
-                sent += 1
-            assert fwd.sock.poll(5000), "crypto actor stopped answering"
-            reply, results = decode_reply(fwd.sock.recv_multipart(copy=False))
-            assert reply.failed == 0 and len(results[-1]) == size + OVERHEAD
-            done += 1
-        elapsed = time.monotonic() - start
-        rate = done * batch / elapsed
-        print(f"\ncrypto actor seal: {size} B x {batch}/batch: {rate:,.0f} datagrams/s, "
-              f"{rate * size * 8 / 1e9:.2f} Gbit/s")
-        assert rate > 0

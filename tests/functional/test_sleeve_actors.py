@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 import uuid
@@ -25,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.conftest import Router, wait_for
+from tests.functional.conftest import Router
+from tests.support import netns_pings, seconds_until, wait_for
 from weavenet.host.netns import socket_in_netns
 
 pytestmark = [
@@ -57,23 +57,8 @@ def ns_socket(netns: str, family: int, type_: int, proto: int = 0) -> socket.soc
         os.close(fd)
 
 
-def ping(netns: str, ip: str, count: int = 1, size: int | None = None) -> bool:
-    cmd = ["nsenter", f"--net={netns}", "ping", "-c", str(count), "-W", "1", "-i", "0.2"]
-    if size is not None:
-        cmd += ["-s", str(size)]
-    return subprocess.run([*cmd, ip], capture_output=True, timeout=30).returncode == 0
-
-
 def actor(h: Host, name: str) -> dict:
     return h.router.actors()[name]
-
-
-def wait_running(h: Host, *names: str) -> None:
-    def ok() -> bool:
-        acts = h.router.actors()
-        return all(acts[n]["state"] == "running" for n in names)
-
-    wait_for(ok, timeout=30, what=f"{names} running")
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +106,8 @@ def net() -> Iterator[tuple[Host, Host, Host]]:
 
 def test_ping_crosses_hosts_both_ways(net: tuple[Host, Host, Host]):
     a, b, _ = net
-    wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping a -> b")
-    assert ping(b.container, a.ip, count=3)
+    wait_for(lambda: netns_pings(a.container, b.ip), timeout=15, what="ping a -> b")
+    assert netns_pings(b.container, a.ip, count=3)
 
     def path_ok() -> dict | None:  # status rides on heartbeats: up to a second behind
         st = actor(a, "forwarder")["status"]
@@ -136,8 +121,8 @@ def test_ping_crosses_hosts_both_ways(net: tuple[Host, Host, Host]):
 
 def test_large_pings_cross(net: tuple[Host, Host, Host]):
     a, b, _ = net
-    wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping a -> b")
-    assert ping(a.container, b.ip, count=2, size=10000)
+    wait_for(lambda: netns_pings(a.container, b.ip), timeout=15, what="ping a -> b")
+    assert netns_pings(a.container, b.ip, count=2, size=10000)
 
 
 def _transfer(a: Host, b: Host, payload: bytes) -> tuple[bytes, float]:
@@ -179,7 +164,7 @@ def _transfer(a: Host, b: Host, payload: bytes) -> tuple[bytes, float]:
 
 def test_tcp_transfer_is_byte_exact(net: tuple[Host, Host, Host]):
     a, b, _ = net
-    wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping a -> b")
+    wait_for(lambda: netns_pings(a.container, b.ip), timeout=15, what="ping a -> b")
     payload = random.Random(4422).randbytes(20 * 1024 * 1024)
     digest, elapsed = _transfer(a, b, payload)
     assert digest == hashlib.sha256(payload).digest()
@@ -263,19 +248,17 @@ def test_malformed_datagrams_are_counted_and_survived(net: tuple[Host, Host, Hos
     drops = after["status"]["counters"]["drops"]
     assert drops.get("malformed_datagram", 0) >= 3 * 8 - 3  # the junk that is not a header
     assert drops.get("unknown_sender", 0) >= 3
-    assert ping(a.container, b.ip)
+    assert netns_pings(a.container, b.ip)
 
 
 @pytest.mark.parametrize("name", ["forwarder", "capture"])
 def test_traffic_resumes_after_kill_9(net: tuple[Host, Host, Host], name: str):
     a, b, _ = net
-    wait_for(lambda: ping(a.container, b.ip), timeout=15, what="ping before the kill")
+    wait_for(lambda: netns_pings(a.container, b.ip), timeout=15, what="ping before the kill")
     victim = actor(a, name)["pid"]
     os.kill(victim, signal.SIGKILL)
-    start = time.monotonic()
-    wait_for(lambda: ping(a.container, b.ip), timeout=10, interval=0.05,
-             what=f"ping after kill -9 of {name}")
-    took = time.monotonic() - start
+    took = seconds_until(lambda: netns_pings(a.container, b.ip), 10,
+                         f"ping after kill -9 of {name}")
     print(f"\ntraffic resumed {took:.2f}s after kill -9 of {name}")
     assert took < 5.0
     assert actor(a, name)["pid"] != victim
@@ -285,8 +268,8 @@ def test_hosts_without_a_path_talk_through_a_relay(net: tuple[Host, Host, Host])
     """a and c share no underlay link; b relays their frames (unicast and flooded)."""
     a, b, c = net
     relayed_before = actor(b, "forwarder")["status"]["counters"].get("tx", 0)
-    wait_for(lambda: ping(a.container, c.ip), timeout=15, what="ping a -> c through b")
-    assert ping(c.container, a.ip, count=2)
+    wait_for(lambda: netns_pings(a.container, c.ip), timeout=15, what="ping a -> c through b")
+    assert netns_pings(c.container, a.ip, count=2)
     payload = random.Random(3).randbytes(4 * 1024 * 1024)
     digest, _ = _transfer(a, c, payload)
     assert digest == hashlib.sha256(payload).digest()
@@ -315,7 +298,7 @@ def test_a_path_dropping_big_datagrams_still_carries_big_frames(net: tuple[Host,
 
     path = wait_for(small_path, timeout=20, what="path MTU below 1000")
     assert path["pmtu"] >= 900
-    wait_for(lambda: ping(a.container, b.ip, size=10000), timeout=10,
+    wait_for(lambda: netns_pings(a.container, b.ip, size=10000), timeout=10,
              what="10000-byte ping over the small path")
     payload = random.Random(6783).randbytes(4 * 1024 * 1024)
     digest, elapsed = _transfer(a, b, payload)

@@ -2,12 +2,13 @@
 
 Root tests build a throwaway host namespace with the weave bridge, its router TAP and a
 "container" namespace, and run inside the host namespace the way the capture actor does
-(see test_hostnet.py for why the test thread is moved with setns). Frames seen inside the
+(see test_bridge.py for why the test thread is moved with setns). Frames seen inside the
 container are read with an AF_PACKET socket created in its namespace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.support import wait_for
 from weavenet.dataplane.frame import (
     VNET_F_NEEDS_CSUM,
     VNET_GSO_ECN,
@@ -44,6 +46,7 @@ needs_root = [
 ]
 
 ROOT_NETNS_INODE = os.stat("/proc/thread-self/ns/net").st_ino
+ETH_P_ALL = 0x0003
 ETHERTYPE_TEST = 0x88B5  # IEEE 802 local experimental EtherType
 ETHERTYPE_ARP = 0x0806
 ETHERTYPE_IPV4 = 0x0800
@@ -122,14 +125,14 @@ def _link_ids(ip_json: bytes) -> set[tuple[int, str]]:
 def wait_port_forwarding(site: Site, timeout: float = 5.0) -> None:
     """Opening the TAP turns its carrier on; the bridge learns that through linkwatch, which
     may batch the event for up to a second. Frames sent before the port forwards are lost."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def state() -> str | None:
         out = ns_run(site.host, "bridge", "-j", "link", "show", "dev", bridge.ROUTER_PORT)
         ports = json.loads(out.stdout or "[]")
-        if ports and ports[0].get("state") == "forwarding":
-            return
-        assert time.monotonic() < deadline, f"router port not forwarding: {ports}"
-        time.sleep(0.05)
+        return ports[0].get("state") if ports else None
+
+    wait_for(lambda: state() == "forwarding", timeout, "the router port to forward",
+             interval=0.05)
 
 
 @pytest.fixture
@@ -169,15 +172,18 @@ def read_until(
     fd: int, match: Callable[[bytes], bool], timeout: float = 5.0
 ) -> tuple[bytes, list[bytes]]:
     """Read items until one matches; return it and everything read before it."""
-    deadline = time.monotonic() + timeout
     seen: list[bytes] = []
-    while time.monotonic() < deadline:
+
+    def matching() -> bytes | None:
         select.select([fd], [], [], 0.1)
         for item in tap.read_batch(fd):
             if match(item):
-                return item, seen
+                return item
             seen.append(item)
-    raise AssertionError(f"no matching frame within {timeout}s ({len(seen)} others seen)")
+        return None
+
+    item = wait_for(matching, timeout, "a matching frame from the TAP", interval=0)
+    return item, seen
 
 
 def ethertype_of(frame: bytes | memoryview) -> int:
@@ -270,16 +276,14 @@ class TestRouterPort:
         remote_mac = bytes.fromhex("02aabbccdd01")
         nonce = uuid.uuid4().bytes
         assert tap.write_frame(tap_fd, build_vnet_hdr() + craft_frame(remote_mac, nonce))
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
+
+        def injected() -> bytes | None:
             ready, _, _ = select.select([container_raw], [], [], 0.2)
-            if ready:
-                data = container_raw.recv(2048)
-                if nonce in data:
-                    assert data[6:12] == remote_mac
-                    break
-        else:
-            raise AssertionError("the injected frame never reached the container")
+            data = container_raw.recv(2048) if ready else b""
+            return data if nonce in data else None
+
+        data = wait_for(injected, 5, "the injected frame in the container", interval=0)
+        assert data[6:12] == remote_mac
         # The bridge learned the remote MAC on the router port, so replies go back to us.
         fdb = json.loads(ns_run(site.host, "bridge", "-j", "fdb", "show", "br", "weave").stdout)
         assert any(e["mac"] == "02:aa:bb:cc:dd:01" and e["ifname"] == bridge.ROUTER_PORT
@@ -301,18 +305,34 @@ class TestRouterPort:
     ) -> None:
         src = mac_bytes(site.mac)
         nonces = [uuid.uuid4().bytes for _ in range(5)]
-        for nonce in nonces:
-            container_raw.send(craft_frame(src, nonce))
-        select.select([tap_fd], [], [], 2)
-        time.sleep(0.1)  # let all five cross the bridge; read_batch never waits for more
+        # A packet socket on the router port sees each frame as the bridge hands it to the TAP
+        # driver, just before it joins the TAP's queue (outgoing frames reach only ETH_P_ALL
+        # sockets). Once it has seen all five, more than two wait to be read.
+        sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        with sniffer:
+            sniffer.bind((bridge.ROUTER_PORT, ETH_P_ALL))
+            sniffer.settimeout(0.2)
+            for nonce in nonces:
+                container_raw.send(craft_frame(src, nonce))
+            pending = set(nonces)
+
+            def handed_to_the_tap() -> bool:
+                with contextlib.suppress(TimeoutError):
+                    data = sniffer.recv(2048)
+                    pending.difference_update([n for n in pending if n in data])
+                return not pending
+
+            wait_for(handed_to_the_tap, 5, "the five frames to reach the TAP", interval=0)
         first = tap.read_batch(tap_fd, max_frames=2)
         assert len(first) == 2
         got = first
-        deadline = time.monotonic() + 5
-        while not all(any(n in item for item in got) for n in nonces):
-            assert time.monotonic() < deadline, "not all five test frames came out of the TAP"
+
+        def all_read() -> bool:
             select.select([tap_fd], [], [], 0.1)
-            got += tap.read_batch(tap_fd)
+            got.extend(tap.read_batch(tap_fd))
+            return all(any(n in item for item in got) for n in nonces)
+
+        wait_for(all_read, 5, "all five test frames out of the TAP", interval=0)
         started = time.monotonic()
         tap.read_batch(tap_fd)  # whatever is left (maybe nothing): returns at once
         assert time.monotonic() - started < 0.5

@@ -1,0 +1,192 @@
+"""What the functional and end-to-end tests share: waiting on state, pinging, running weave.
+
+Tests synchronise on the state they need: `wait_for` polls a probe until it holds and, on
+timeout, fails with what was awaited and the last value or exception the probe gave. Where a
+fixed time *is* the point ("nothing happens during these 3 s"), `holds_for` checks the
+condition throughout the interval rather than once at its end.
+
+The ping, listening and `weave` helpers work on a lab `Host` (see `LabHost`) or, for
+`netns_pings`, on a namespace path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class LabHost(Protocol):
+    """The part of weavenet.lab.Host these helpers use."""
+
+    name: str
+
+    def run(self, cmd: Any, check: bool = True, timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess[str]: ...
+
+    def exec_in_container(self, container: str, cmd: Any, check: bool = True,
+                          timeout: float = 60) -> subprocess.CompletedProcess[str]: ...
+
+    def container_pid(self, container: str) -> int: ...
+
+
+# --- waiting ---------------------------------------------------------------------------------
+
+
+def wait_for(probe: Callable[[], T], timeout: float = 15.0, what: str = "the condition",
+             interval: float = 0.1) -> T:
+    """Poll `probe` until it returns something truthy and return that.
+
+    An exception from the probe counts as "not yet" (the router may be restarting, a status
+    may not carry the field yet); if the time runs out, the test fails naming `what` and the
+    last value or exception seen.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    error: Exception | None = None
+    while True:
+        try:
+            last = probe()
+        except Exception as exc:  # noqa: BLE001 - reported below if it never settles
+            last, error = exc, exc
+        else:
+            error = None
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {timeout:g}s waiting for {what}; last seen: {last!r}"
+            ) from error
+        time.sleep(interval)
+
+
+def seconds_until(probe: Callable[[], object], timeout: float, what: str,
+                  interval: float = 0.05) -> float:
+    """Seconds until `probe` holds (see `wait_for`); fails the test after `timeout`."""
+    start = time.monotonic()
+    wait_for(probe, timeout, what, interval)
+    return time.monotonic() - start
+
+
+def holds_for(probe: Callable[[], T], duration: float, what: str, interval: float = 0.2) -> T:
+    """Check that `probe` stays truthy for `duration` seconds; fail at the first lapse.
+
+    For checks whose point is a span of time: a crash-looping actor stays failed, a refused
+    peer is not redialled. Returns the last value.
+    """
+    start = time.monotonic()
+    while True:
+        value = probe()
+        elapsed = time.monotonic() - start
+        assert value, f"{what} stopped holding after {elapsed:.1f}s: {value!r}"
+        if elapsed >= duration:
+            return value
+        time.sleep(interval)
+
+
+# --- ping ------------------------------------------------------------------------------------
+
+
+def ping_argv(ip: str, count: int = 1, size: int | None = None) -> list[str]:
+    """One-second-bounded ping, in the syntax both iputils and busybox accept."""
+    argv = ["ping", "-c", str(count), "-W", "1"]
+    if count > 1:
+        argv += ["-i", "0.2"]
+    if size is not None:
+        argv += ["-s", str(size)]
+    return [*argv, ip]
+
+
+def netns_pings(netns: str, ip: str, count: int = 1, size: int | None = None) -> bool:
+    """Whether a ping from the namespace at path `netns` gets an answer from `ip`."""
+    r = subprocess.run(["nsenter", f"--net={netns}", *ping_argv(ip, count, size)],
+                       capture_output=True, timeout=30)
+    return r.returncode == 0
+
+
+def host_pings(host: LabHost, ip: str) -> bool:
+    """Whether a ping from the lab host itself gets an answer from `ip`."""
+    return host.run(ping_argv(ip), check=False, timeout=20).returncode == 0
+
+
+def container_pings(host: LabHost, container: str, ip: str, size: int | None = None) -> bool:
+    """Whether a ping from a container of the lab host gets an answer from `ip`."""
+    r = host.exec_in_container(container, ping_argv(ip, size=size), check=False, timeout=20)
+    return r.returncode == 0
+
+
+def eventually_pings(host: LabHost, container: str, ip: str, timeout: float = 30.0,
+                     size: int | None = None) -> float:
+    """Seconds until a ping from the container got through; fails the test after `timeout`."""
+    return seconds_until(lambda: container_pings(host, container, ip, size), timeout,
+                         f"{host.name}: {container[:12]} to reach {ip}")
+
+
+def listening(host: LabHost, port: int, udp: bool = False, pid: int | None = None) -> bool:
+    """Whether a socket listens on `port` on the host, or in the namespace of process `pid`
+    (a container's init). Servers started in the background are awaited with this."""
+    prefix = ["nsenter", "-t", str(pid), "-n"] if pid else []
+    r = host.run([*prefix, "ss", "-Hln" + ("u" if udp else "t"), f"sport = :{port}"],
+                 check=False, timeout=20)
+    return r.returncode == 0 and bool(r.stdout.strip())
+
+
+def wait_listening(host: LabHost, port: int, udp: bool = False, container: str | None = None,
+                   timeout: float = 10.0) -> None:
+    """Wait until a server started in the background listens on `port`, on the host or in
+    one of its containers (a lab `Host`: the container's namespace is found by its pid)."""
+    pid = host.container_pid(container) if container else None
+    where = f"{host.name}" + (f": {container[:12]}" if container else "")
+    wait_for(lambda: listening(host, port, udp, pid), timeout,
+             f"{where} to listen on {'udp' if udp else 'tcp'} {port}")
+
+
+# --- the weave CLI on a lab host -------------------------------------------------------------
+
+
+def weave_result(host: LabHost, *args: str,
+                 timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """`weave ARGS` on the host, whatever its exit status."""
+    return host.run(["weave", *args], check=False, timeout=timeout)
+
+
+def weave(host: LabHost, *args: str, timeout: float = 90) -> str:
+    """`weave ARGS` on the host; the test fails unless it exits 0. Returns stdout, stripped."""
+    r = weave_result(host, *args, timeout=timeout)
+    assert r.returncode == 0, f"{host.name}: weave {' '.join(args)} failed: {r.stderr}"
+    return r.stdout.strip()
+
+
+def status(host: LabHost) -> dict[str, Any]:
+    """`weave status --json` of the host."""
+    return json.loads(weave(host, "status", "--json"))
+
+
+def actor(host: LabHost, name: str) -> dict[str, Any]:
+    """The host's status row of one actor (name, pid, state, restarts, status)."""
+    for row in status(host)["actors"]:
+        if row["name"] == name:
+            return row
+    raise AssertionError(f"{host.name} has no {name} actor")
+
+
+def actor_status(host: LabHost, name: str) -> dict[str, Any]:
+    """What the actor last reported in its heartbeat (empty before the first one)."""
+    return actor(host, name).get("status") or {}
+
+
+def log_events(host: LabHost, *events: str, of: str | None = None) -> list[dict[str, Any]]:
+    """The host's log records with one of `events`, optionally only actor `of`'s, in order."""
+    out = []
+    # before the first launch there is no log file: no events
+    for line in weave_result(host, "logs").stdout.splitlines():
+        with contextlib.suppress(ValueError):
+            rec = json.loads(line)
+            if rec.get("event") in events and of in (None, rec.get("actor")):
+                out.append(rec)
+    return out
