@@ -65,7 +65,6 @@ from weavenet.dataplane.udp import GRO_CMSG_SPACE, gro_size
 from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, drain, main
 from weavenet.runtime.counters import Counters
-from weavenet.runtime.defaults import PORT
 
 SOCKET_BUFFER = 4 * 1024 * 1024
 QUEUE_HWM = 1024
@@ -104,10 +103,10 @@ class ForwarderActor(Actor):
 
     def setup(self) -> None:
         tune_malloc()
-        self.me = str(self.config["peer_name"])
+        self.me = str(self.launch.peer_name)
         self.me_wire = sleeve.peer_to_wire(self.me)
-        self.port = int(self.config.get("port", PORT))
-        self.encrypt = bool(self.config.get("encryption"))
+        self.port = self.launch.port
+        self.encrypt = self.launch.encryption
         self.seal_extra = SEAL_EXTRA if self.encrypt else 0  # room for the MAC when sealing
         self.sealed_prefix = sealed_prefix(self.me_wire)
         self.counters = Counters()
@@ -393,7 +392,7 @@ class ForwarderActor(Actor):
             self._send_frames(path, src, dst, frames, inject)
         if inject:
             self._inject(inject)
-        if plan.learned and self.config.get("debug"):
+        if plan.learned and self.launch.debug:
             for mac, peer, how in plan.learned:
                 name = sleeve.peer_from_wire(peer) if peer else self.me
                 self.log.debug("mac_learned", mac=mac.hex(":"), peer=name, how=how.name.lower())

@@ -42,7 +42,7 @@ from typing import Any
 import zmq
 
 from weavenet.crypto.keys import Password
-from weavenet.crypto.protocol import forget_body, install_body
+from weavenet.crypto.protocol import ForgetKeys, Install
 from weavenet.mesh.connection import (
     HANDSHAKE_TIMEOUT,
     OUT_BUFFER_FULL,
@@ -76,7 +76,6 @@ from weavenet.runtime.actor import Actor, handles, main
 from weavenet.runtime.address import format_host_port, normalize, parse_host_port
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.control import Connect, Forget
-from weavenet.runtime.defaults import PORT
 
 HEARTBEAT_INTERVAL = 2.0
 FULL_EXCHANGE_INTERVAL = 10.0
@@ -103,8 +102,8 @@ class Gossip(Actor):
     NAME = "gossip"
 
     def setup(self) -> None:
-        self.port = int(self.config.get("port", PORT))
-        self.me = Peer(PeerName(self.config["peer_name"]), str(self.config["nickname"]), new_uid())
+        self.port = self.launch.port
+        self.me = Peer(PeerName(str(self.launch.peer_name)), self.launch.nickname or "", new_uid())
         self.log = self.log.bind(peer=str(self.me.name))
         self.rng = random.Random()
         self.router: Router[SocketConnection] = Router(self.me, port=self.port, rng=self.rng,
@@ -112,7 +111,7 @@ class Gossip(Actor):
         self.maker = self.router.maker
         self.by_peer = self.router.by_peer  # the one established link per peer
         self.password: Password | None = (
-            self._fetch_password() if self.config.get("encryption") else None)
+            self._fetch_password() if self.launch.encryption else None)
         self.hs_config = HandshakeConfig(self.me, udp_port=self.port,
                                          encrypt=self.password is not None)
         self.refusals = Refusals()
@@ -130,7 +129,7 @@ class Gossip(Actor):
 
         self.events = self.subscribe_events("actor.ready")
         self.add_reader(self.events, self._on_event)
-        self._add_targets(self.config.get("peers") or [], Source.LAUNCH)
+        self._add_targets(self.launch.peers, Source.LAUNCH)
 
         self.every(TICK, self._tick, first=0.0)
         self.every(HEARTBEAT_INTERVAL, self._heartbeats)
@@ -400,8 +399,8 @@ class Gossip(Actor):
         epoch = None
         if acc.keys is not None:
             epoch = acc.connection_id
-            self._crypto_request("crypto.install", str(remote.name), epoch, install_body(
-                str(remote.name), epoch, acc.keys.udp_send, acc.keys.udp_recv))
+            self._crypto_request(Install(str(remote.name), epoch, acc.keys.udp_send,
+                                         acc.keys.udp_recv), epoch)
         conn.establish(time.monotonic(), epoch)
         self.refusals.forget(conn.host, str(remote.name))
         self.log.info("peer_connected", remote=str(remote.name), nickname=remote.nickname,
@@ -445,8 +444,7 @@ class Gossip(Actor):
                 del self.by_peer[remote.name]
                 return  # the new connection's keys replace these in the crypto actor
             if conn.epoch is not None:
-                self._crypto_request("crypto.forget", str(remote.name), conn.epoch,
-                                     forget_body(str(remote.name)))
+                self._crypto_request(ForgetKeys(str(remote.name)), conn.epoch)
             self.log.info("peer_disconnected", remote=str(remote.name),
                           nickname=remote.nickname, reason=reason)
             self._gossip(self.router.lost(conn, reason))
@@ -460,11 +458,10 @@ class Gossip(Actor):
             conn.sock.send(conn.goodbye(reason))
 
     # -- keys in the crypto actor -----------------------------------------------------------
-    def _crypto_request(self, type_: str, peer: str, epoch: int | None,
-                        body: dict[str, Any]) -> None:
-        env = bus.request("request", {"to": "crypto", "type": type_, "body": body},
+    def _crypto_request(self, req: Install | ForgetKeys, epoch: int | None) -> None:
+        env = bus.request("request", {"to": "crypto", "type": req.TYPE, "body": req.to_body()},
                           src=self.NAME, inc=self.inc)
-        self.crypto_requests[env.id] = (type_, peer, epoch)
+        self.crypto_requests[env.id] = (req.TYPE, req.peer, epoch)
         self.send_sup(env)
 
     def on_reply(self, env: Envelope) -> None:
@@ -478,7 +475,7 @@ class Gossip(Actor):
         reason = (env.error or {}).get("reason", "unknown error")
         self.log.warning("crypto_request_failed", type=type_, remote=peer, reason=reason)
         conn = self.by_peer.get(PeerName(peer))
-        if type_ == "crypto.install" and conn is not None and conn.epoch == epoch:
+        if type_ == Install.TYPE and conn is not None and conn.epoch == epoch:
             # without keys in the crypto actor no frame can flow: make a new connection
             self._close(conn, f"session keys not installed: {reason}", goodbye=RENEGOTIATE_REASON,
                         event="connection_lost")

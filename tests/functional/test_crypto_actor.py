@@ -22,11 +22,11 @@ import zmq
 from weavenet.crypto.keys import HandshakeParty, KeyExchange, Password, Role, SessionKeys
 from weavenet.crypto.protocol import (
     OVERHEAD,
+    ForgetKeys,
+    Install,
     Reply,
     decode_reply,
     encode_request,
-    forget_body,
-    install_body,
 )
 from weavenet.runtime import bus
 from weavenet.runtime.bus import Envelope
@@ -100,7 +100,7 @@ class FakeSupervisor:
         return self.wait_for(lambda e: e.in_reply_to == req.id, f"reply to {type_}")
 
     def install(self, peer: str, epoch: int, udp_send: bytes, udp_recv: bytes) -> None:
-        self.request("crypto.install", install_body(peer, epoch, udp_send, udp_recv)
+        self.request("crypto.install", Install(peer, epoch, udp_send, udp_recv).to_body()
                      ).raise_for_error()
 
     def counters_become(self, expected: dict[str, int], timeout: float = 5.0) -> dict[str, int]:
@@ -224,7 +224,7 @@ def test_sealing_for_a_peer_without_keys_fails_every_item(sup, fwd, keys):
     reply, sealed = fwd.call("seal", "cc:00:00:00:00:0c", [b"a" * 10] * 5, tag="t")
     assert sealed == [b""] * 5
     assert (reply.epoch, reply.failed, reply.tag) == (None, 5, "t")
-    sup.request("crypto.forget", forget_body(PEER_B)).raise_for_error()
+    sup.request("crypto.forget", ForgetKeys(PEER_B).to_body()).raise_for_error()
     reply, sealed = fwd.call("seal", PEER_B, [b"b" * 10] * 3)
     assert sealed == [b""] * 3 and reply.failed == 3
     sup.counters_become({"no_keys": 8, "sealed": 0})
@@ -268,7 +268,7 @@ def test_new_epoch_restarts_the_sequence_under_a_new_key(sup, fwd, keys):
     for peer, send, recv in ((PEER_B, ka.udp_send, os.urandom(32)),
                              (PEER_A, os.urandom(32), kb.udp_recv),
                              ("cc:00:00:00:00:0c", na.udp_send, os.urandom(32))):
-        refused = sup.request("crypto.install", install_body(peer, 9, send, recv))
+        refused = sup.request("crypto.install", Install(peer, 9, send, recv).to_body())
         assert refused.ok is False and refused.error["code"] == bus.USAGE
     _, third = fwd.call("seal", PEER_B, [plain])
     assert seq_of(third[0]) == 1  # still the epoch-8 sealer

@@ -7,7 +7,7 @@ import os
 import msgpack
 import pytest
 
-from weavenet.crypto.protocol import ForgetKeys, Install, forget_body, install_body
+from weavenet.crypto.protocol import ForgetKeys, Install
 from weavenet.runtime import bus
 from weavenet.runtime.request import UsageError
 
@@ -17,9 +17,9 @@ SEND, RECV = os.urandom(32), os.urandom(32)
 
 def test_install_and_forget_bodies_are_unchanged_and_decode_back():
     body = {"peer": PEER, "epoch": 7, "udp_send": SEND, "udp_recv": RECV}
-    assert msgpack.packb(install_body(PEER, 7, SEND, RECV)) == msgpack.packb(body)
+    assert msgpack.packb(Install(PEER, 7, SEND, RECV).to_body()) == msgpack.packb(body)
     assert Install.from_body(body) == Install(PEER, 7, SEND, RECV)
-    assert forget_body(PEER) == {"peer": PEER} == ForgetKeys(PEER).to_body()
+    assert ForgetKeys(PEER).to_body() == {"peer": PEER}
     assert ForgetKeys.from_body({"peer": PEER}) == ForgetKeys(PEER)
     assert (Install.TYPE, ForgetKeys.TYPE) == ("crypto.install", "crypto.forget")
 

@@ -215,12 +215,3 @@ class ForgetKeys(BusRequest):
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Self:
         return cls(_key_peer(body.get("peer")))
-
-
-def install_body(peer: str, epoch: int, udp_send: bytes, udp_recv: bytes) -> dict[str, Any]:
-    """Body of a ``crypto.install`` request (e.g. from ``SessionKeys`` of one connection)."""
-    return Install(peer, epoch, udp_send, udp_recv).to_body()
-
-
-def forget_body(peer: str) -> dict[str, Any]:
-    return ForgetKeys(peer).to_body()

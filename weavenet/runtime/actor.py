@@ -83,8 +83,6 @@ class Actor:
     def __init__(self, run_dir: Path, launch: LaunchConfig) -> None:
         self.run_dir = Path(run_dir)
         self.launch = launch
-        # The same settings as a dict, for the actors that still read them by key.
-        self.config: dict[str, Any] = launch.to_body()
         self.endpoints = bus.Endpoints(run_dir)
         self.state_dir = Path(launch.state_dir)
         self.inc = random.getrandbits(63)
