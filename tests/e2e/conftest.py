@@ -113,8 +113,8 @@ def lab_factory() -> Iterator[Callable[..., Lab]]:
         raise errors[0]
 
 
-def _module_lab(n_hosts: int) -> Iterator[Lab]:
-    lab = start_lab(n_hosts, docker=True)
+def _module_lab(n_hosts: int, **lab_args: Any) -> Iterator[Lab]:
+    lab = start_lab(n_hosts, docker=True, **lab_args)
     try:
         yield lab
     finally:
@@ -137,3 +137,10 @@ def lab2() -> Iterator[Lab]:
 def lab3() -> Iterator[Lab]:
     """Three hosts with dockerd, shared by the module's tests (undo your faults)."""
     yield from _module_lab(3)
+
+
+@pytest.fixture(scope="module")
+def lab3_nat3() -> Iterator[Lab]:
+    """Three hosts with dockerd, host3 behind NAT (its own masquerading router), shared by the
+    module's tests."""
+    yield from _module_lab(3, nat=[3])

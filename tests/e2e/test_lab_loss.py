@@ -3,17 +3,13 @@ until it is set back to 0 (the fault issue 11's loss tests are built on)."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 
 from weavenet.lab import Lab
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)"),
-]
+pytestmark = [pytest.mark.root]
 
 
 def received(src, dst_ip: str, count: int) -> int:

@@ -3,32 +3,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
 
 import pytest
 
+from tests.support import wait_listening
 from weavenet.lab import Lab, underlay
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)"),
-]
+pytestmark = [pytest.mark.root]
 
 
 def connects(src, ip: str, port: int) -> bool:
     probe = ["nc.openbsd", "-z", "-w", "2", ip, str(port)]
     return src.run(probe, check=False, timeout=10).returncode == 0
-
-
-def eventually_connects(src, ip: str, port: int) -> bool:
-    """A listener just started binds within milliseconds: try for at most ~5 s."""
-    for _ in range(50):
-        if connects(src, ip, port):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_host_behind_nat_dials_out_as_its_router_and_cannot_be_dialled(lab_factory) -> None:
@@ -40,7 +27,8 @@ def test_a_host_behind_nat_dials_out_as_its_router_and_cannot_be_dialled(lab_fac
     with h1.popen(["nc.openbsd", "-l", "-v", "-n", "5555"], stdout=subprocess.PIPE,
                   stderr=subprocess.PIPE, text=True) as listener:
         try:
-            assert eventually_connects(h2, h1.ip, 5555), "host2 could not dial host1 via NAT"
+            wait_listening(h1, 5555)
+            assert connects(h2, h1.ip, 5555), "host2 could not dial host1 through its NAT"
             _, err = listener.communicate(timeout=10)
         finally:
             listener.kill()
@@ -50,7 +38,7 @@ def test_a_host_behind_nat_dials_out_as_its_router_and_cannot_be_dialled(lab_fac
     with h2.popen(["nc.openbsd", "-lk", "5556"], stdout=subprocess.DEVNULL,
                   stderr=subprocess.DEVNULL) as inside:
         try:
-            assert eventually_connects(h2, "127.0.0.1", 5556)  # it listens
+            wait_listening(h2, 5556)
             assert not connects(h1, h2.lan_ip, 5556)
             assert not connects(h1, h2.ip, 5556)
         finally:
