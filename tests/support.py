@@ -127,6 +127,11 @@ def eventually_pings(host: LabHost, container: str, ip: str, timeout: float = 30
                          f"{host.name}: {container[:12]} to reach {ip}")
 
 
+def file_says(host: LabHost, container: str, path: str, text: str) -> bool:
+    """Whether a file in the container holds `text` (what a background server wrote)."""
+    return text in host.exec_in_container(container, ["cat", path], check=False).stdout
+
+
 def listening(host: LabHost, port: int, udp: bool = False, pid: int | None = None) -> bool:
     """Whether a socket listens on `port` on the host, or in the namespace of process `pid`
     (a container's init). Servers started in the background are awaited with this."""

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support import (
     eventually_pings,
+    file_says,
     log_events,
     status,
     wait_for,
@@ -21,9 +22,6 @@ from weavenet.lab import Host, Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 
-
-def file_says(host: Host, cid: str, path: str, text: str) -> bool:
-    return text in host.exec_in_container(cid, ["cat", path], check=False).stdout
 
 
 def dials_to(host: Host, ip: str) -> list[dict]:

@@ -17,18 +17,16 @@ from tests.support import (
     actor_status,
     container_pings,
     eventually_pings,
+    file_says,
     status,
     wait_for,
     wait_listening,
     weave,
 )
-from weavenet.lab import Host, Lab
+from weavenet.lab import Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 
-
-def file_says(host: Host, cid: str, path: str, text: str) -> bool:
-    return text in host.exec_in_container(cid, ["cat", path], check=False).stdout
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from weavenet.crypto.seal import (
     DatagramOpener,
     DatagramSealer,
     ForgedMessage,
-    MalformedMessage,
+    MalformedBox,
     NonceExhausted,
     ReplayedDatagram,
     StreamBroken,
@@ -107,7 +107,7 @@ def test_reordered_datagrams_within_window_are_accepted_too_old_ones_dropped() -
 @pytest.mark.parametrize("size", [0, 1, DATAGRAM_OVERHEAD - 1])
 def test_truncated_datagram_is_malformed(size: int) -> None:
     opener = DatagramOpener(KEY)
-    with pytest.raises(MalformedMessage):
+    with pytest.raises(MalformedBox):
         opener.open(b"\x00" * size)
     assert opener.malformed == 1
 
@@ -206,7 +206,7 @@ def test_stream_tampered_length_never_yields_a_message() -> None:
 @pytest.mark.parametrize("length", [0, 15, 1000 + 16 + 1, 2**32 - 1])
 def test_stream_length_out_of_range_is_malformed_before_buffering(length: int) -> None:
     opener = StreamOpener(KEY, max_message=1000)
-    with pytest.raises(MalformedMessage):
+    with pytest.raises(MalformedBox):
         opener.feed(length.to_bytes(4, "big"))
 
 
@@ -231,5 +231,5 @@ def test_stream_sealer_refuses_oversized_message_and_exhausted_counter() -> None
 
 
 def test_stream_and_datagram_errors_share_one_base() -> None:
-    for error in (ForgedMessage, MalformedMessage, ReplayedDatagram, NonceExhausted, StreamBroken):
+    for error in (ForgedMessage, MalformedBox, ReplayedDatagram, NonceExhausted, StreamBroken):
         assert issubclass(error, CryptoError)

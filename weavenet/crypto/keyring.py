@@ -22,7 +22,7 @@ from weavenet.crypto.seal import (
     DatagramOpener,
     DatagramSealer,
     ForgedMessage,
-    MalformedMessage,
+    MalformedBox,
     NonceExhausted,
     ReplayedDatagram,
 )
@@ -159,7 +159,7 @@ class KeyRing:
             else:
                 try:
                     payload = open_(d)
-                except MalformedMessage:
+                except MalformedBox:
                     reason = "malformed"
                 except ReplayedDatagram:
                     reason = "replayed"
@@ -172,7 +172,7 @@ class KeyRing:
                     try:
                         payload = previous.open(d)
                         reason = None if payload else "malformed"
-                    except (MalformedMessage, ReplayedDatagram, ForgedMessage):
+                    except (MalformedBox, ReplayedDatagram, ForgedMessage):
                         pass  # counted under the current key's verdict
             if reason is None:
                 append(payload)

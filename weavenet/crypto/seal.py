@@ -57,7 +57,7 @@ class ForgedMessage(CryptoError):
     """Authentication failed: tampered, reordered, replayed (stream) or sealed with another key."""
 
 
-class MalformedMessage(CryptoError):
+class MalformedBox(CryptoError):
     """Too short, oversized or otherwise not a sealed message."""
 
 
@@ -125,12 +125,12 @@ class DatagramOpener:
         self.malformed = 0
 
     def open(self, datagram: bytes) -> bytes:
-        """Return the payload, or raise (and count) `MalformedMessage`, `ReplayedDatagram` or
+        """Return the payload, or raise (and count) `MalformedBox`, `ReplayedDatagram` or
         `ForgedMessage`. The window only moves for authentic datagrams, so forged sequence
         numbers cannot push genuine traffic out of it."""
         if len(datagram) < DATAGRAM_OVERHEAD:
             self.malformed += 1
-            raise MalformedMessage(f"datagram of {len(datagram)} bytes is too short")
+            raise MalformedBox(f"datagram of {len(datagram)} bytes is too short")
         header = datagram[:SEQ_SIZE]
         (seq,) = _SEQ.unpack(header)
         # cheap pre-filter before spending a decryption on a replay
@@ -203,7 +203,7 @@ class StreamOpener:
             raise StreamBroken("stream already failed; close the connection")
         try:
             if not MAC_SIZE <= len(box) <= self._max_message + MAC_SIZE:
-                raise MalformedMessage(f"sealed message of {len(box)} bytes")
+                raise MalformedBox(f"sealed message of {len(box)} bytes")
             try:
                 message = crypto_secretbox_open_easy(
                     box, _SEQ.pack(self._next) + _NONCE_PAD, self._key
@@ -230,7 +230,7 @@ class StreamOpener:
             if not MAC_SIZE <= length <= self._max_message + MAC_SIZE:
                 # refuse before buffering: a forged length must not make us wait for gigabytes
                 self._broken = True
-                raise MalformedMessage(f"sealed message length {length} out of range")
+                raise MalformedBox(f"sealed message length {length} out of range")
             end = offset + LENGTH_SIZE + length
             if len(buffer) < end:
                 break
