@@ -20,8 +20,9 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from weavenet.host import arp, bridge, conntrack, veth
+from weavenet.host import arp, bridge, conntrack, exposenat, veth
 from weavenet.host.attachments import FILE_NAME, Attachment, Attachments, ns_inode
+from weavenet.host.netns import HostNetError
 from weavenet.runtime.actor import Actor, handles, main
 from weavenet.runtime.bus import FAILED, BusError
 from weavenet.runtime.control import Attach, Detach, Expose, Hide, Ps, Target
@@ -40,9 +41,19 @@ class Netconf(Actor):
         bridge.ensure_bridge(BRIDGE, mtu=self.mtu)
         bridge.ensure_router_port(BRIDGE, mtu=self.mtu)
         self._clear_conntrack(self.launch.port)
+        self._reconcile_exposed()
         self.every(PRUNE_INTERVAL, self._prune)
         self.log.info("bridge_ready", bridge=BRIDGE, mtu=self.mtu,
                       attachments=len(self.attachments))
+
+    def _reconcile_exposed(self) -> None:
+        """Addresses still on the bridge (a relaunch, a restarted netconf) keep their NAT rules;
+        after a reboot the bridge is new and has none, so nothing is added."""
+        for cidr in bridge.bridge_addresses(BRIDGE):
+            try:
+                exposenat.ensure(cidr, bridge=BRIDGE)
+            except HostNetError as exc:
+                self.log.warning("expose_nat_failed", cidr=cidr, reason=str(exc))
 
     def _clear_conntrack(self, port: int) -> None:
         """Forget conntrack's UDP flows of our port: after a quick relaunch a stale entry (e.g. a
@@ -126,15 +137,19 @@ class Netconf(Actor):
         if req.cidr not in bridge.bridge_addresses(BRIDGE):
             self._check((req.cidr,), None)
         bridge.expose(req.cidr, bridge=BRIDGE)
-        self.log.info("host_exposed", cidr=req.cidr)
+        # After the address: the SNAT rule names it. A restarted netconf re-ensures both.
+        rules = exposenat.ensure(req.cidr, bridge=BRIDGE)
+        self.log.info("host_exposed", cidr=req.cidr, nat_rules_added=rules)
         return {}
 
     @handles(Hide)
     def hide(self, req: Hide) -> dict[str, Any]:
-        if req.cidr not in bridge.bridge_addresses(BRIDGE):
-            raise BusError(FAILED, f"{req.cidr} is not exposed on this host")
-        bridge.hide(req.cidr, bridge=BRIDGE)
-        self.log.info("host_hidden", cidr=req.cidr)
+        # Hiding what is not exposed is a no-op, as a repeated expose is: the end state is the
+        # one asked for. Rules go first, so no packet is SNATed to an address already gone.
+        rules = exposenat.remove(req.cidr, bridge=BRIDGE)
+        was_exposed = bridge.hide(req.cidr, bridge=BRIDGE)
+        self.log.info("host_hidden", cidr=req.cidr, was_exposed=was_exposed,
+                      nat_rules_removed=rules)
         return {}
 
     @handles(Ps)

@@ -52,15 +52,22 @@ def test_application_networks_are_isolated(host: Host, app):
     assert not container_pings(host, app["D"], "10.0.1.1")
 
 
+def nat_rules(host: Host) -> str:
+    return host.run(["iptables", "-w", "5", "-t", "nat", "-S"]).stdout
+
+
 def test_expose_gives_the_host_an_address_and_hide_takes_it_away(host: Host, app):
     assert not host_pings(host, "10.0.1.1")
     weave(host, "expose", "10.0.1.102/24")
     assert host_pings(host, "10.0.1.1")
     assert container_pings(host, app["A"], "10.0.1.102")
     assert "weave:expose" in weave(host, "ps")
+    assert "weave-expose:10.0.1.102/24" in nat_rules(host)
     weave(host, "hide", "10.0.1.102/24")
     assert not host_pings(host, "10.0.1.1")
-    one_line_error(weave_result(host, "hide", "10.0.1.102/24"), 1, "not exposed")
+    assert "weave-expose" not in nat_rules(host)  # hide removes exactly its rules
+    # A second hide is a no-op, as a second expose is: the end state is what was asked.
+    assert weave_result(host, "hide", "10.0.1.102/24").returncode == 0
 
 
 def test_a_container_on_two_networks_and_detach(host: Host, app):
@@ -131,7 +138,9 @@ def test_stop_keeps_local_traffic_and_launch_brings_it_back(host: Host, app):
 
 def test_reset_removes_every_trace(host: Host, app):
     weave(host, "expose", "10.0.1.102/24")
+    assert "weave-expose" in nat_rules(host)
     weave(host, "reset")
+    assert "weave-expose" not in nat_rules(host)
     links = host.run(["ip", "-o", "link"]).stdout
     assert "weave" not in links and "vethwe" not in links, links
     host.run(["test", "!", "-e", str(host.state_dir)])

@@ -343,8 +343,9 @@ def cmd_stop(ctx: Ctx, argv: list[str]) -> int:
 def cmd_reset(ctx: Ctx, argv: list[str]) -> int:
     Parser(prog="weave reset").parse_args(argv)
     stop_router(ctx)
-    from weavenet.host import bridge
+    from weavenet.host import bridge, exposenat
 
+    exposenat.remove_all()
     bridge.teardown()
     for d in (ctx.run_dir, ctx.state_dir):
         shutil.rmtree(d, ignore_errors=True)

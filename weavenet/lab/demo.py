@@ -53,6 +53,16 @@ class Demo:
         if ok != want:
             self.fail(f"{host.name}: {what}")
 
+    def await_listening(self, host: Host, container: str, port: int, udp: bool = False) -> None:
+        """Wait (quietly, at most 10 s) for a server just started with `docker exec -d`: a
+        person types the next command slower than it binds, a script does not."""
+        probe = f"docker exec {container} netstat -ln{'u' if udp else 't'} | grep -q ':{port} '"
+        deadline = time.monotonic() + 10
+        while host.run(["sh", "-c", probe], check=False, timeout=30).returncode != 0:
+            if time.monotonic() >= deadline:
+                return  # the next step will fail and say so
+            time.sleep(0.2)
+
     def fail(self, message: str) -> None:
         print(f"    FAILED: {message}", flush=True)
         self.failures.append(message)
@@ -74,12 +84,14 @@ class Demo:
                    f"docker exec {c2} ping -c1 -W1 10.0.1.1")
         self.say("Any protocol: a netcat TCP service on host1, a client on host2")
         self.run(h1, f"docker exec -d {c1} sh -c 'nc -l -p 4422 > /tmp/got'")
+        self.await_listening(h1, c1, 4422)
         self.check(h2, "echo 'Hello, world.' | nc 10.0.1.1 4422",
                    f"docker exec {c2} sh -c \"echo 'Hello, world.' | nc 10.0.1.1 4422\"")
         self.check(h1, "the service received 'Hello, world.'",
                    f"docker exec {c1} grep -q 'Hello, world.' /tmp/got")
         self.say("... and UDP (OpenBSD netcat in the image)")
         self.run(h1, f"docker exec -d {c1} sh -c 'nc.openbsd -u -l 5533 > /tmp/gotu'")
+        self.await_listening(h1, c1, 5533, udp=True)
         self.check(h2, "echo 'Hello, world.' | nc -u 10.0.1.1 5533",
                    f"docker exec {c2} sh -c \"echo 'Hello, world.' | nc.openbsd -u -w1 "
                    f"10.0.1.1 5533\" && docker -H {h1.docker_host} exec {c1} "
