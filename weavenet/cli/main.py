@@ -357,8 +357,9 @@ COMMANDS: dict[str, tuple[Callable[[Ctx, list[str]], int], str]] = {
     "run": (cmd_run, "IP/CIDR[,...] <docker run args>  docker run -d, then attach"),
     "attach": (cmd_attach, "IP/CIDR[,...] CONTAINER  put a running container on a network"),
     "detach": (cmd_detach, "IP/CIDR[,...] CONTAINER  take it off again"),
-    "expose": (cmd_expose, "IP/CIDR  give this host an address on an application network"),
-    "hide": (cmd_hide, "IP/CIDR  take that address away"),
+    "expose": (cmd_expose, "IP/CIDR  give this host an address on an application network,"
+               " with the NAT of a gateway"),
+    "hide": (cmd_hide, "IP/CIDR  take that address and its NAT away (no-op if not exposed)"),
     "connect": (cmd_connect, "PEER...  add peers (host[:port]) at run time"),
     "forget": (cmd_forget, "PEER...  drop peers"),
     "status": (cmd_status, "[--json]  the router, its actors, peers and containers"),
@@ -366,7 +367,7 @@ COMMANDS: dict[str, tuple[Callable[[Ctx, list[str]], int], str]] = {
     "version": (cmd_version, "versions of this script and the running router"),
     "logs": (cmd_logs, "[-f]  the router's JSON logs (filter with jq)"),
     "stop": (cmd_stop, "stop the router; local containers keep talking"),
-    "reset": (cmd_reset, "stop and remove every trace: bridge, veths, state"),
+    "reset": (cmd_reset, "stop and remove every trace: bridge, veths, NAT rules, state"),
 }
 
 CONTAINER_HELP = """\
