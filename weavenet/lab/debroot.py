@@ -271,14 +271,17 @@ def build(cache: Path) -> tuple[Path, list[Package]]:
         return dest, packages
     debs = _download(packages, cache / DEBS_DIR)
     cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache, prefix="rootfs-") as tmp:
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".rootfs-") as tmp:
         root = Path(tmp) / "root"
         root.mkdir()
         for deb in debs:
             _run(["dpkg-deb", "-x", str(deb), str(root)])
         _prune(root)
         _finish(root)
-        part = dest.with_name(dest.name + ".tmp")
+        part = Path(tmp) / dest.name
         _run(["tar", "--numeric-owner", "--sort=name", "-C", str(root), "-cf", str(part), "."])
         part.rename(dest)
+    # Rootfs tarballs of older mirrors: keep the previous one, drop the rest.
+    for old in sorted(cache.glob("rootfs-*.tar"), key=lambda f: f.stat().st_mtime)[:-2]:
+        old.unlink(missing_ok=True)
     return dest, packages

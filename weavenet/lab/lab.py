@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -234,11 +235,16 @@ class Lab:
                 self._procs.append({**ref.to_json(), "what": f"containerd {host.name}"})
             image.import_image(host.docker(), rootfs)
         if self.router_image is not None:
-            for host in self.hosts:
-                with contextlib.closing(dockerd.connect(host.docker_paths,
-                                                        weave_image.BUILD_TIMEOUT)) as client:
-                    weave_image.load(client, self.router_image)
+            # In parallel: each load is seconds of dockerd unpacking layers (vfs copies them).
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(self._load_router_image, self.hosts))
         self._save()
+
+    def _load_router_image(self, host: Host) -> None:
+        assert self.router_image is not None
+        with contextlib.closing(dockerd.connect(host.docker_paths,
+                                                weave_image.BUILD_TIMEOUT)) as client:
+            weave_image.load(client, self.router_image)
 
     def down(self) -> None:
         """Stop everything the lab started and remove every trace. Idempotent; raises LabError

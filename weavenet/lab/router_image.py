@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,13 +34,14 @@ import docker.errors
 import docker.utils.build
 
 import weavenet
-from weavenet.lab import debroot, dockerd
+from weavenet.lab import debroot, dockerd, image
 from weavenet.lab.errors import LabError
 
 IMAGE_REPO = "weavenet/weave"
 BASE_REPO = "weavenet/base"
 CACHE = Path(os.environ.get("WEAVENET_LAB_CACHE", "/var/cache/weavenet-lab"))
 WHEELS = "wheels"  # in the build context; the Dockerfile uses it when present
+KEEP = 3  # wheel sets and archives kept in the cache (other sources, older mirrors)
 BUILD_TIMEOUT = 900  # seconds one API call (a build, a save, a load) may take
 PYTHON = (3, 11)  # the offline base's interpreter: wheels must be built for it
 # Debian's (and python:3.11-slim's) default; an imported image has no environment at all.
@@ -115,19 +117,35 @@ def build_wheels(root: Path, key: str, cache: Path = CACHE) -> Path:
     if sys.version_info[:2] != PYTHON:
         raise LabError(f"wheels for the image need python {'.'.join(map(str, PYTHON))}, "
                        f"not {sys.version.split()[0]}")
-    part = dest.with_name(key + ".tmp")
-    shutil.rmtree(part, ignore_errors=True)
-    part.mkdir(parents=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{key}."))
     out = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
          "--wheel-dir", str(part), str(root), "pip"],
         capture_output=True, text=True, timeout=900,
     )
     if out.returncode != 0:
+        shutil.rmtree(part, ignore_errors=True)
         tail = " | ".join(out.stderr.strip().splitlines()[-3:])
         raise LabError(f"pip wheel failed: {tail}")
-    part.rename(dest)
+    try:
+        part.rename(dest)
+    except OSError:  # another build of the same source got there first
+        shutil.rmtree(part, ignore_errors=True)
+    _prune(dest.parent)
     return dest
+
+
+def _prune(directory: Path, keep: int = KEEP) -> None:
+    """Remove all but the newest `keep` entries (wheel sets or archives with their .json)."""
+    entries = sorted((e for e in directory.iterdir() if not e.name.startswith(".")
+                      and e.suffix != ".json"), key=lambda e: e.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".json").unlink(missing_ok=True)
 
 
 def context_tar(root: Path, files: list[str], wheels: Path) -> io.BytesIO:
@@ -145,16 +163,8 @@ def context_tar(root: Path, files: list[str], wheels: Path) -> io.BytesIO:
 # --- building in a dockerd ----------------------------------------------------------------
 
 
-def has_image(client: docker.DockerClient, tag: str) -> bool:
-    try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
-
-
 def import_base(client: docker.DockerClient, rootfs: Path, tag: str) -> None:
-    if has_image(client, tag):
+    if image.has_image(client, tag):
         return
     repo, _, version = tag.rpartition(":")
     try:
@@ -187,7 +197,7 @@ def save(client: docker.DockerClient, tag: str, out: Path) -> int:
     try:
         img = client.images.get(tag)
         out.parent.mkdir(parents=True, exist_ok=True)
-        part = out.with_name(out.name + ".tmp")
+        part = out.with_name(f".{out.name}.{os.getpid()}")
         with open(part, "wb") as f:
             for chunk in img.save(named=True):
                 f.write(chunk)
@@ -263,6 +273,7 @@ def build_in(client: docker.DockerClient, p: Plan, log: Log = lambda _: None) ->
     size = save(client, tag, p.archive)
     seconds = time.monotonic() - start
     p.meta.write_text(json.dumps({"tag": tag, "size": size, "seconds": seconds}) + "\n")
+    _prune(p.archive.parent)
     return Built(p.archive, tag, size, seconds, False)
 
 
