@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +90,27 @@ def test_weave_lab_image_writes_an_archive_docker_load_takes(built: weave_image.
     assert TAG in host.run(["docker", "load", "-i", str(out)], timeout=300).stdout
     assert host.run(["docker", "image", "inspect", "-f", "{{.Size}}", TAG]).stdout.strip() == \
         str(built.size)
+
+
+def test_the_router_runs_from_the_image(lab: Lab) -> None:
+    # What `weave launch` will do with the image: the host's network, the capabilities the
+    # actors need (--privileged is refused by runc in nested labs), the run and state dirs.
+    host = lab.hosts[0]
+    run, state = str(host.run_dir), str(host.state_dir)
+    host.run(["docker", "run", "-d", "--name", "weave-image-test", "--network", "host",
+              "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW", "--device", "/dev/net/tun",
+              "-v", f"{run}:{run}", "-v", f"{state}:{state}", TAG,
+              "--run-dir", run, "--state-dir", state], timeout=120)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            out = host.run(["weave", "status"], check=False, timeout=30).stdout
+            running = [line for line in out.splitlines() if " running " in line]
+            if len(running) == 5:
+                break
+            assert time.monotonic() < deadline, out + host.run(
+                ["docker", "logs", "weave-image-test"], check=False).stderr[-2000:]
+            time.sleep(1)
+        assert "Supervisor: pid 1" in out  # the container's entrypoint is the supervisor
+    finally:
+        host.run(["docker", "rm", "-f", "weave-image-test"], check=False, timeout=60)
