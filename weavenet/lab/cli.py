@@ -1,13 +1,18 @@
 """`weave-lab`: build, inspect, use and remove a lab from the shell.
 
-    weave-lab up N [--no-docker] [--prefix P] [--nat I,J]
+    weave-lab up N [--no-docker] [--prefix P] [--nat I,J] [--no-router-image]
                                                   build N hosts (they outlive this command);
-                                                  hosts I, J behind a masquerading NAT
+                                                  hosts I, J behind a masquerading NAT; each
+                                                  dockerd gets the router image (built once)
     weave-lab down [--prefix P]                   remove every trace of the lab
     weave-lab status [--prefix P] [--json]        what is up
     weave-lab exec [--prefix P] HOST -- CMD...    run CMD on HOST (host1 or 1); its exit code
     weave-lab cut|heal [--prefix P] A B           drop / restore underlay traffic between hosts
     weave-lab loss [--prefix P] HOST PERCENT      drop PERCENT % of what HOST receives (0: stop)
+    weave-lab image [--output FILE] [--prefix P] [--rebuild] [--verbose]
+                                                  build weavenet/weave:<version> offline (in
+                                                  lab P's host1, else a temporary lab) and
+                                                  write its `docker save` archive to FILE
     weave-lab demo [ARGS...]                      the demo, if weavenet.lab.demo exists
 
 Exit codes: 0 ok, 1 operational failure, 2 usage error; errors are one line on stderr.
@@ -20,10 +25,13 @@ import importlib
 import importlib.util
 import json
 import os
+import shutil
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 from weavenet.lab import procs
+from weavenet.lab import router_image as weave_image
 from weavenet.lab.errors import LabError
 from weavenet.lab.lab import MAX_HOSTS, PREFIX_RE, Lab
 
@@ -79,6 +87,8 @@ def _parser(exec_remainder: bool = True) -> _Parser:
     up.add_argument("--nat", type=_host_numbers, default=[], metavar="I[,J...]",
                     help="put these hosts (by number) behind a masquerading NAT router")
     up.add_argument("--prefix", type=_prefix, default="wl", help=prefix_help)
+    up.add_argument("--no-router-image", action="store_true",
+                    help="do not load (or build) the router image into the dockerds")
 
     down = sub.add_parser("down", help="remove the lab")
     down.add_argument("--prefix", type=_prefix, default="wl", help=prefix_help)
@@ -104,6 +114,13 @@ def _parser(exec_remainder: bool = True) -> _Parser:
     loss.add_argument("--prefix", type=_prefix, default="wl", help=prefix_help)
     loss.add_argument("host", metavar="HOST")
     loss.add_argument("percent", type=_percent, metavar="PERCENT", help="0..100; 0 removes it")
+    img = sub.add_parser("image", help="build the router image offline, save it to a file")
+    img.add_argument("--output", type=Path, metavar="FILE",
+                     help="where to write the `docker save` archive (default: only the cache)")
+    img.add_argument("--prefix", type=_prefix,
+                     help="build in this lab's host1 (default: a temporary one-host lab)")
+    img.add_argument("--rebuild", action="store_true", help="ignore a cached archive")
+    img.add_argument("--verbose", action="store_true", help="show the docker build output")
     sub.add_parser("demo", help="run the demo (arguments go to it)", add_help=False)
     return parser
 
@@ -115,11 +132,35 @@ def _need_root() -> None:
 
 def _up(args: argparse.Namespace) -> int:
     _need_root()
-    lab = Lab(args.n_hosts, prefix=args.prefix, docker=not args.no_docker, nat=args.nat)
+    archive = None
+    if not args.no_docker and not args.no_router_image:
+        built = weave_image.build_offline(log=_progress)
+        print(built.summary(), file=sys.stderr)
+        archive = built.archive
+    lab = Lab(args.n_hosts, prefix=args.prefix, docker=not args.no_docker, nat=args.nat,
+              router_image=archive)
     lab.up()
     for host in lab.hosts:
         nat = f"  (behind NAT, seen as {host.lan_ip})" if host.router_ns else ""
         print(f"{host.name}  {host.ns}  {host.ip}{nat}")
+    return 0
+
+
+def _progress(line: str) -> None:
+    if line.startswith("Step "):
+        print(line, file=sys.stderr)
+
+
+def _image(args: argparse.Namespace) -> int:
+    _need_root()
+    log = (lambda line: print(line, file=sys.stderr)) if args.verbose else _progress
+    built = weave_image.build_offline(args.prefix, rebuild=args.rebuild, log=log)
+    if args.output is not None:
+        try:
+            shutil.copyfile(built.archive, args.output)
+        except OSError as e:
+            raise LabError(f"cannot write {args.output}: {e.strerror}") from e
+    print(built.summary() + (f"; written to {args.output}" if args.output else ""))
     return 0
 
 
@@ -207,7 +248,7 @@ def _demo(args: list[str]) -> int:
 
 
 _COMMANDS = {"up": _up, "down": _down, "status": _status, "exec": _exec,
-             "cut": _fault, "heal": _fault, "loss": _loss}
+             "cut": _fault, "heal": _fault, "loss": _loss, "image": _image}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,9 +117,9 @@ def build_rootfs(dest: Path) -> Path:
     return dest
 
 
-def has_image(client: docker.DockerClient) -> bool:
+def has_image(client: docker.DockerClient, tag: str = IMAGE) -> bool:
     try:
-        client.images.get(IMAGE)
+        client.images.get(tag)
     except docker.errors.ImageNotFound:
         return False
     return True

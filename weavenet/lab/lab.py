@@ -17,11 +17,13 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from weavenet.lab import dockerd, image, procs, underlay
+from weavenet.lab import router_image as weave_image
 from weavenet.lab.errors import LabError
 from weavenet.lab.host import Host
 
@@ -42,7 +44,8 @@ class Lab:
     """N hosts `host1`..`hostN` in namespaces `<prefix>-h<i>` on a LAN `<prefix>-lan`."""
 
     def __init__(self, n_hosts: int, prefix: str = "wl", docker: bool = True,
-                 base_dir: Path | None = None, nat: Iterable[int] = ()):
+                 base_dir: Path | None = None, nat: Iterable[int] = (),
+                 router_image: Path | None = None):
         if not PREFIX_RE.match(prefix):
             raise LabError(f"bad prefix {prefix!r}: 1-12 chars, a-z then a-z0-9")
         if not 1 <= n_hosts <= MAX_HOSTS:
@@ -53,6 +56,11 @@ class Lab:
             raise LabError(f"NAT hosts must be among 1..{n_hosts}, not {self.nat}")
         self.prefix = prefix
         self.docker = docker
+        # A `docker save` archive of the router image (weave_image.build_offline makes one) to
+        # load into every host's dockerd; None loads nothing.
+        self.router_image = Path(router_image) if router_image is not None else None
+        if self.router_image is not None and not docker:
+            raise LabError("a router image needs the hosts' dockerds (docker=True)")
         self.base_dir = Path(base_dir) if base_dir is not None else LABS_ROOT / prefix
         self.lan_ns = f"{prefix}-lan"
         self.hosts: list[Host] = [self._make_host(i) for i in range(1, n_hosts + 1)]
@@ -85,6 +93,7 @@ class Lab:
             "n_hosts": self.n_hosts,
             "nat": self.nat,
             "docker": self.docker,
+            "router_image": str(self.router_image) if self.router_image else None,
             "base_dir": str(self.base_dir),
             "lan_ns": self.lan_ns,
             "status": self.status,
@@ -120,7 +129,8 @@ class Lab:
             raise LabError(f"unreadable lab state {base / STATE_FILE}: {e}") from e
         try:
             lab = cls(int(data["n_hosts"]), data["prefix"], bool(data["docker"]), base,
-                      nat=[int(i) for i in data.get("nat", [])])
+                      nat=[int(i) for i in data.get("nat", [])],
+                      router_image=data.get("router_image"))
             lab.status = str(data.get("status", "unknown"))
             lab._procs = [dict(p) for p in data.get("procs", [])]
             lab._faults = [list(f) for f in data.get("faults", [])]
@@ -224,7 +234,17 @@ class Lab:
             if ref is not None:
                 self._procs.append({**ref.to_json(), "what": f"containerd {host.name}"})
             image.import_image(host.docker(), rootfs)
+        if self.router_image is not None:
+            # In parallel: each load is seconds of dockerd unpacking layers (vfs copies them).
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(self._load_router_image, self.hosts))
         self._save()
+
+    def _load_router_image(self, host: Host) -> None:
+        assert self.router_image is not None
+        with contextlib.closing(dockerd.connect(host.docker_paths,
+                                                weave_image.BUILD_TIMEOUT)) as client:
+            weave_image.load(client, self.router_image)
 
     def down(self) -> None:
         """Stop everything the lab started and remove every trace. Idempotent; raises LabError
