@@ -262,3 +262,36 @@ def test_acks_that_do_not_match_are_ignored():
     pm.on_ack(PMTU_ACK, 999, 9000, 0.1)  # larger than the link could carry: bogus
     pm.on_ack(FRAG_TEST_ACK, 999, 60001, 0.1)  # unknown token
     assert pm.frag_ok is None and not pm.settled
+
+
+def test_frames_never_exceed_the_last_size_known_to_work_while_a_path_is_reprobed():
+    """On a path that drops datagrams over 700 bytes the frag test fails every 30 s and the
+    search is redone, and every 60 s the path is re-probed upwards: for 10 minutes, what the
+    frames may use (``pmtu``) never goes above what the first search proved."""
+    pm = PathMtu(1472, frag_test_interval=30, reprobe_interval=60, probe_timeout=0.5,
+                 probe_retries=2)
+    passes = lambda kind, size: kind == PMTU_PROBE and size <= 700  # noqa: E731
+    now = converge(pm, passes=passes)
+    proved = pm.pmtu
+    assert 692 < proved <= 700
+    searches, highest = 0, 0
+    while now < 600:
+        now = max(now + 0.01, pm.next_deadline())
+        was_settled = pm.settled
+        for probe in pm.poll(now):
+            if passes(probe.kind, probe.size):
+                pm.on_ack(PMTU_ACK, probe.token, probe.size, now + 0.01)
+        searches += was_settled and not pm.settled
+        highest = max(highest, pm.pmtu)
+    assert searches >= 10  # the re-searches really happened
+    assert highest <= proved
+
+
+def test_a_reprobe_moves_up_only_when_a_bigger_probe_is_acknowledged():
+    pm = PathMtu(1472, reprobe_interval=60, frag_test_interval=1000)
+    converge(pm, passes=lambda kind, size: kind == PMTU_PROBE and size <= 1000)
+    assert pm.pmtu <= 1000
+    pm.poll(pm.next_deadline())  # the re-probe starts: nothing proved yet
+    assert not pm.settled and pm.pmtu <= 1000
+    converge(pm, passes=lambda kind, size: kind == PMTU_PROBE, t0=pm.next_deadline())
+    assert pm.pmtu == 1472  # the path grew and a probe proved it

@@ -11,9 +11,12 @@ Sizes here are UDP payload sizes (what :func:`weavenet.dataplane.sleeve.pack_dat
   pass), then a binary search. A probe is lost after ``probe_retries`` timeouts. The kernel
   saying EMSGSIZE lowers the bound at once. Re-probed upwards every ``reprobe_interval``.
 
-Until the search settles the estimate is the ceiling: briefly too optimistic costs a few
+Until the first search settles the estimate is the ceiling: briefly too optimistic costs a few
 lost datagrams, while an ICMP "fragmentation needed" with a too-small MTU would pin the
-container's TCP to it for minutes.
+container's TCP to it for minutes. Every later search (the periodic upward re-probe, or a new
+search after a failed frag test) keeps frames at the last size known to work (``known_good``)
+until a probe proves a bigger one or a failure proves a smaller bound: only the probes go
+bigger, so a re-probe never costs the frames a lost datagram.
 
 The forwarder calls :meth:`PathMtu.poll` (through
 :meth:`weavenet.dataplane.path.Path.due_probes`) whenever :meth:`PathMtu.next_deadline` passes,
@@ -87,6 +90,7 @@ class PathMtu:
         self.lo = floor  # largest size known to arrive
         self.hi = ceiling  # largest size not yet known to fail
         self.settled = False
+        self.known_good: int | None = None  # what the last settled search found
         self.frag_ok: bool | None = None
         self._token = 0
         self._probe: tuple[int, _Pending] | None = None
@@ -99,8 +103,13 @@ class PathMtu:
 
     @property
     def pmtu(self) -> int:
-        """Largest DF datagram believed to arrive (optimistic until settled)."""
-        return self.lo if self.settled else max(self.lo, self.hi)
+        """Largest DF datagram believed to arrive (optimistic only until the first search
+        settles; after that never above what a probe has proved, see the module docstring)."""
+        if self.settled:
+            return self.lo
+        if self.known_good is None:
+            return max(self.lo, self.hi)
+        return max(self.lo, min(self.known_good, self.hi))
 
     @property
     def max_datagram(self) -> int:
@@ -204,6 +213,7 @@ class PathMtu:
             self.hi = self.lo
             if not self.settled:
                 self.settled = True
+                self.known_good = self.lo
                 self._next_search = now + self.reprobe_interval
 
     def _new_token(self) -> int:
