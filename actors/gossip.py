@@ -32,8 +32,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import zmq
-
 from weavenet.crypto.keys import Password
 from weavenet.crypto.protocol import ForgetKeys, Install
 from weavenet.mesh.connection import (
@@ -64,12 +62,14 @@ from weavenet.mesh.wire import (
     TopologyUpdate,
     WireError,
 )
-from weavenet.runtime import bus, tcp
+from weavenet.runtime import tcp
 from weavenet.runtime.actor import Actor, handles, main
 from weavenet.runtime.address import format_host_port, normalize
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.control import Connect, Forget
-from weavenet.runtime.startup import await_reply
+from weavenet.runtime.ready import on_ready
+from weavenet.runtime.relay import Relay
+from weavenet.runtime.startup import fetch_secret
 
 HEARTBEAT_INTERVAL = 2.0
 FULL_EXCHANGE_INTERVAL = 10.0
@@ -103,19 +103,21 @@ class Gossip(Actor):
                                                        log=self.log)
         self.maker = self.router.maker
         self.by_peer = self.router.by_peer  # the one established link per peer
-        self.password: Password | None = (
-            self._fetch_password() if self.launch.encryption else None)
+        self.password: Password | None = (  # never logged: as good as the password
+            Password.from_derived(fetch_secret(self, SECRET_TIMEOUT))
+            if self.launch.encryption else None)
         self.hs_config = HandshakeConfig(self.me, udp_port=self.port,
                                          encrypt=self.password is not None)
         self.refusals = Refusals()
-        self.crypto_requests: dict[str, tuple[str, str, int | None]] = {}
+        # keys sent to the crypto actor: (request type, peer, epoch) by request
+        self.crypto: Relay[tuple[str, str, int | None]] = Relay(self, "crypto")
         self.conns: dict[int, SocketConnection] = {}
         self.dialer = tcp.Dialer(self._dialed, self._dial_failed)
         self.listener = tcp.listen(self.port)
         self.add_reader(self.listener.fileno(), self._accept)
 
-        self.events = self.subscribe_events("actor.ready")
-        self.add_reader(self.events, self._on_event)
+        self.events = on_ready(self, {"forwarder": lambda: self._publish_routes(force=True),
+                                      "crypto": self._renegotiate})
         self._add_targets(self.launch.peers, Source.LAUNCH)
 
         self.every(TICK, self._tick, first=0.0)
@@ -127,18 +129,6 @@ class Gossip(Actor):
         self.log.info("gossip_listening", port=self.port, uid=self.me.uid,
                       encryption=self.password is not None,
                       targets=[t.address for t in self.maker.targets()])
-
-    def _fetch_password(self) -> Password:
-        """The stretched password, asked of the supervisor before the loop runs."""
-        req = bus.request("secret.get", src=self.NAME, inc=self.inc)
-        self.send_sup(req)
-        reply = await_reply(self.sup, req, SECRET_TIMEOUT, self.log)
-        if reply is None:
-            raise RuntimeError("the supervisor did not send the network secret in time")
-        secret = reply.body.get("secret")
-        if not isinstance(secret, bytes):
-            raise RuntimeError("the supervisor has no network secret for gossip")
-        return Password.from_derived(secret)  # never logged: as good as the password
 
     # -- requests ---------------------------------------------------------------------------
     def _addresses(self, req: Connect | Forget) -> list[str]:
@@ -193,7 +183,7 @@ class Gossip(Actor):
 
     def _register(self, sock: socket.socket, *, outbound: bool, address: str,
                   target: str | None) -> SocketConnection:
-        stream = tcp.Stream(sock, self.poller)
+        stream = tcp.Stream(sock, self, lambda: self._on_socket(conn))  # conn: bound below
         handshake, decoder = new_handshake(self.hs_config, self.password, outbound=outbound,
                                            conn_id=self.rng.getrandbits(64))
         now = time.monotonic()
@@ -201,7 +191,6 @@ class Gossip(Actor):
                                 deadline=now + HANDSHAKE_TIMEOUT, decoder=decoder, last_rx=now,
                                 stream=stream)
         self.conns[stream.fd] = conn
-        self.add_reader(stream.fd, lambda: self._on_socket(conn))
         return conn
 
     def _on_socket(self, conn: SocketConnection) -> None:
@@ -340,9 +329,8 @@ class Gossip(Actor):
         if conn.closed:
             return
         if goodbye is not None and conn.phase is not Phase.CONNECTING:
-            self._say_goodbye(conn, goodbye)
+            conn.stream.send_once(conn.goodbye(goodbye))  # the remote's log learns why
         conn.close()
-        self.remove_reader(conn.stream.fd)
         self.conns.pop(conn.stream.fd, None)
         conn.stream.close()
         remote = conn.remote
@@ -361,27 +349,18 @@ class Gossip(Actor):
         elif not conn.established and conn.target is not None:
             self.maker.failed(conn.target, reason, permanent=permanent)
 
-    @staticmethod
-    def _say_goodbye(conn: SocketConnection, reason: str) -> None:
-        """Best effort, never waited for: the remote's log learns why, if the bytes fit."""
-        conn.stream.send_once(conn.goodbye(reason))
-
     # -- keys in the crypto actor -----------------------------------------------------------
     def _crypto_request(self, req: Install | ForgetKeys, epoch: int | None) -> None:
-        env = bus.request("request", {"to": "crypto", "type": req.TYPE, "body": req.to_body()},
-                          src=self.NAME, inc=self.inc)
-        self.crypto_requests[env.id] = (req.TYPE, req.peer, epoch)
-        self.send_sup(env)
+        self.crypto.send(req, (req.TYPE, req.peer, epoch))
 
     def on_reply(self, env: Envelope) -> None:
-        request = self.crypto_requests.pop(env.in_reply_to or "", None)
-        if request is None:
+        answer = self.crypto.answer(env)
+        if answer is None:
             return
-        type_, peer, epoch = request
-        if env.ok:
+        (type_, peer, epoch), reason = answer
+        if reason is None:
             self.log.debug("crypto_request_done", type=type_, remote=peer)
             return
-        reason = (env.error or {}).get("reason", "unknown error")
         self.log.warning("crypto_request_failed", type=type_, remote=peer, reason=reason)
         conn = self.by_peer.get(PeerName(peer))
         if type_ == Install.TYPE and conn is not None and conn.epoch == epoch:
@@ -391,7 +370,8 @@ class Gossip(Actor):
 
     def _renegotiate(self) -> None:
         """The crypto actor restarted empty: every encrypted connection gets fresh keys by being
-        closed and re-made (both ends redial after a short random delay)."""
+        closed and re-made (both ends redial after a short random delay). Without encryption
+        there is none."""
         conns = [c for c in self.by_peer.values() if c.sealer is not None]
         if conns:
             self.log.info("renegotiating_keys", connections=len(conns))
@@ -424,23 +404,6 @@ class Gossip(Actor):
         if event is not None:
             self.publish("routes", event)
 
-    def _on_event(self) -> None:
-        while True:
-            try:
-                frames = self.events.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                data = bus.decode(frames[-1]).body.get("data")
-            except (bus.EnvelopeError, IndexError, AttributeError):
-                continue
-            if not isinstance(data, dict):
-                continue
-            if data.get("name") == "forwarder":
-                self._publish_routes(force=True)
-            elif data.get("name") == "crypto" and self.password is not None:
-                self._renegotiate()
-
     # -- status and shutdown ----------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Live connections, recent inbound refusals, names being resolved, then the targets no
@@ -456,7 +419,7 @@ class Gossip(Actor):
     def teardown(self) -> None:
         for conn in list(self.conns.values()):
             if conn.established:
-                self._say_goodbye(conn, SHUTDOWN_REASON)
+                conn.stream.send_once(conn.goodbye(SHUTDOWN_REASON))
             conn.close()
             conn.stream.close()
         self.conns.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +10,7 @@ import structlog
 import zmq
 
 from weavenet.runtime import bus
-from weavenet.runtime.startup import await_reply
+from weavenet.runtime.startup import await_reply, fetch_secret
 
 
 @pytest.fixture
@@ -42,3 +43,36 @@ def test_no_reply_in_time_is_none(sockets: tuple[zmq.Socket, zmq.Socket]) -> Non
     req = bus.request("secret.get", src="gossip")
     actor.send(bus.encode(req))
     assert await_reply(actor, req, 0.05, structlog.get_logger()) is None
+
+
+class Asker:
+    NAME = "gossip"
+    inc = 1
+
+    def __init__(self, sup: zmq.Socket) -> None:
+        self.sup = sup
+        self.log = structlog.get_logger()
+
+    def send_sup(self, env: bus.Envelope) -> None:
+        self.sup.send(bus.encode(env))
+
+
+def answer_secret(sup: zmq.Socket, secret: bytes | None) -> None:
+    ident, data = sup.recv_multipart()
+    req = bus.decode(data)
+    assert req.type == "secret.get"
+    sup.send_multipart([ident, bus.encode(bus.reply(req, {"secret": secret}))])
+
+
+def test_the_network_secret_is_fetched(sockets: tuple[zmq.Socket, zmq.Socket]) -> None:
+    sup, actor = sockets
+    asker = Asker(actor)
+    threading.Timer(0.01, answer_secret, (sup, b"s" * 32)).start()
+    assert fetch_secret(asker, 5.0) == b"s" * 32  # type: ignore[arg-type]
+
+
+def test_no_secret_for_this_actor_is_an_error(sockets: tuple[zmq.Socket, zmq.Socket]) -> None:
+    sup, actor = sockets
+    threading.Timer(0.01, answer_secret, (sup, None)).start()
+    with pytest.raises(RuntimeError, match="no network secret for gossip"):
+        fetch_secret(Asker(actor), 5.0)  # type: ignore[arg-type]

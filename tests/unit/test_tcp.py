@@ -52,12 +52,35 @@ def dials() -> Iterator[Dials]:
     d.close()
 
 
-def pair(listener: socket.socket, poller: zmq.Poller) -> tuple[tcp.Stream, socket.socket]:
+class Loop:
+    """Stands in for the actor: its poller and the readers registered there."""
+
+    def __init__(self) -> None:
+        self.poller = zmq.Poller()
+        self.readers: dict[int, Callable[[], None]] = {}
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        self.readers[fd] = callback
+        self.poller.register(fd, zmq.POLLIN)
+
+    def remove_reader(self, fd: int) -> None:
+        del self.readers[fd]
+        self.poller.unregister(fd)
+
+    def events(self, fd: int) -> int:
+        return dict(self.poller.sockets).get(fd, 0)
+
+
+def stream_of(sock: socket.socket, loop: Loop | None = None) -> tcp.Stream:
+    return tcp.Stream(sock, loop or Loop(), lambda: None)
+
+
+def pair(listener: socket.socket, loop: Loop) -> tuple[tcp.Stream, socket.socket]:
     client = socket.create_connection(("127.0.0.1", port_of(listener)))
     accepted = eventually(lambda: list(tcp.accept(listener, 1, structlog.get_logger())))
     sock, address = accepted[0]  # type: ignore[index]
     assert address == f"127.0.0.1:{client.getsockname()[1]}"
-    return tcp.Stream(sock, poller), client
+    return stream_of(sock, loop), client
 
 
 def test_an_ip_address_is_dialled_at_once(listener: socket.socket, dials: Dials) -> None:
@@ -66,7 +89,7 @@ def test_an_ip_address_is_dialled_at_once(listener: socket.socket, dials: Dials)
     ((address, sock, connected),) = dials.opened
     assert address == f"127.0.0.1:{port_of(listener)}"
     assert not sock.getblocking()
-    stream = tcp.Stream(sock, zmq.Poller())
+    stream = stream_of(sock)
     assert connected or eventually(stream.connected)
 
 
@@ -105,7 +128,7 @@ def test_a_refused_connect_is_a_stream_error(dials: Dials) -> None:
     if dials.failed:  # refused synchronously
         assert dials.failed == [(f"127.0.0.1:{port}", "connect: ECONNREFUSED")]
         return
-    stream = tcp.Stream(dials.opened[0][1], zmq.Poller())
+    stream = stream_of(dials.opened[0][1])
     with pytest.raises(tcp.StreamError, match="connect: ECONNREFUSED"):
         eventually(stream.connected)
 
@@ -125,8 +148,9 @@ def test_accept_takes_at_most_its_limit_per_wakeup(listener: socket.socket) -> N
 
 
 def test_pollout_is_registered_only_while_bytes_are_left(listener: socket.socket) -> None:
-    poller = zmq.Poller()
-    stream, client = pair(listener, poller)
+    loop = Loop()
+    stream, client = pair(listener, loop)
+    assert stream.fd in loop.readers and loop.events(stream.fd) == zmq.POLLIN
     out = bytearray(b"hello")
     taken = stream.flush(out)
     del out[:taken]  # the caller drops what was taken: the buffer is free to resize
@@ -134,7 +158,7 @@ def test_pollout_is_registered_only_while_bytes_are_left(listener: socket.socket
     big = bytearray(64 * 1024 * 1024)  # more than loopback's socket buffers take at once
     taken = stream.flush(big)
     assert 0 < taken < len(big) and stream.writing
-    assert dict(poller.sockets)[stream.fd] == zmq.POLLIN | zmq.POLLOUT
+    assert loop.events(stream.fd) == zmq.POLLIN | zmq.POLLOUT
     del big[:taken]
     client.setblocking(False)
     while True:  # drain what arrived, then flush again until the buffer is empty
@@ -145,13 +169,15 @@ def test_pollout_is_registered_only_while_bytes_are_left(listener: socket.socket
             if not big:
                 break
             time.sleep(0.001)
-    assert not stream.writing and dict(poller.sockets)[stream.fd] == zmq.POLLIN
-    stream.close()
+    assert not stream.writing and loop.events(stream.fd) == zmq.POLLIN
+    stream.close()  # out of the loop, and closed
+    assert loop.readers == {} and loop.events(stream.fd) == 0 and stream.sock.fileno() == -1
+    stream.close()  # twice is harmless
     client.close()
 
 
 def test_reads_are_bounded_and_end_at_the_end_of_the_stream(listener: socket.socket) -> None:
-    stream, client = pair(listener, zmq.Poller())
+    stream, client = pair(listener, Loop())
     assert list(stream.reads(4, 8)) == []  # nothing has arrived: no read blocks
     client.sendall(b"abcdefghij")
     time.sleep(0.05)
@@ -163,7 +189,7 @@ def test_reads_are_bounded_and_end_at_the_end_of_the_stream(listener: socket.soc
 
 
 def test_a_reset_connection_is_a_stream_error(listener: socket.socket) -> None:
-    stream, client = pair(listener, zmq.Poller())
+    stream, client = pair(listener, Loop())
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     client.close()  # linger 0: an RST
     time.sleep(0.05)

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
@@ -131,14 +131,25 @@ class Dialer:
         self._opened(address, sock, err == 0)
 
 
+class Loop(Protocol):
+    """What a stream needs of the actor whose loop it is in (``weavenet.runtime.actor.Actor``)."""
+
+    poller: zmq.Poller
+
+    def add_reader(self, sock_or_fd: Any, callback: Callable[[], None]) -> None: ...
+
+    def remove_reader(self, sock_or_fd: Any) -> None: ...
+
+
 @dataclass(eq=False)
 class Stream:
-    """A connected (or connecting) TCP socket in the actor's poller. The actor registers ``fd``
-    for input (``Actor.add_reader``) and removes it before ``close``; the stream adds POLLOUT
-    while it has something to wait for."""
+    """A connected (or connecting) TCP socket in an actor's loop, from construction to
+    ``close``: ``on_event`` is called when it is readable, writable or in error. POLLOUT is
+    watched only while the stream has something to wait for (``want_write``, ``flush``)."""
 
     sock: socket.socket
-    poller: zmq.Poller
+    loop: Loop
+    on_event: Callable[[], None]
     fd: int = field(init=False)
     writing: bool = field(default=False, init=False)  # POLLOUT registered
     closed: bool = field(default=False, init=False)
@@ -148,10 +159,11 @@ class Stream:
         # protocol messages are small and wanted now, not after the next ack (Nagle)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.fd = self.sock.fileno()
+        self.loop.add_reader(self.fd, self.on_event)
 
     def want_write(self, want: bool) -> None:
         if self.writing != want and not self.closed:
-            self.poller.register(self.fd, zmq.POLLIN | (zmq.POLLOUT if want else 0))
+            self.loop.poller.register(self.fd, zmq.POLLIN | (zmq.POLLOUT if want else 0))
             self.writing = want
 
     def connected(self) -> bool:
@@ -204,5 +216,7 @@ class Stream:
             self.sock.send(data)
 
     def close(self) -> None:
-        self.closed = True
-        self.sock.close()
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.fd)
+            self.sock.close()
