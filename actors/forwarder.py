@@ -38,13 +38,7 @@ from weavenet.dataplane.forwarding import Forwarder, Plan
 from weavenet.dataplane.inbound import MALFORMED, UNKNOWN_SENDER, Arrivals, Inbound, reply_to
 from weavenet.dataplane.maccache import MacCache
 from weavenet.dataplane.outbound import pack_for_path
-from weavenet.dataplane.path import (
-    Addr,
-    Path,
-    ceiling_for,
-    describe_paths,
-    reconcile,
-)
+from weavenet.dataplane.path import Addr, Path, ceiling_for, describe_paths, reconcile
 from weavenet.dataplane.queues import connect_queue, send_batches
 from weavenet.dataplane.route_update import decode_route_update
 from weavenet.dataplane.sealed import SEAL_EXTRA, sealed_prefix

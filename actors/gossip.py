@@ -167,31 +167,32 @@ class Gossip(Actor):
                 self.log.info("connection_refused", address=address, reason="too many connections")
                 sock.close()
                 continue
-            conn = self._register(sock, outbound=False, address=address, target=None)
-            self._send(conn, conn.start_handshake(time.monotonic()))
+            self._open(sock, address, outbound=False, connected=True)
 
     def _dialed(self, address: str, sock: socket.socket, connected: bool) -> None:
-        conn = self._register(sock, outbound=True, address=address, target=address)
-        conn.connecting(time.monotonic())
-        conn.stream.want_write(True)
-        if connected:
-            self._send(conn, conn.start_handshake(time.monotonic()))
+        self._open(sock, address, outbound=True, connected=connected)
 
     def _dial_failed(self, address: str, reason: str) -> None:
         self.log.info("connection_failed", address=address, reason=reason)
         self.maker.failed(address, reason)
 
-    def _register(self, sock: socket.socket, *, outbound: bool, address: str,
-                  target: str | None) -> SocketConnection:
+    def _open(self, sock: socket.socket, address: str, *, outbound: bool,
+              connected: bool) -> None:
+        """A new connection: the handshake starts once TCP is up (a dial may still be
+        connecting); an outbound one reports to its ConnectionMaker target."""
         stream = tcp.Stream(sock, self, lambda: self._on_socket(conn))  # conn: bound below
         handshake, decoder = new_handshake(self.hs_config, self.password, outbound=outbound,
                                            conn_id=self.rng.getrandbits(64))
         now = time.monotonic()
-        conn = SocketConnection(outbound, address, target, handshake,
+        conn = SocketConnection(outbound, address, address if outbound else None, handshake,
                                 deadline=now + HANDSHAKE_TIMEOUT, decoder=decoder, last_rx=now,
                                 stream=stream)
         self.conns[stream.fd] = conn
-        return conn
+        if connected:
+            self._send(conn, conn.start_handshake(now))
+        else:
+            conn.connecting(now)
+            stream.want_write(True)  # POLLOUT says the connect is done (or failed)
 
     def _on_socket(self, conn: SocketConnection) -> None:
         """Readable, writable or in error. Events can be spurious (an fd reused within one
