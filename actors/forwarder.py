@@ -3,30 +3,27 @@
 Sockets:
 
 * UDP ``0.0.0.0:port`` (6783): sleeve datagrams (:mod:`weavenet.dataplane.sleeve`) to and from
-  the neighbours, with UDP GSO/GRO where the kernel has them (:mod:`weavenet.dataplane.udp`).
+  the neighbours, with UDP GSO/GRO where the kernel has them; its options and sends are in
+  :mod:`weavenet.dataplane.udp_socket`, the receive loop is here.
 * PULL ``Endpoints.frames_out`` (capture binds it): batches of frames captured on our bridge.
 * PUSH ``Endpoints.frames_in``: batches of frames for capture to inject on our bridge.
 * SUB ``Endpoints.events``, topic "routes": the gossip actor's routes
   (:mod:`weavenet.dataplane.route_update`); publishes "paths" through the supervisor.
-* DEALER ``Endpoints.crypto``, only with ``config["encryption"]``: FRAMES bodies to seal and
-  sealed blobs to open, batched per neighbour and never blocking (a full queue drops and
-  counts); the datagram layout is in :mod:`weavenet.dataplane.sealed`. Clear FRAMES datagrams
-  are dropped when encrypting (no downgrade), sealed ones when not.
+* DEALER ``Endpoints.crypto``, only with ``launch.encryption``: FRAMES bodies to seal and
+  sealed blobs to open, batched per neighbour (datagram layout: :mod:`weavenet.dataplane.sealed`).
+  Clear FRAMES datagrams are dropped when encrypting (no downgrade), sealed ones when not.
 
 A thin loop around sans-IO cores: captured frames go through
 :class:`weavenet.dataplane.forwarding.Forwarder` and leave as sleeve datagrams to each next
 hop's :class:`weavenet.dataplane.path.Path` (address, liveness, PMTU); datagrams from the
 network are sorted by :class:`weavenet.dataplane.inbound.Inbound` and either injected or
-relayed. The core runs on wire peer ids (48-bit ints, see
-:func:`weavenet.dataplane.sleeve.peer_to_wire`) so nothing is converted per datagram; names only
-appear in routes, status and events.
+relayed. No queue is waited on: a full one drops and counts (:mod:`weavenet.dataplane.queues`).
+The core runs on wire peer ids (48-bit ints, see :func:`weavenet.dataplane.sleeve.peer_to_wire`)
+so nothing is converted per datagram; names only appear in routes, status and events.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -35,22 +32,16 @@ from typing import Any
 import zmq
 
 from weavenet.crypto.protocol import OPEN, SEAL, CryptoProtoError, decode_reply, encode_request
-from weavenet.dataplane import sleeve, udp
-from weavenet.dataplane.batch import MAX_BATCH, BatchError, decode_batch, encode_batch, tune_malloc
+from weavenet.dataplane import sleeve
+from weavenet.dataplane.batch import BatchError, decode_batch, encode_batch, tune_malloc
 from weavenet.dataplane.forwarding import Forwarder, Plan
 from weavenet.dataplane.inbound import MALFORMED, UNKNOWN_SENDER, Arrivals, Inbound, reply_to
 from weavenet.dataplane.maccache import MacCache
 from weavenet.dataplane.outbound import pack_for_path
-from weavenet.dataplane.path import (
-    UNDERLAY_MTU,
-    Addr,
-    Path,
-    ceiling_for,
-    describe_paths,
-    reconcile,
-)
+from weavenet.dataplane.path import Addr, Path, ceiling_for, describe_paths, reconcile
+from weavenet.dataplane.queues import connect_queue, send_batches
 from weavenet.dataplane.route_update import decode_route_update
-from weavenet.dataplane.sealed import SEAL_EXTRA, SEALED_PREFIX_LEN, sealed_prefix
+from weavenet.dataplane.sealed import SEAL_EXTRA, sealed_prefix
 from weavenet.dataplane.sleeve import (
     FRAMES,
     OUTER_LEN,
@@ -62,12 +53,11 @@ from weavenet.dataplane.sleeve import (
     unpack_frames,
 )
 from weavenet.dataplane.udp import GRO_CMSG_SPACE, gro_size
+from weavenet.dataplane.udp_socket import UdpSocket, route_mtu
 from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, drain, main
 from weavenet.runtime.counters import Counters
 
-SOCKET_BUFFER = 4 * 1024 * 1024
-QUEUE_HWM = 1024
 DATAGRAMS_PER_WAKEUP = 256  # bound the work per poll so capture's queue and timers get a turn
 BATCHES_PER_WAKEUP = 16
 CRYPTO_REPLIES_PER_WAKEUP = 64
@@ -78,24 +68,13 @@ STATS_INTERVAL = 30.0
 EXPIRE_INTERVAL = 60.0
 
 # drop reasons of the actor (the sans-IO ones are in weavenet.dataplane's forwarding, pmtu and
-# inbound)
+# inbound; a refused send is udp_socket's)
 CRYPTO_QUEUE_FULL = "crypto_queue_full"
 CRYPTO_FAILED = "crypto_failed"  # no keys yet, forged, replayed (the crypto actor counts why)
 BAD_CRYPTO_REPLY = "bad_crypto_reply"
 NO_ADDRESS = "no_address"  # next hop whose UDP address we do not know
-SEND_FAILED = "send_failed"
 INJECT_QUEUE_FULL = "inject_queue_full"
 BAD_BATCH = "bad_batch"
-
-
-def route_mtu(addr: Addr) -> int:
-    """The MTU of our route to ``addr`` (what the kernel would use), 1500 if unknown."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(addr)
-            return int(s.getsockopt(socket.IPPROTO_IP, udp.IP_MTU))
-    except OSError:
-        return UNDERLAY_MTU
 
 
 class ForwarderActor(Actor):
@@ -119,13 +98,13 @@ class ForwarderActor(Actor):
         self.routes_data: dict[str, Any] | None = None
         self.published_paths: dict[str, Any] | None = None
         self.token = self.inc & 0xFFFFFFFFFFFFFFFF
-        self.frag_id = self.inc  # random start: a restarted forwarder does not reuse ids soon
-        self._open_udp()
-        self.frames_out = self._queue(zmq.PULL, self.endpoints.frames_out)
-        self.frames_in = self._queue(zmq.PUSH, self.endpoints.frames_in)
+        self.udp = UdpSocket(self.port, sender=self.me_wire, frag_id=self.inc,
+                             counters=self.counters, log=self.log)
+        self.frames_out = connect_queue(self.ctx, zmq.PULL, self.endpoints.frames_out)
+        self.frames_in = connect_queue(self.ctx, zmq.PUSH, self.endpoints.frames_in)
         self.events = self.subscribe_events("routes")
         if self.encrypt:
-            self.crypto = self._queue(zmq.DEALER, self.endpoints.crypto)
+            self.crypto = connect_queue(self.ctx, zmq.DEALER, self.endpoints.crypto)
             self.add_reader(self.crypto, self._on_crypto)
         self.add_reader(self.udp.fileno(), self._on_udp)
         self.add_reader(self.frames_out, self._on_captured)
@@ -134,35 +113,6 @@ class ForwarderActor(Actor):
         self.every(PMTU_POLL, self._poll_pmtu)
         self.every(STATS_INTERVAL, self._stats)
         self.every(EXPIRE_INTERVAL, lambda: self.macs.expire(time.monotonic()))
-
-    def _open_udp(self) -> None:
-        self.udp = sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for opt, force in ((socket.SO_RCVBUF, udp.SO_RCVBUFFORCE),
-                           (socket.SO_SNDBUF, udp.SO_SNDBUFFORCE)):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
-            except OSError:  # not privileged: up to the sysctl limit
-                sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-        # Frames and frag tests go without DF (the kernel may fragment them); only PMTU
-        # probes switch to DF for the one send.
-        sock.setsockopt(socket.IPPROTO_IP, udp.IP_MTU_DISCOVER, udp.IP_PMTUDISC_DONT)
-        sock.bind(("0.0.0.0", self.port))
-        sock.setblocking(False)
-        # Datagrams bigger than the path MTU go as FRAGMENT pieces in one GSO send; GRO gives
-        # them (and runs of same-sized datagrams) back in one read. Both are optional: without
-        # GRO pieces arrive one by one, without GSO (first EINVAL/EIO) big datagrams go whole
-        # and the kernel fragments them.
-        self.gso = True
-        with contextlib.suppress(OSError):
-            sock.setsockopt(udp.SOL_UDP, udp.UDP_GRO, 1)
-
-    def _queue(self, kind: int, endpoint: str) -> zmq.Socket:
-        sock = self.ctx.socket(kind)
-        sock.setsockopt(zmq.SNDHWM, QUEUE_HWM)
-        sock.setsockopt(zmq.RCVHWM, QUEUE_HWM)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(endpoint)
-        return sock
 
     # --- routes --------------------------------------------------------------------------------
 
@@ -224,7 +174,7 @@ class ForwarderActor(Actor):
         plan = Plan()
         out = Arrivals(plan)
         now = time.monotonic()
-        recvmsg = self.udp.recvmsg
+        recvmsg = self.udp.sock.recvmsg
         counters = self.counters
         nframes = 0
         inbound = self.inbound
@@ -280,7 +230,7 @@ class ForwarderActor(Actor):
         self.counters.add("control_rx")
         reply = reply_to(msg)
         if reply is not None:
-            self._send_control(reply[0], addr, msg.token, value=reply[1])
+            self.udp.send_control(reply[0], addr, msg.token, value=reply[1])
         path = self.paths.get(msg.sender)
         if path is None:
             return
@@ -294,38 +244,12 @@ class ForwarderActor(Actor):
     def _ceiling(self, addr: Addr) -> int:
         return ceiling_for(route_mtu(addr))
 
-    def _send_control(self, kind: int, addr: Addr, token: int, *, value: int = 0,
-                      size: int = 0, df: bool = False) -> None:
-        """Send a control message; with ``df`` (a PMTU probe) EMSGSIZE is raised to the caller,
-        any other failure is counted."""
-        msg = sleeve.build_control(kind, sender=self.me_wire, token=token, value=value, size=size)
-        sock = self.udp
-        try:
-            if df:
-                sock.setsockopt(socket.IPPROTO_IP, udp.IP_MTU_DISCOVER, udp.IP_PMTUDISC_PROBE)
-            try:
-                sock.sendto(msg, addr)
-            finally:
-                if df:
-                    sock.setsockopt(socket.IPPROTO_IP, udp.IP_MTU_DISCOVER, udp.IP_PMTUDISC_DONT)
-        except OSError as exc:
-            if df and exc.errno == errno.EMSGSIZE:
-                raise
-            self.counters.add("control_send_errors")
-            return
-        self.counters.add("control_tx")
-
     # --- the crypto actor ------------------------------------------------------------------------
 
     def _to_crypto(self, op: str, peer: str, payloads: list, tag: int) -> None:
         """Queue batches for the crypto actor; a full queue drops them (never block)."""
-        send = self.crypto.send_multipart
-        for i in range(0, len(payloads), MAX_BATCH):
-            chunk = payloads[i : i + MAX_BATCH]
-            try:
-                send(encode_request(op, peer, chunk, tag), zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                self.counters.drop(CRYPTO_QUEUE_FULL, len(chunk))
+        send_batches(self.crypto, payloads, lambda chunk: encode_request(op, peer, chunk, tag),
+                     self.counters, CRYPTO_QUEUE_FULL)
 
     def _on_crypto(self) -> None:
         plan = Plan()
@@ -356,26 +280,7 @@ class ForwarderActor(Actor):
         if path is None or path.addr is None:
             self.counters.drop(NO_ADDRESS, sum(1 for r in results if r))
             return
-        sendmsg = self.udp.sendmsg
-        prefix = self.sealed_prefix
-        addr = path.addr
-        n = nbytes = 0
-        piece = path.piece_size
-        for blob in results:
-            if not blob:
-                continue
-            try:
-                if len(blob) + SEALED_PREFIX_LEN > piece and self.gso:
-                    nbytes += self._send_pieces(b"".join((prefix, blob)), piece, addr)
-                else:
-                    # gather the clear prefix and the sealed blob without copying them together
-                    nbytes += sendmsg((prefix, blob), (), 0, addr)
-            except OSError:
-                self.counters.drop(SEND_FAILED)
-                continue
-            n += 1
-        self.counters.add("tx_datagrams", n)
-        self.counters.add("tx_bytes", nbytes)
+        self.udp.send_sealed(self.sealed_prefix, results, path.addr, path.piece_size)
 
     # --- carrying out a plan ---------------------------------------------------------------------
 
@@ -413,60 +318,20 @@ class ForwarderActor(Actor):
             self._to_crypto(SEAL, path.name, [memoryview(d)[OUTER_LEN:] for d in datagrams],
                             path.wire)
             return
-        sendto = self.udp.sendto
-        addr = path.addr
-        piece = path.piece_size
-        nbytes = 0
-        for i, d in enumerate(datagrams):
-            try:
-                if len(d) > piece and self.gso:
-                    self._send_pieces(d, piece, addr)
-                else:
-                    sendto(d, addr)
-            except OSError:
-                # EAGAIN: the socket buffer is full (we never block); others: no route etc.
-                self.counters.drop(SEND_FAILED, len(datagrams) - i)
-                break
-            nbytes += len(d)
-        self.counters.add("tx_datagrams", len(datagrams))
-        self.counters.add("tx_bytes", nbytes)
-
-    def _send_pieces(self, datagram: Any, piece: int, addr: Addr) -> int:
-        """Send a datagram bigger than the path MTU as FRAGMENT pieces, one GSO send per group
-        of up to 64; where the kernel refuses GSO, send it whole from now on (the kernel then
-        fragments it, which the frag test showed the path carries)."""
-        self.frag_id = frag_id = (self.frag_id + 1) & 0xFFFFFFFFFFFFFFFF
-        cmsg = udp.gso_cmsg(piece)
-        sendmsg = self.udp.sendmsg
-        split = sleeve.split_datagram
-        try:
-            for parts in split(datagram, piece, sender=self.me_wire, frag_id=frag_id):
-                sendmsg(parts, cmsg, 0, addr)
-        except OSError as exc:
-            if exc.errno not in (errno.EINVAL, errno.EIO, errno.ENOPROTOOPT):
-                raise
-            self.gso = False
-            self.log.warning("udp_gso_unavailable", reason=str(exc))
-            self.udp.sendto(datagram, addr)
-        return len(datagram)
+        self.udp.send_datagrams(datagrams, path.addr, path.piece_size)
 
     def _inject(self, frames: list) -> None:
-        send = self.frames_in.send_multipart
-        for i in range(0, len(frames), MAX_BATCH):
-            chunk = frames[i : i + MAX_BATCH]
-            try:
-                send(encode_batch({}, chunk), zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                self.counters.drop(INJECT_QUEUE_FULL, len(chunk))
-                continue
-            self.counters.add("injected", len(chunk))
+        sent = send_batches(self.frames_in, frames, lambda chunk: encode_batch({}, chunk),
+                            self.counters, INJECT_QUEUE_FULL)
+        if sent:
+            self.counters.add("injected", sent)
 
     # --- timers ------------------------------------------------------------------------------
 
     def _heartbeats(self) -> None:
         for path in self.paths.values():
             if path.addr is not None:
-                self._send_control(sleeve.HEARTBEAT, path.addr, self.token)
+                self.udp.send_control(sleeve.HEARTBEAT, path.addr, self.token)
         self._publish_paths(time.monotonic())
 
     def _poll_pmtu(self) -> None:
@@ -474,8 +339,8 @@ class ForwarderActor(Actor):
         for path in self.paths.values():
             for probe in path.due_probes(now):
                 try:
-                    self._send_control(probe.kind, path.addr, probe.token, value=probe.size,
-                                       size=probe.size, df=probe.kind == sleeve.PMTU_PROBE)
+                    self.udp.send_control(probe.kind, path.addr, probe.token, value=probe.size,
+                                          size=probe.size, df=probe.kind == sleeve.PMTU_PROBE)
                 except OSError:  # EMSGSIZE: bigger than our own link
                     path.too_big(probe.size, now)
         self._publish_paths(now)

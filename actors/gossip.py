@@ -1,45 +1,36 @@
 """The gossip actor: the mesh control plane on TCP 6783.
 
-Sockets: a listening TCP socket on ``config["port"]``; one non-blocking TCP socket per peer
-connection, registered as a raw fd with the actor's poller (POLLOUT is added only while that
-connection's out-buffer is non-empty, or while its connect is in progress); a SUB on the
-supervisor's "actor.ready" events, so a restarted forwarder gets routes at once and a restarted
-crypto actor gets fresh keys. Host names are resolved on a small thread pool, off the loop.
+Sockets: a TCP listener on ``launch.port`` and one TCP stream per peer connection, all raw fds in
+the actor's poller (:mod:`weavenet.runtime.tcp`: dials, host names resolved off the loop, POLLOUT
+only while bytes wait); a SUB on the supervisor's "actor.ready" events, so a restarted forwarder
+gets routes at once and a restarted crypto actor gets fresh keys.
 
 Publishes the event "routes" (``weavenet.mesh.routes.forwarder_snapshot`` plus a version; the
 forwarder subscribes) on change, every 2 s as a backstop, and when the forwarder says it is
 ready. Handles the requests "connect" and "forget" ({"peers": [addr, ...]}).
 
-Encryption (config["encryption"]): at setup the stretched password comes from the supervisor
+Encryption (``launch.encryption``): at setup the stretched password comes from the supervisor
 ("secret.get", answered only to gossip). Every connection gets a fresh ``KeyExchange``; the
-handshake checks both sides agree on encryption and exchanges password proofs; after that the TCP
-stream is sealed, and the connection's UDP keys go to the crypto actor ("crypto.install" through
-the supervisor; "crypto.forget" when the connection goes). A restarted crypto actor has no keys,
-so when the supervisor announces it ready every encrypted connection is closed and re-made:
-fresh exchanges give fresh keys, so no nonce is ever reused.
+handshake checks both sides agree and exchanges password proofs; then the TCP stream is sealed
+and the connection's UDP keys go to the crypto actor ("crypto.install" through the supervisor,
+"crypto.forget" when the connection goes). A restarted crypto actor has no keys, so every
+encrypted connection is then closed and re-made: fresh exchanges, fresh keys, no nonce reused.
 
-All protocol logic is sans-IO in weavenet.mesh: ``router`` (topology, routes, connection maker,
-gossip rules), ``connection`` (one connection's decoder, handshake and out-buffer), ``refusals``,
-and below them wire, handshake, topology, routes, connmaker; this module only moves bytes and time
-through it. Input from a socket can close that connection, with the reason logged, but never the
-actor.
+The protocol is sans-IO in weavenet.mesh: ``router`` (topology, routes, connection maker, gossip
+rules), ``connection`` (one connection's decoder, handshake, out-buffer), ``refusals``; this
+module only moves bytes and time through it. Input from a socket can close that connection, with
+the reason logged, but never the actor.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import ipaddress
 import random
 import socket
 import sys
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-
-import zmq
 
 from weavenet.crypto.keys import Password
 from weavenet.crypto.protocol import ForgetKeys, Install
@@ -71,11 +62,14 @@ from weavenet.mesh.wire import (
     TopologyUpdate,
     WireError,
 )
-from weavenet.runtime import bus
+from weavenet.runtime import tcp
 from weavenet.runtime.actor import Actor, handles, main
-from weavenet.runtime.address import format_host_port, normalize, parse_host_port
+from weavenet.runtime.address import format_host_port, normalize
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.control import Connect, Forget
+from weavenet.runtime.ready import on_ready
+from weavenet.runtime.relay import Relay
+from weavenet.runtime.startup import fetch_secret
 
 HEARTBEAT_INTERVAL = 2.0
 FULL_EXCHANGE_INTERVAL = 10.0
@@ -83,6 +77,7 @@ PUBLISH_INTERVAL = 2.0
 TICK = 0.1  # dial due targets, enforce connect/handshake deadlines
 RECV_SIZE = 256 * 1024
 MAX_READS_PER_WAKEUP = 16  # one busy peer must not starve the others
+ACCEPTS_PER_WAKEUP = 64
 MAX_CONNECTIONS = 512  # handshaking and established together; more are refused at accept
 SHUTDOWN_REASON = "peer shutting down"
 SECRET_TIMEOUT = 5.0  # waiting for the supervisor's answer to "secret.get" at setup
@@ -93,9 +88,7 @@ RENEGOTIATE_REASON = "crypto actor restarted; renegotiating keys"
 class SocketConnection(PeerConnection):
     """A connection's protocol state with the socket it runs on."""
 
-    sock: socket.socket = field(kw_only=True)
-    fd: int = field(kw_only=True)
-    writing: bool = False  # POLLOUT registered
+    stream: tcp.Stream = field(kw_only=True)
 
 
 class Gossip(Actor):
@@ -110,25 +103,21 @@ class Gossip(Actor):
                                                        log=self.log)
         self.maker = self.router.maker
         self.by_peer = self.router.by_peer  # the one established link per peer
-        self.password: Password | None = (
-            self._fetch_password() if self.launch.encryption else None)
+        self.password: Password | None = (  # never logged: as good as the password
+            Password.from_derived(fetch_secret(self, SECRET_TIMEOUT))
+            if self.launch.encryption else None)
         self.hs_config = HandshakeConfig(self.me, udp_port=self.port,
                                          encrypt=self.password is not None)
         self.refusals = Refusals()
-        self.crypto_requests: dict[str, tuple[str, str, int | None]] = {}
+        # keys sent to the crypto actor: (request type, peer, epoch) by request
+        self.crypto: Relay[tuple[str, str, int | None]] = Relay(self, "crypto")
         self.conns: dict[int, SocketConnection] = {}
-        self.resolver = ThreadPoolExecutor(max_workers=2, thread_name_prefix="resolve")
-        self.resolving: dict[str, Future[list[Any]]] = {}
-
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("0.0.0.0", self.port))
-        self.listener.listen(128)
-        self.listener.setblocking(False)
+        self.dialer = tcp.Dialer(self._dialed, self._dial_failed)
+        self.listener = tcp.listen(self.port)
         self.add_reader(self.listener.fileno(), self._accept)
 
-        self.events = self.subscribe_events("actor.ready")
-        self.add_reader(self.events, self._on_event)
+        self.events = on_ready(self, {"forwarder": lambda: self._publish_routes(force=True),
+                                      "crypto": self._renegotiate})
         self._add_targets(self.launch.peers, Source.LAUNCH)
 
         self.every(TICK, self._tick, first=0.0)
@@ -140,28 +129,6 @@ class Gossip(Actor):
         self.log.info("gossip_listening", port=self.port, uid=self.me.uid,
                       encryption=self.password is not None,
                       targets=[t.address for t in self.maker.targets()])
-
-    def _fetch_password(self) -> Password:
-        """Ask the supervisor for the stretched password, waiting on the bus socket directly:
-        the loop is not running yet, and nothing else is sent to an actor before it is ready."""
-        req = bus.request("secret.get", src=self.NAME, inc=self.inc)
-        self.send_sup(req)
-        deadline = time.monotonic() + SECRET_TIMEOUT
-        while (left := deadline - time.monotonic()) > 0:
-            if not self.sup.poll(int(left * 1000) + 1):
-                break
-            try:
-                env = bus.decode(self.sup.recv())
-            except bus.EnvelopeError:
-                continue
-            if env.in_reply_to != req.id:
-                self.log.warning("unexpected_bus_message_at_setup", type=env.type)
-                continue
-            secret = env.body.get("secret")
-            if not isinstance(secret, bytes):
-                raise RuntimeError("the supervisor has no network secret for gossip")
-            return Password.from_derived(secret)  # never logged: as good as the password
-        raise RuntimeError("the supervisor did not send the network secret in time")
 
     # -- requests ---------------------------------------------------------------------------
     def _addresses(self, req: Connect | Forget) -> list[str]:
@@ -177,9 +144,7 @@ class Gossip(Actor):
     def on_forget(self, req: Forget) -> dict[str, Any]:
         forgotten = set(self.maker.forget(self._addresses(req)))
         for address in forgotten:
-            future = self.resolving.pop(address, None)
-            if future is not None:
-                future.cancel()
+            self.dialer.cancel(address)
         for conn in list(self.conns.values()):
             if conn.target in forgotten:
                 conn.target = None  # nothing left to report to
@@ -197,85 +162,37 @@ class Gossip(Actor):
 
     # -- sockets: accept, dial, read, write -------------------------------------------------
     def _accept(self) -> None:
-        for _ in range(64):
-            try:
-                sock, addr = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE and friends: try again on the next wakeup
-                self.log.warning("accept_failed", reason=str(exc))
-                return
-            address = format_host_port(addr[0], addr[1])
+        for sock, address in tcp.accept(self.listener, ACCEPTS_PER_WAKEUP, self.log):
             if len(self.conns) >= MAX_CONNECTIONS:
                 self.log.info("connection_refused", address=address, reason="too many connections")
                 sock.close()
                 continue
-            conn = self._register(sock, outbound=False, address=address, target=None)
-            self._send(conn, conn.start_handshake(time.monotonic()))
+            self._open(sock, address, outbound=False, connected=True)
 
-    def _dial(self, address: str) -> None:
-        host, port = parse_host_port(address)
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            # A host name: resolve it off the loop (a dead DNS server must not stall the mesh),
-            # then dial from _tick when the answer is in.
-            self.resolving[address] = self.resolver.submit(
-                socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-            return
-        self._open(address, socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0])
-
-    def _resolved(self, address: str, future: Future[list[Any]]) -> None:
-        try:
-            infos = future.result()
-            # Routers listen on IPv4 only: prefer an IPv4 answer ("localhost" may list ::1 first).
-            info = next((i for i in infos if i[0] == socket.AF_INET), infos[0])
-        except (OSError, IndexError) as exc:
-            self._dial_failed(address, f"cannot resolve: {exc}")
-            return
-        self._open(address, info)
-
-    def _open(self, address: str, info: tuple[Any, ...]) -> None:
-        family, kind, proto, _, sockaddr = info
-        try:
-            sock = socket.socket(family, kind, proto)
-        except OSError as exc:
-            self._dial_failed(address, f"cannot open a socket: {exc}")
-            return
-        sock.setblocking(False)
-        err = sock.connect_ex(sockaddr)
-        if err not in (0, errno.EINPROGRESS):
-            sock.close()
-            self._dial_failed(address, f"connect: {errno.errorcode.get(err, err)}")
-            return
-        conn = self._register(sock, outbound=True, address=address, target=address)
-        conn.connecting(time.monotonic())
-        self._want_write(conn, True)
-        if err == 0:
-            self._send(conn, conn.start_handshake(time.monotonic()))
+    def _dialed(self, address: str, sock: socket.socket, connected: bool) -> None:
+        self._open(sock, address, outbound=True, connected=connected)
 
     def _dial_failed(self, address: str, reason: str) -> None:
         self.log.info("connection_failed", address=address, reason=reason)
         self.maker.failed(address, reason)
 
-    def _register(self, sock: socket.socket, *, outbound: bool, address: str,
-                  target: str | None) -> SocketConnection:
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _open(self, sock: socket.socket, address: str, *, outbound: bool,
+              connected: bool) -> None:
+        """A new connection: the handshake starts once TCP is up (a dial may still be
+        connecting); an outbound one reports to its ConnectionMaker target."""
+        stream = tcp.Stream(sock, self, lambda: self._on_socket(conn))  # conn: bound below
         handshake, decoder = new_handshake(self.hs_config, self.password, outbound=outbound,
                                            conn_id=self.rng.getrandbits(64))
         now = time.monotonic()
-        conn = SocketConnection(outbound, address, target, handshake,
+        conn = SocketConnection(outbound, address, address if outbound else None, handshake,
                                 deadline=now + HANDSHAKE_TIMEOUT, decoder=decoder, last_rx=now,
-                                sock=sock, fd=sock.fileno())
-        self.conns[conn.fd] = conn
-        self.add_reader(conn.fd, lambda: self._on_socket(conn))
-        return conn
-
-    def _want_write(self, conn: SocketConnection, want: bool) -> None:
-        if conn.writing != want and not conn.closed:
-            self.poller.register(conn.fd, zmq.POLLIN | (zmq.POLLOUT if want else 0))
-            conn.writing = want
+                                stream=stream)
+        self.conns[stream.fd] = conn
+        if connected:
+            self._send(conn, conn.start_handshake(now))
+        else:
+            conn.connecting(now)
+            stream.want_write(True)  # POLLOUT says the connect is done (or failed)
 
     def _on_socket(self, conn: SocketConnection) -> None:
         """Readable, writable or in error. Events can be spurious (an fd reused within one
@@ -284,18 +201,14 @@ class Gossip(Actor):
             return
         try:
             if conn.phase is Phase.CONNECTING:
-                err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    self._close(conn, f"connect: {errno.errorcode.get(err, err)}")
+                if not conn.stream.connected():
                     return
-                try:
-                    conn.sock.getpeername()
-                except OSError:
-                    return  # still connecting
                 self._send(conn, conn.start_handshake(time.monotonic()))
             self._flush(conn)
             if not conn.closed:
                 self._read(conn)
+        except tcp.StreamError as exc:  # the connect or a read failed
+            self._close(conn, str(exc))
         except WireError as exc:
             self._close(conn, f"protocol error: {exc}")
         except Exception as exc:  # a bug must cost one connection, not the router
@@ -303,14 +216,7 @@ class Gossip(Actor):
             self._close(conn, f"internal error: {type(exc).__name__}: {exc}")
 
     def _read(self, conn: SocketConnection) -> None:
-        for _ in range(MAX_READS_PER_WAKEUP):
-            try:
-                data = conn.sock.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self._close(conn, f"receive failed: {exc.strerror or exc}")
-                return
+        for data in conn.stream.reads(RECV_SIZE, MAX_READS_PER_WAKEUP):
             if not data:
                 conn.decoder.close()  # raises TruncatedInput if it stopped mid-message
                 self._close(conn, "connection closed by remote")
@@ -335,16 +241,10 @@ class Gossip(Actor):
             self._send(conn, conn.framed(body))
 
     def _flush(self, conn: SocketConnection) -> None:
-        while conn.out and not conn.closed:
-            try:
-                sent = conn.sock.send(conn.out)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                self._close(conn, f"send failed: {exc.strerror or exc}")
-                return
-            conn.sent(sent)
-        self._want_write(conn, bool(conn.out))
+        try:
+            conn.sent(conn.stream.flush(conn.out))
+        except tcp.StreamError as exc:
+            self._close(conn, str(exc))
 
     # -- protocol ---------------------------------------------------------------------------
     def _on_item(self, conn: SocketConnection, item: ProtocolHeader | Message) -> None:
@@ -381,7 +281,7 @@ class Gossip(Actor):
         remote = acc.remote
         conn.accept(acc)
         try:
-            conn.udp = format_host_port(conn.sock.getpeername()[0], acc.remote_udp_port)
+            conn.udp = format_host_port(conn.stream.sock.getpeername()[0], acc.remote_udp_port)
         except OSError as exc:
             self._close(conn, f"connection lost during handshake: {exc.strerror or exc}")
             return
@@ -430,11 +330,10 @@ class Gossip(Actor):
         if conn.closed:
             return
         if goodbye is not None and conn.phase is not Phase.CONNECTING:
-            self._say_goodbye(conn, goodbye)
+            conn.stream.send_once(conn.goodbye(goodbye))  # the remote's log learns why
         conn.close()
-        self.remove_reader(conn.fd)
-        self.conns.pop(conn.fd, None)
-        conn.sock.close()
+        self.conns.pop(conn.stream.fd, None)
+        conn.stream.close()
         remote = conn.remote
         if not logged:
             self.log.info(event, address=conn.address, reason=reason,
@@ -451,28 +350,18 @@ class Gossip(Actor):
         elif not conn.established and conn.target is not None:
             self.maker.failed(conn.target, reason, permanent=permanent)
 
-    @staticmethod
-    def _say_goodbye(conn: SocketConnection, reason: str) -> None:
-        """Best effort, never waited for: the remote's log learns why, if the bytes fit."""
-        with contextlib.suppress(OSError):
-            conn.sock.send(conn.goodbye(reason))
-
     # -- keys in the crypto actor -----------------------------------------------------------
     def _crypto_request(self, req: Install | ForgetKeys, epoch: int | None) -> None:
-        env = bus.request("request", {"to": "crypto", "type": req.TYPE, "body": req.to_body()},
-                          src=self.NAME, inc=self.inc)
-        self.crypto_requests[env.id] = (req.TYPE, req.peer, epoch)
-        self.send_sup(env)
+        self.crypto.send(req, (req.TYPE, req.peer, epoch))
 
     def on_reply(self, env: Envelope) -> None:
-        request = self.crypto_requests.pop(env.in_reply_to or "", None)
-        if request is None:
+        answer = self.crypto.answer(env)
+        if answer is None:
             return
-        type_, peer, epoch = request
-        if env.ok:
+        (type_, peer, epoch), reason = answer
+        if reason is None:
             self.log.debug("crypto_request_done", type=type_, remote=peer)
             return
-        reason = (env.error or {}).get("reason", "unknown error")
         self.log.warning("crypto_request_failed", type=type_, remote=peer, reason=reason)
         conn = self.by_peer.get(PeerName(peer))
         if type_ == Install.TYPE and conn is not None and conn.epoch == epoch:
@@ -482,7 +371,8 @@ class Gossip(Actor):
 
     def _renegotiate(self) -> None:
         """The crypto actor restarted empty: every encrypted connection gets fresh keys by being
-        closed and re-made (both ends redial after a short random delay)."""
+        closed and re-made (both ends redial after a short random delay). Without encryption
+        there is none."""
         conns = [c for c in self.by_peer.values() if c.sealer is not None]
         if conns:
             self.log.info("renegotiating_keys", connections=len(conns))
@@ -497,13 +387,10 @@ class Gossip(Actor):
             expired = conn.expired(now)
             if expired is not None:
                 self._close(conn, expired)
-        for address, future in list(self.resolving.items()):
-            if future.done():
-                del self.resolving[address]
-                self._resolved(address, future)
+        self.dialer.poll()
         if len(self.conns) < MAX_CONNECTIONS:
             for address in self.maker.due(now):
-                self._dial(address)
+                self.dialer.dial(address)
 
     def _heartbeats(self) -> None:
         now = time.monotonic()
@@ -518,23 +405,6 @@ class Gossip(Actor):
         if event is not None:
             self.publish("routes", event)
 
-    def _on_event(self) -> None:
-        while True:
-            try:
-                frames = self.events.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                data = bus.decode(frames[-1]).body.get("data")
-            except (bus.EnvelopeError, IndexError, AttributeError):
-                continue
-            if not isinstance(data, dict):
-                continue
-            if data.get("name") == "forwarder":
-                self._publish_routes(force=True)
-            elif data.get("name") == "crypto" and self.password is not None:
-                self._renegotiate()
-
     # -- status and shutdown ----------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Live connections, recent inbound refusals, names being resolved, then the targets no
@@ -543,19 +413,19 @@ class Gossip(Actor):
         rows = [c.status_row() for c in sorted(self.conns.values(), key=lambda c: c.address)]
         rows += [r.status_row(now) for r in self.refusals.recent(now)]
         rows += [{"address": address, "peer": None, "nickname": None, "state": "connecting",
-                  "info": "resolving"} for address in sorted(self.resolving)]
+                  "info": "resolving"} for address in self.dialer.resolving]
         rows += self.router.target_rows({c.target for c in self.conns.values()}, now)
         return self.router.status(rows)
 
     def teardown(self) -> None:
         for conn in list(self.conns.values()):
             if conn.established:
-                self._say_goodbye(conn, SHUTDOWN_REASON)
+                conn.stream.send_once(conn.goodbye(SHUTDOWN_REASON))
             conn.close()
-            conn.sock.close()
+            conn.stream.close()
         self.conns.clear()
         self.listener.close()
-        self.resolver.shutdown(wait=False, cancel_futures=True)
+        self.dialer.close()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""The ZeroMQ queues between the data-plane actors: bounded, and never waited on.
+
+A full queue (the actor behind it is not keeping up, or not there) drops what did not fit and
+counts it, so a stalled capture or crypto actor never stalls the forwarder's loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import zmq
+
+from weavenet.dataplane.batch import MAX_BATCH
+from weavenet.runtime.counters import Counters
+
+QUEUE_HWM = 1024  # batches
+
+
+def connect_queue(ctx: zmq.Context, kind: int, endpoint: str) -> zmq.Socket:
+    """A socket of ``kind`` connected to ``endpoint``, holding at most QUEUE_HWM batches each
+    way and dropping them at close."""
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.SNDHWM, QUEUE_HWM)
+    sock.setsockopt(zmq.RCVHWM, QUEUE_HWM)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return sock
+
+
+def send_batches(sock: zmq.Socket, items: Sequence[Any], encode: Callable[[Sequence[Any]], list],
+                 counters: Counters, full: str) -> int:
+    """Send ``items`` in messages of up to MAX_BATCH (``encode`` makes a message's parts); a
+    message the queue cannot take now is dropped, its items counted under ``full``. Returns how
+    many items went."""
+    send = sock.send_multipart
+    sent = 0
+    for i in range(0, len(items), MAX_BATCH):
+        chunk = items[i : i + MAX_BATCH]
+        try:
+            send(encode(chunk), zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            counters.drop(full, len(chunk))
+            continue
+        sent += len(chunk)
+    return sent
