@@ -28,12 +28,13 @@ import random
 import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from weavenet.crypto.keys import Password
 from weavenet.crypto.protocol import ForgetKeys, Install
+from weavenet.mesh import peerlist
 from weavenet.mesh.connection import (
     HANDSHAKE_TIMEOUT,
     OUT_BUFFER_FULL,
@@ -118,7 +119,11 @@ class Gossip(Actor):
 
         self.events = on_ready(self, {"forwarder": lambda: self._publish_routes(force=True),
                                       "crypto": self._renegotiate})
-        self._add_targets(self.launch.peers, Source.LAUNCH)
+        # Launch peers less those forgotten since, plus those connected since (weave connect
+        # and forget outlive restarts of this actor and of the router).
+        self.peers_file = self.state_dir / peerlist.FILE_NAME
+        self.peerlist = peerlist.PeerList.load(self.peers_file)
+        self._add_targets(self.peerlist.targets(self.launch.peers), Source.LAUNCH)
 
         self.every(TICK, self._tick, first=0.0)
         self.every(HEARTBEAT_INTERVAL, self._heartbeats)
@@ -137,12 +142,16 @@ class Gossip(Actor):
 
     @handles(Connect)
     def on_connect(self, req: Connect) -> dict[str, Any]:
-        added = self._add_targets(self._addresses(req), Source.CONNECT)
+        addresses = self._addresses(req)
+        added = self._add_targets(addresses, Source.CONNECT)
+        self._remember(lambda: self.peerlist.connect(addresses))
         return {"peers": added}
 
     @handles(Forget)
     def on_forget(self, req: Forget) -> dict[str, Any]:
-        forgotten = set(self.maker.forget(self._addresses(req)))
+        addresses = self._addresses(req)
+        forgotten = set(self.maker.forget(addresses))
+        self._remember(lambda: self.peerlist.forget(addresses))
         for address in forgotten:
             self.dialer.cancel(address)
         for conn in list(self.conns.values()):
@@ -150,6 +159,14 @@ class Gossip(Actor):
                 conn.target = None  # nothing left to report to
                 self._close(conn, "forgotten", goodbye="forgotten by remote")
         return {"peers": sorted(forgotten)}
+
+    def _remember(self, change: Callable[[], None]) -> None:
+        change()
+        try:
+            self.peerlist.save(self.peers_file)
+        except OSError as exc:  # the change holds until a restart; say so
+            self.log.warning("peer_list_not_saved", path=str(self.peers_file),
+                             reason=exc.strerror or str(exc))
 
     def _add_targets(self, addresses: Iterable[str], source: Source) -> list[str]:
         added = []
