@@ -12,6 +12,7 @@ import json
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 import zmq
 
 from tests.functional.conftest import Router, wait_for
+from weavenet.dataplane import sleeve
 from weavenet.host.netns import open_netns_fd, socket_in_netns
 from weavenet.mesh.handshake import (
     CONNECTION_TO_SELF,
@@ -54,20 +56,46 @@ PORT = 6783
 class FakePeer:
     """One TCP connection into the router's namespace, driven by the test."""
 
-    def __init__(self, router: Router, peer: Peer, conn_id: int | None = None) -> None:
+    def __init__(self, router: Router, peer: Peer, conn_id: int | None = None,
+                 udp: bool = False) -> None:
         fd, _ = open_netns_fd(f"/var/run/netns/{router.ns}")
         try:
             self.sock = socket_in_netns(fd, socket.AF_INET, socket.SOCK_STREAM)
+            self.udp = socket_in_netns(fd, socket.AF_INET, socket.SOCK_DGRAM) if udp else None
         finally:
             os.close(fd)
         self.sock.settimeout(5)
         self.sock.connect(("127.0.0.1", PORT))
         self.peer = peer
-        self.hs = Handshake(HandshakeConfig(peer, udp_port=PORT), outbound=True,
+        udp_port = PORT
+        if self.udp is not None:
+            # The router lets a connection carry traffic only once its UDP heartbeats are
+            # answered: this fake answers them from its own port.
+            self.udp.bind(("127.0.0.1", 0))
+            self.udp.settimeout(0.2)
+            udp_port = self.udp.getsockname()[1]
+            threading.Thread(target=self._answer_heartbeats, daemon=True).start()
+        self.hs = Handshake(HandshakeConfig(peer, udp_port=udp_port), outbound=True,
                             conn_id=random.getrandbits(64) if conn_id is None else conn_id)
         self.decoder = Decoder()
         self.inbox: list[ProtocolHeader | Message] = []
         self.eof = False
+
+    def _answer_heartbeats(self) -> None:
+        assert self.udp is not None
+        me = sleeve.peer_to_wire(str(self.peer.name))
+        while self.udp.fileno() != -1:
+            try:
+                data, addr = self.udp.recvfrom(65536)
+                msg = sleeve.unpack_control(data)
+            except (TimeoutError, sleeve.SleeveError):
+                continue
+            except OSError:
+                return  # closed
+            if msg.kind == sleeve.HEARTBEAT:
+                with contextlib.suppress(OSError):
+                    self.udp.sendto(sleeve.build_control(sleeve.HEARTBEAT_ACK, sender=me,
+                                                         token=msg.token), addr)
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -120,6 +148,8 @@ class FakePeer:
 
     def close(self) -> None:
         self.sock.close()
+        if self.udp is not None:
+            self.udp.close()
 
 
 def a_peer(nickname: str) -> Peer:
@@ -191,7 +221,7 @@ def connect(router: Router, fakes: list[FakePeer], peer: Peer, **kw: Any) -> Fak
 def test_gossip_from_a_peer_is_merged_into_routes_and_published(
         mesh_router: Router, fakes: list[FakePeer], events: zmq.Socket) -> None:
     p, q = a_peer("p"), a_peer("q")
-    fake = connect(mesh_router, fakes, p)
+    fake = connect(mesh_router, fakes, p, udp=True)
     acc = fake.handshake()
     assert isinstance(acc, Accepted)
     me = acc.remote.name
@@ -207,7 +237,8 @@ def test_gossip_from_a_peer_is_merged_into_routes_and_published(
     )))
     routes = next_event(events, "routes", lambda d: d["unicast"].get(q.name) == p.name)
     assert routes["local"] == me and isinstance(routes["version"], int)
-    assert routes["peers"][p.name]["udp"] == f"127.0.0.1:{PORT}"
+    assert fake.udp is not None
+    assert routes["peers"][p.name]["udp"] == f"127.0.0.1:{fake.udp.getsockname()[1]}"
     assert routes["peers"][q.name] == {"nickname": "q", "uid": q.uid, "udp": None}
     assert routes["broadcast"][me] == [p.name]
     st = wait_for(lambda: (s := gossip(mesh_router)["status"]).get("routes", {}).get(q.name)
@@ -253,7 +284,8 @@ def test_connecting_to_itself_is_refused_once_and_not_retried(mesh_router: Route
 def test_two_connections_from_one_peer_settle_on_the_preferred_one(
         mesh_router: Router, fakes: list[FakePeer]) -> None:
     p = a_peer("p")
-    first, second = connect(mesh_router, fakes, p), connect(mesh_router, fakes, p)
+    first, second = connect(mesh_router, fakes, p, udp=True), connect(mesh_router, fakes, p,
+                                                                       udp=True)
     a, b = first.handshake(), second.handshake()
     assert isinstance(a, Accepted) and isinstance(b, Accepted)
     keep = prefer(p, a.remote, ConnectionSide(True, a.connection_id),
@@ -263,8 +295,9 @@ def test_two_connections_from_one_peer_settle_on_the_preferred_one(
     assert bye is not None and bye.reason == DUPLICATE_CONNECTION
     assert loser.closed_by_router(3)
     assert winner.expect(lambda m: isinstance(m, Heartbeat), timeout=4) is not None
-    rows = [r for r in gossip(mesh_router)["status"]["connections"] if r["peer"] == p.name]
-    assert [r["state"] for r in rows] == ["established"]
+    # One connection left, carrying traffic once the forwarder's heartbeats are answered.
+    wait_for(lambda: [r["state"] for r in gossip(mesh_router)["status"]["connections"]
+                      if r["peer"] == p.name] == ["established"], what="one established row")
 
 
 GARBAGE = {
@@ -277,7 +310,7 @@ GARBAGE = {
 
 def test_bad_input_closes_only_that_connection_with_a_logged_reason(
         mesh_router: Router, fakes: list[FakePeer]) -> None:
-    good = connect(mesh_router, fakes, a_peer("good"))
+    good = connect(mesh_router, fakes, a_peer("good"), udp=True)
     assert isinstance(good.handshake(), Accepted)
     pid = gossip(mesh_router)["pid"]
     for kind, garbage in GARBAGE.items():
@@ -294,7 +327,8 @@ def test_bad_input_closes_only_that_connection_with_a_logged_reason(
         assert closed[0].get("remote") is None, closed
     assert gossip(mesh_router)["pid"] == pid
     assert good.expect(lambda m: isinstance(m, Heartbeat), timeout=4) is not None
-    assert [r["state"] for r in gossip(mesh_router)["status"]["connections"]] == ["established"]
+    wait_for(lambda: [r["state"] for r in gossip(mesh_router)["status"]["connections"]]
+             == ["established"], what="only the good connection, established")
 
 
 def test_a_silent_peer_is_dropped_as_lost(mesh_router: Router, fakes: list[FakePeer]) -> None:
