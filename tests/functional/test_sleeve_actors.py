@@ -111,9 +111,12 @@ def test_ping_crosses_hosts_both_ways(net: tuple[Host, Host, Host]):
 
     def path_ok() -> dict | None:  # status rides on heartbeats: up to a second behind
         st = actor(a, "forwarder")["status"]
-        return st if st.get("paths", {}).get(b.name, {}).get("state") == "ok" else None
+        counters = st.get("counters", {})
+        ok = st.get("paths", {}).get(b.name, {}).get("state") == "ok"
+        # The path may show ok in a snapshot taken before the pings: wait for one after them.
+        return st if ok and counters.get("tx") and counters.get("rx") else None
 
-    st = wait_for(path_ok, timeout=5, what="path a -> b ok in status")
+    st = wait_for(path_ok, timeout=5, what="path a -> b ok and traffic counted in status")
     assert st["macs"] >= 2
     assert st["paths"][b.name]["addr"] == f"{b.underlay}:{PORT}"
     assert st["counters"]["tx"] > 0 and st["counters"]["rx"] > 0
