@@ -93,6 +93,7 @@ class SocketConnection(PeerConnection):
 
 class Gossip(Actor):
     NAME = "gossip"
+    refused_records = 0  # gossiped records the decoder refused (forged or out of range)
 
     def setup(self) -> None:
         self.port = self.launch.port
@@ -257,6 +258,7 @@ class Gossip(Actor):
                 self._on_refused(conn, step.outcome)
             return
         if isinstance(item, TopologyUpdate):
+            self._count_refused(conn, item.refused)
             self._on_gossip(conn, item.records)
         elif isinstance(item, Heartbeat):
             pass  # last_rx is already updated; UDP path state is the forwarder's
@@ -307,6 +309,14 @@ class Gossip(Actor):
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
                       udp=conn.udp, encrypted=conn.sealer is not None)
         self._gossip(self.router.established(conn))
+
+    def _count_refused(self, conn: SocketConnection, refused: int) -> None:
+        """Records refused by the decoder are never merged; the connection stays, as its
+        remote may only be passing on what a third peer forged."""
+        if refused:
+            self.refused_records += refused
+            self.log.warning("gossip_records_refused", address=conn.address, count=refused,
+                             total=self.refused_records)
 
     def _on_gossip(self, conn: SocketConnection, records: tuple[PeerRecord, ...]) -> None:
         improved = self.router.merge(conn, records)
@@ -415,7 +425,7 @@ class Gossip(Actor):
         rows += [{"address": address, "peer": None, "nickname": None, "state": "connecting",
                   "info": "resolving"} for address in self.dialer.resolving]
         rows += self.router.target_rows({c.target for c in self.conns.values()}, now)
-        return self.router.status(rows)
+        return {**self.router.status(rows), "refused_records": self.refused_records}
 
     def teardown(self) -> None:
         for conn in list(self.conns.values()):

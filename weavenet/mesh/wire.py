@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import msgpack
@@ -112,6 +112,8 @@ class TopologyUpdate:
 
     TYPE: ClassVar[str] = "topology"
     records: tuple[PeerRecord, ...]
+    # Records the decoder refused (malformed or out of range); never on the wire.
+    refused: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -231,9 +233,10 @@ def _proof(obj: dict[str, Any]) -> Proof:
 
 def _topology(obj: dict[str, Any]) -> TopologyUpdate:
     try:
-        return TopologyUpdate(decode_records(obj.get("records")))
+        records, refused = decode_records(obj.get("records"))
     except TopologyDecodeError as exc:
         raise MalformedMessage(str(exc)) from None
+    return TopologyUpdate(records, refused)
 
 
 _DECODERS = {
