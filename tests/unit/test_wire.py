@@ -181,6 +181,18 @@ def test_a_forged_record_is_refused_and_counted_and_the_stream_goes_on() -> None
     assert decoder.feed(encode(Heartbeat(1))) == [Heartbeat(1)]
 
 
+def test_a_handshake_limited_decoder_takes_one_small_message_at_a_time() -> None:
+    decoder = Decoder(handshake_limit=100)
+    big = Goodbye("x" * 200)
+    stream = encode_header() + encode(Heartbeat(1)) + encode(big) + encode(Heartbeat(2))
+    assert decoder.feed(stream) == [ProtocolHeader(1, 1), Heartbeat(1)]
+    decoder.end_handshake()  # before the big message's length is checked
+    assert decoder.feed(b"") == [big, Heartbeat(2)]
+    limited = Decoder(handshake_limit=100)
+    with pytest.raises(OversizedMessage):
+        limited.feed(encode_header() + encode(big))
+
+
 def test_an_empty_message_is_malformed() -> None:
     with pytest.raises(MalformedMessage):
         Decoder().feed(encode_header() + b"\x00\x00\x00\x00")
