@@ -20,6 +20,11 @@ The protocol is sans-IO in weavenet.mesh: ``router`` (topology, routes, connecti
 rules), ``connection`` (one connection's decoder, handshake, out-buffer), ``refusals``; this
 module only moves bytes and time through it. Input from a socket can close that connection, with
 the reason logged, but never the actor.
+
+Strangers (inbound connections before their handshake, see ``weavenet.mesh.admission``): at most
+a few per source address, messages of a few KB until accepted, and their refusals logged at a
+bounded rate; status counts what was held back ("suppressed_refusals") and the gossiped records
+the decoder refused ("refused_records").
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from weavenet.crypto.keys import Password
 from weavenet.crypto.protocol import ForgetKeys, Install
+from weavenet.mesh.admission import Admission, RefusalLog
 from weavenet.mesh.connection import (
     HANDSHAKE_TIMEOUT,
     OUT_BUFFER_FULL,
@@ -64,7 +71,7 @@ from weavenet.mesh.wire import (
 )
 from weavenet.runtime import tcp
 from weavenet.runtime.actor import Actor, handles, main
-from weavenet.runtime.address import format_host_port, normalize
+from weavenet.runtime.address import format_host_port, normalize, parse_host_port
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.control import Connect, Forget
 from weavenet.runtime.ready import on_ready
@@ -163,12 +170,31 @@ class Gossip(Actor):
 
     # -- sockets: accept, dial, read, write -------------------------------------------------
     def _accept(self) -> None:
+        admission = Admission([c.host for c in self.conns.values() if self._stranger(c)],
+                              len(self.conns), MAX_CONNECTIONS)
         for sock, address in tcp.accept(self.listener, ACCEPTS_PER_WAKEUP, self.log):
-            if len(self.conns) >= MAX_CONNECTIONS:
-                self.log.info("connection_refused", address=address, reason="too many connections")
+            host = parse_host_port(address)[0]
+            reason = admission.admit(host)
+            if reason is not None:
+                self._log_stranger(host, "connection_refused", address=address, reason=reason)
                 sock.close()
                 continue
             self._open(sock, address, outbound=False, connected=True)
+
+    @staticmethod
+    def _stranger(conn: SocketConnection) -> bool:
+        """An inbound connection whose handshake has not completed: anyone can make one."""
+        return not conn.outbound and not conn.established
+
+    @cached_property
+    def refusal_log(self) -> RefusalLog:
+        return RefusalLog()
+
+    def _log_stranger(self, host: str, event: str, **fields: Any) -> None:
+        """A line about a stranger's connection, rate-limited per source address."""
+        held = self.refusal_log.allow(host, time.monotonic())
+        if held is not None:
+            self.log.info(event, **fields, **({"suppressed": held} if held else {}))
 
     def _dialed(self, address: str, sock: socket.socket, connected: bool) -> None:
         self._open(sock, address, outbound=True, connected=connected)
@@ -269,9 +295,13 @@ class Gossip(Actor):
 
     def _on_refused(self, conn: SocketConnection, refused: Refused) -> None:
         remote = conn.handshake.remote
-        self.log.info("connection_refused", address=conn.address, reason=refused.reason,
+        fields = dict(address=conn.address, reason=refused.reason,
                       remote=str(remote.name) if remote else None,
                       by_remote=refused.by_remote, permanent=refused.permanent)
+        if conn.outbound:
+            self.log.info("connection_refused", **fields)
+        else:
+            self._log_stranger(conn.host, "connection_refused", **fields)
         if not conn.outbound and refused.permanent and refused.reason != CONNECTION_TO_SELF:
             # a configuration mismatch (password, name): the dialling side's status shows it on
             # its target; ours would otherwise forget it with the closed socket
@@ -346,8 +376,12 @@ class Gossip(Actor):
         conn.stream.close()
         remote = conn.remote
         if not logged:
-            self.log.info(event, address=conn.address, reason=reason,
+            fields = dict(address=conn.address, reason=reason,
                           remote=str(remote.name) if remote else None, phase=conn.phase.value)
+            if self._stranger(conn):
+                self._log_stranger(conn.host, event, **fields)
+            else:
+                self.log.info(event, **fields)
         if conn.established and remote and self.by_peer.get(remote.name) is conn:
             if replaced:
                 del self.by_peer[remote.name]
@@ -425,7 +459,8 @@ class Gossip(Actor):
         rows += [{"address": address, "peer": None, "nickname": None, "state": "connecting",
                   "info": "resolving"} for address in self.dialer.resolving]
         rows += self.router.target_rows({c.target for c in self.conns.values()}, now)
-        return {**self.router.status(rows), "refused_records": self.refused_records}
+        return {**self.router.status(rows), "refused_records": self.refused_records,
+                "suppressed_refusals": self.refusal_log.suppressed}
 
     def teardown(self) -> None:
         for conn in list(self.conns.values()):
