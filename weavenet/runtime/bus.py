@@ -11,6 +11,7 @@ a connecting client needs search permission on every directory of the path.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -231,6 +232,14 @@ class Endpoints:
         os.chmod(self.run_dir, 0o700)
         for name in ("ctl", "actors", "events", "frames_out", "frames_in", "crypto"):
             getattr(self, name)  # fail early on a path that is too long
+
+    def restrict_sockets(self) -> None:
+        """Make every socket file present 0600 (DESIGN), whoever bound it: zmq creates them
+        with the umask's mode. The 0700 directory is what keeps others out; this keeps the
+        files honest if the directory is ever loosened."""
+        for path in self.socket_files():
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(path, 0o600)
 
     def socket_files(self) -> list[Path]:
         return [self.run_dir / n for n in (
