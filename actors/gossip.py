@@ -176,7 +176,7 @@ class Gossip(Actor):
             host = parse_host_port(address)[0]
             reason = admission.admit(host)
             if reason is not None:
-                self._log_stranger(host, "connection_refused", address=address, reason=reason)
+                self._log_limited(host, "connection_refused", address=address, reason=reason)
                 sock.close()
                 continue
             self._open(sock, address, outbound=False, connected=True)
@@ -190,11 +190,14 @@ class Gossip(Actor):
     def refusal_log(self) -> RefusalLog:
         return RefusalLog()
 
-    def _log_stranger(self, host: str, event: str, **fields: Any) -> None:
-        """A line about a stranger's connection, rate-limited per source address."""
+    def _log_limited(self, host: str, event: str, *, warning: bool = False,
+                     **fields: Any) -> None:
+        """A line about what a source we cannot trust did (a stranger's connection refused or
+        closed, forged gossip), rate-limited per source address."""
         held = self.refusal_log.allow(host, time.monotonic())
         if held is not None:
-            self.log.info(event, **fields, **({"suppressed": held} if held else {}))
+            emit = self.log.warning if warning else self.log.info
+            emit(event, **fields, **({"suppressed": held} if held else {}))
 
     def _dialed(self, address: str, sock: socket.socket, connected: bool) -> None:
         self._open(sock, address, outbound=True, connected=connected)
@@ -301,7 +304,7 @@ class Gossip(Actor):
         if conn.outbound:
             self.log.info("connection_refused", **fields)
         else:
-            self._log_stranger(conn.host, "connection_refused", **fields)
+            self._log_limited(conn.host, "connection_refused", **fields)
         if not conn.outbound and refused.permanent and refused.reason != CONNECTION_TO_SELF:
             # a configuration mismatch (password, name): the dialling side's status shows it on
             # its target; ours would otherwise forget it with the closed socket
@@ -345,8 +348,8 @@ class Gossip(Actor):
         remote may only be passing on what a third peer forged."""
         if refused:
             self.refused_records += refused
-            self.log.warning("gossip_records_refused", address=conn.address, count=refused,
-                             total=self.refused_records)
+            self._log_limited(conn.host, "gossip_records_refused", warning=True,
+                              address=conn.address, count=refused, total=self.refused_records)
 
     def _on_gossip(self, conn: SocketConnection, records: tuple[PeerRecord, ...]) -> None:
         improved = self.router.merge(conn, records)
@@ -379,7 +382,7 @@ class Gossip(Actor):
             fields = dict(address=conn.address, reason=reason,
                           remote=str(remote.name) if remote else None, phase=conn.phase.value)
             if self._stranger(conn):
-                self._log_stranger(conn.host, event, **fields)
+                self._log_limited(conn.host, event, **fields)
             else:
                 self.log.info(event, **fields)
         if conn.established and remote and self.by_peer.get(remote.name) is conn:

@@ -22,6 +22,7 @@ import zmq
 from tests.functional.conftest import Router, wait_for
 from weavenet.host.netns import open_netns_fd, socket_in_netns
 from weavenet.mesh.admission import LOG_BURST, MAX_HANDSHAKING_PER_SOURCE, TOO_MANY_FROM_SOURCE
+from weavenet.mesh.connection import HANDSHAKE_TIMEOUT
 from weavenet.mesh.handshake import (
     CONNECTION_TO_SELF,
     DUPLICATE_CONNECTION,
@@ -39,6 +40,7 @@ from weavenet.mesh.wire import (
     Decoder,
     Goodbye,
     Heartbeat,
+    Hello,
     Message,
     ProtocolHeader,
     TopologyUpdate,
@@ -396,3 +398,26 @@ def test_a_connection_flood_from_one_source_writes_a_few_log_lines(
     lines = [e for e in gossip_events(mesh_router, "connection_closed", "connection_refused")
              if e.get("address", "").startswith("127.0.0.7:")]
     assert 1 <= len(lines) <= LOG_BURST + 1, lines
+
+
+def test_a_stranger_trickling_its_handshake_is_closed_when_the_handshake_time_is_up(
+        mesh_router: Router) -> None:
+    sock = ns_socket(mesh_router)
+    sock.settimeout(0.4)
+    sock.connect(("127.0.0.1", PORT))
+    hello = encode_header() + encode(Hello(PeerName.random(), "slow", 5, 6, False))
+    started = time.monotonic()
+    try:
+        for byte in hello:  # every byte resets no clock: the handshake has one deadline
+            sock.sendall(bytes([byte]))
+            with contextlib.suppress(TimeoutError):
+                if sock.recv(65536) == b"":
+                    break
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        sock.close()
+    assert time.monotonic() - started < HANDSHAKE_TIMEOUT + 2
+    closed = wait_for(lambda: [e for e in gossip_events(mesh_router, "connection_closed")
+                               if e["reason"] == "handshake timed out"], what="the timeout")
+    assert closed[0]["address"].startswith("127.0.0.1:")
