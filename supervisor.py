@@ -36,6 +36,7 @@ import zmq
 
 import weavenet
 from weavenet.crypto.keys import Password
+from weavenet.mesh import peerlist
 from weavenet.mesh.peer import Peer
 from weavenet.runtime import bus, control, log
 from weavenet.runtime.bus import Envelope
@@ -465,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     # The identity is settled once, before any actor starts, so they all agree on it.
     me = Peer.create(config.state_dir, name=config.name,
                      nickname=config.nickname or os.environ.get("WEAVE_NICKNAME"))
+    # Peers this launch names are wanted, even if an earlier `weave forget` dropped them.
+    peers_file = Path(config.state_dir) / peerlist.FILE_NAME
+    known = peerlist.PeerList.load(peers_file)
+    known.launched(config.peers)
+    known.save(peers_file)
     config = dataclasses.replace(
         config, debug=config.debug or args.debug, foreground=args.foreground,
         encryption=secret is not None, peer_name=str(me.name), nickname=me.nickname)

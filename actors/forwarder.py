@@ -8,7 +8,9 @@ Sockets:
 * PULL ``Endpoints.frames_out`` (capture binds it): batches of frames captured on our bridge.
 * PUSH ``Endpoints.frames_in``: batches of frames for capture to inject on our bridge.
 * SUB ``Endpoints.events``, topic "routes": the gossip actor's routes
-  (:mod:`weavenet.dataplane.route_update`); publishes "paths" through the supervisor.
+  (:mod:`weavenet.dataplane.route_update`), and "actor.ready" (a restarted gossip is told the
+  paths at once). Publishes "paths" (each neighbour's UDP path: ok, probing or unreachable, PMTU)
+  on change: gossip lets a connection carry traffic only while its path is ok.
 * DEALER ``Endpoints.crypto``, only with ``launch.encryption``: FRAMES bodies to seal and
   sealed blobs to open, batched per neighbour (datagram layout: :mod:`weavenet.dataplane.sealed`).
   Clear FRAMES datagrams are dropped when encrypting (no downgrade), sealed ones when not.
@@ -57,12 +59,13 @@ from weavenet.dataplane.udp_socket import UdpSocket, route_mtu
 from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, drain, main
 from weavenet.runtime.counters import Counters
+from weavenet.runtime.ready import on_ready
 
 DATAGRAMS_PER_WAKEUP = 256  # bound the work per poll so capture's queue and timers get a turn
 BATCHES_PER_WAKEUP = 16
 CRYPTO_REPLIES_PER_WAKEUP = 64
 EVENTS_PER_WAKEUP = 16
-HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_INTERVAL = 0.5  # see weavenet.dataplane.path.PATH_OK_FOR
 PMTU_POLL = 0.1
 STATS_INTERVAL = 30.0
 EXPIRE_INTERVAL = 60.0
@@ -109,6 +112,8 @@ class ForwarderActor(Actor):
         self.add_reader(self.udp.fileno(), self._on_udp)
         self.add_reader(self.frames_out, self._on_captured)
         self.add_reader(self.events, self._on_event)
+        # A restarted gossip knows nothing of the paths: tell it now, not at the next change.
+        self.ready_events = on_ready(self, {"gossip": self._republish_paths})
         self.every(HEARTBEAT_INTERVAL, self._heartbeats, first=0.0)
         self.every(PMTU_POLL, self._poll_pmtu)
         self.every(STATS_INTERVAL, self._stats)
@@ -351,6 +356,10 @@ class ForwarderActor(Actor):
             self.published_paths = view
             self.publish("paths", {"paths": view})
             self.log.info("paths_changed", paths=view)
+
+    def _republish_paths(self) -> None:
+        self.published_paths = None
+        self._publish_paths(time.monotonic())
 
     def _stats(self) -> None:
         snap = self.counters.snapshot()

@@ -3,7 +3,10 @@
 Sockets: a TCP listener on ``launch.port`` and one TCP stream per peer connection, all raw fds in
 the actor's poller (:mod:`weavenet.runtime.tcp`: dials, host names resolved off the loop, POLLOUT
 only while bytes wait); a SUB on the supervisor's "actor.ready" events, so a restarted forwarder
-gets routes at once and a restarted crypto actor gets fresh keys.
+gets routes at once and a restarted crypto actor gets fresh keys; a SUB on the forwarder's
+"paths" events: a connection carries traffic (counts as established in the topology, so routes
+use it) only while its UDP path answers heartbeats, so a peer whose TCP works but whose UDP is
+blocked or cut is routed around (``weavenet.mesh.router.Router.data_path``).
 
 Publishes the event "routes" (``weavenet.mesh.routes.forwarder_snapshot`` plus a version; the
 forwarder subscribes) on change, every 2 s as a backstop, and when the forwarder says it is
@@ -33,13 +36,14 @@ import random
 import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from weavenet.crypto.keys import Password
 from weavenet.crypto.protocol import ForgetKeys, Install
+from weavenet.mesh import peerlist
 from weavenet.mesh.admission import Admission, RefusalLog
 from weavenet.mesh.connection import (
     HANDSHAKE_TIMEOUT,
@@ -69,8 +73,8 @@ from weavenet.mesh.wire import (
     TopologyUpdate,
     WireError,
 )
-from weavenet.runtime import tcp
-from weavenet.runtime.actor import Actor, handles, main
+from weavenet.runtime import bus, tcp
+from weavenet.runtime.actor import Actor, drain, handles, main
 from weavenet.runtime.address import format_host_port, normalize, parse_host_port
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.control import Connect, Forget
@@ -89,6 +93,9 @@ MAX_CONNECTIONS = 512  # handshaking and established together; more are refused 
 SHUTDOWN_REASON = "peer shutting down"
 SECRET_TIMEOUT = 5.0  # waiting for the supervisor's answer to "secret.get" at setup
 RENEGOTIATE_REASON = "crypto actor restarted; renegotiating keys"
+PATH_OK, PATH_DOWN = "ok", "unreachable"  # the forwarder's verdicts on a UDP path
+PATH_DOWN_REASON = "UDP path down: heartbeats not answered (UDP port blocked or link cut?)"
+PATHS_EVENTS_PER_WAKEUP = 16
 
 
 @dataclass(eq=False)
@@ -96,6 +103,7 @@ class SocketConnection(PeerConnection):
     """A connection's protocol state with the socket it runs on."""
 
     stream: tcp.Stream = field(kw_only=True)
+    data_path: bool = False  # the forwarder's heartbeats on its UDP path are answered
 
 
 class Gossip(Actor):
@@ -126,7 +134,14 @@ class Gossip(Actor):
 
         self.events = on_ready(self, {"forwarder": lambda: self._publish_routes(force=True),
                                       "crypto": self._renegotiate})
-        self._add_targets(self.launch.peers, Source.LAUNCH)
+        # Launch peers less those forgotten since, plus those connected since (weave connect
+        # and forget outlive restarts of this actor and of the router).
+        self.peers_file = self.state_dir / peerlist.FILE_NAME
+        self.peerlist = peerlist.PeerList.load(self.peers_file)
+        self._add_targets(self.peerlist.targets(self.launch.peers), Source.LAUNCH)
+        self.path_states: dict[str, str] = {}  # the forwarder's view: peer -> ok, probing, ...
+        self.paths_events = self.subscribe_events("paths")
+        self.add_reader(self.paths_events, self._on_paths)
 
         self.every(TICK, self._tick, first=0.0)
         self.every(HEARTBEAT_INTERVAL, self._heartbeats)
@@ -145,12 +160,16 @@ class Gossip(Actor):
 
     @handles(Connect)
     def on_connect(self, req: Connect) -> dict[str, Any]:
-        added = self._add_targets(self._addresses(req), Source.CONNECT)
+        addresses = self._addresses(req)
+        added = self._add_targets(addresses, Source.CONNECT)
+        self._remember(lambda: self.peerlist.connect(addresses))
         return {"peers": added}
 
     @handles(Forget)
     def on_forget(self, req: Forget) -> dict[str, Any]:
-        forgotten = set(self.maker.forget(self._addresses(req)))
+        addresses = self._addresses(req)
+        forgotten = set(self.maker.forget(addresses))
+        self._remember(lambda: self.peerlist.forget(addresses))
         for address in forgotten:
             self.dialer.cancel(address)
         for conn in list(self.conns.values()):
@@ -158,6 +177,14 @@ class Gossip(Actor):
                 conn.target = None  # nothing left to report to
                 self._close(conn, "forgotten", goodbye="forgotten by remote")
         return {"peers": sorted(forgotten)}
+
+    def _remember(self, change: Callable[[], None]) -> None:
+        change()
+        try:
+            self.peerlist.save(self.peers_file)
+        except OSError as exc:  # the change holds until a restart; say so
+            self.log.warning("peer_list_not_saved", path=str(self.peers_file),
+                             reason=exc.strerror or str(exc))
 
     def _add_targets(self, addresses: Iterable[str], source: Source) -> list[str]:
         added = []
@@ -341,7 +368,33 @@ class Gossip(Actor):
         self.log.info("peer_connected", remote=str(remote.name), nickname=remote.nickname,
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
                       udp=conn.udp, encrypted=conn.sealer is not None)
-        self._gossip(self.router.established(conn))
+        conn.data_path = self.path_states.get(str(remote.name)) == PATH_OK
+        self._gossip(self.router.established(conn, conn.data_path))
+
+    # -- the UDP path of each connection (the forwarder's heartbeats) --------------------------
+    def _on_paths(self) -> None:
+        for frames in drain(self.paths_events, PATHS_EVENTS_PER_WAKEUP):
+            try:
+                data = bus.decode(frames[-1]).body.get("data")
+                paths = data["paths"] if isinstance(data, dict) else None
+            except (bus.EnvelopeError, IndexError, KeyError, AttributeError):
+                continue
+            if isinstance(paths, dict):  # each event is the whole view
+                self.path_states = {str(name): str(view.get("state")) for name, view
+                                    in paths.items() if isinstance(view, dict)}
+        sends: list[tuple[SocketConnection, bytes]] = []
+        for name, conn in list(self.by_peer.items()):
+            state = self.path_states.get(str(name))
+            # Only a verdict changes anything: "probing" (a restarted forwarder, a new path)
+            # keeps what we had, so a forwarder restart does not flap the routes.
+            up = True if state == PATH_OK else False if state == PATH_DOWN else conn.data_path
+            if up != conn.data_path:
+                conn.data_path = up
+                self.log.info("data_path_up" if up else "data_path_down", remote=str(name),
+                              udp=conn.udp, reason=None if up else PATH_DOWN_REASON)
+                sends += self.router.data_path(conn, up)
+        if sends:
+            self._gossip(sends)
 
     def _count_refused(self, conn: SocketConnection, refused: int) -> None:
         """Records refused by the decoder are never merged; the connection stays, as its
@@ -457,13 +510,22 @@ class Gossip(Actor):
         """Live connections, recent inbound refusals, names being resolved, then the targets no
         connection stands for."""
         now = time.monotonic()
-        rows = [c.status_row() for c in sorted(self.conns.values(), key=lambda c: c.address)]
+        rows = [self._status_row(c) for c in sorted(self.conns.values(), key=lambda c: c.address)]
         rows += [r.status_row(now) for r in self.refusals.recent(now)]
         rows += [{"address": address, "peer": None, "nickname": None, "state": "connecting",
                   "info": "resolving"} for address in self.dialer.resolving]
         rows += self.router.target_rows({c.target for c in self.conns.values()}, now)
         return {**self.router.status(rows), "refused_records": self.refused_records,
                 "suppressed_refusals": self.refusal_log.suppressed}
+
+    def _status_row(self, conn: SocketConnection) -> dict[str, Any]:
+        row = conn.status_row()
+        if row["state"] == "established" and not conn.data_path:
+            seen = self.path_states.get(str(conn.remote.name)) if conn.remote else None
+            row["state"] = "connected"  # TCP only: no traffic goes this way
+            row["info"] += "; " + (PATH_DOWN_REASON if seen == PATH_DOWN
+                                   else "waiting for UDP heartbeats to be answered")
+        return row
 
     def teardown(self) -> None:
         for conn in list(self.conns.values()):

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 import zmq
 
 from tests.functional.conftest import Router, wait_for
+from weavenet.dataplane import sleeve
 from weavenet.host.netns import open_netns_fd, socket_in_netns
 from weavenet.mesh.admission import LOG_BURST, MAX_HANDSHAKING_PER_SOURCE, TOO_MANY_FROM_SOURCE
 from weavenet.mesh.connection import HANDSHAKE_TIMEOUT
@@ -54,10 +56,10 @@ pytestmark = pytest.mark.root
 PORT = 6783
 
 
-def ns_socket(router: Router) -> socket.socket:
+def ns_socket(router: Router, kind: int = socket.SOCK_STREAM) -> socket.socket:
     fd, _ = open_netns_fd(f"/var/run/netns/{router.ns}")
     try:
-        return socket_in_netns(fd, socket.AF_INET, socket.SOCK_STREAM)
+        return socket_in_netns(fd, socket.AF_INET, kind)
     finally:
         os.close(fd)
 
@@ -66,17 +68,42 @@ class FakePeer:
     """One TCP connection into the router's namespace, driven by the test."""
 
     def __init__(self, router: Router, peer: Peer, conn_id: int | None = None,
-                 source: str = "127.0.0.1") -> None:
+                 source: str = "127.0.0.1", udp: bool = False) -> None:
         self.sock = ns_socket(router)
+        self.udp = ns_socket(router, socket.SOCK_DGRAM) if udp else None
         self.sock.settimeout(5)
         self.sock.bind((source, 0))  # all of 127/8 is local: more sources than one
         self.sock.connect(("127.0.0.1", PORT))
         self.peer = peer
-        self.hs = Handshake(HandshakeConfig(peer, udp_port=PORT), outbound=True,
+        udp_port = PORT
+        if self.udp is not None:
+            # The router lets a connection carry traffic only once its UDP heartbeats are
+            # answered: this fake answers them from its own port.
+            self.udp.bind(("127.0.0.1", 0))
+            self.udp.settimeout(0.2)
+            udp_port = self.udp.getsockname()[1]
+            threading.Thread(target=self._answer_heartbeats, daemon=True).start()
+        self.hs = Handshake(HandshakeConfig(peer, udp_port=udp_port), outbound=True,
                             conn_id=random.getrandbits(64) if conn_id is None else conn_id)
         self.decoder = Decoder()
         self.inbox: list[ProtocolHeader | Message] = []
         self.eof = False
+
+    def _answer_heartbeats(self) -> None:
+        assert self.udp is not None
+        me = sleeve.peer_to_wire(str(self.peer.name))
+        while self.udp.fileno() != -1:
+            try:
+                data, addr = self.udp.recvfrom(65536)
+                msg = sleeve.unpack_control(data)
+            except (TimeoutError, sleeve.SleeveError):
+                continue
+            except OSError:
+                return  # closed
+            if msg.kind == sleeve.HEARTBEAT:
+                with contextlib.suppress(OSError):
+                    self.udp.sendto(sleeve.build_control(sleeve.HEARTBEAT_ACK, sender=me,
+                                                         token=msg.token), addr)
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -129,6 +156,8 @@ class FakePeer:
 
     def close(self) -> None:
         self.sock.close()
+        if self.udp is not None:
+            self.udp.close()
 
 
 def a_peer(nickname: str) -> Peer:
@@ -200,7 +229,7 @@ def connect(router: Router, fakes: list[FakePeer], peer: Peer, **kw: Any) -> Fak
 def test_gossip_from_a_peer_is_merged_into_routes_and_published(
         mesh_router: Router, fakes: list[FakePeer], events: zmq.Socket) -> None:
     p, q = a_peer("p"), a_peer("q")
-    fake = connect(mesh_router, fakes, p)
+    fake = connect(mesh_router, fakes, p, udp=True)
     acc = fake.handshake()
     assert isinstance(acc, Accepted)
     me = acc.remote.name
@@ -216,7 +245,8 @@ def test_gossip_from_a_peer_is_merged_into_routes_and_published(
     )))
     routes = next_event(events, "routes", lambda d: d["unicast"].get(q.name) == p.name)
     assert routes["local"] == me and isinstance(routes["version"], int)
-    assert routes["peers"][p.name]["udp"] == f"127.0.0.1:{PORT}"
+    assert fake.udp is not None
+    assert routes["peers"][p.name]["udp"] == f"127.0.0.1:{fake.udp.getsockname()[1]}"
     assert routes["peers"][q.name] == {"nickname": "q", "uid": q.uid, "udp": None}
     assert routes["broadcast"][me] == [p.name]
     st = wait_for(lambda: (s := gossip(mesh_router)["status"]).get("routes", {}).get(q.name)
@@ -262,7 +292,8 @@ def test_connecting_to_itself_is_refused_once_and_not_retried(mesh_router: Route
 def test_two_connections_from_one_peer_settle_on_the_preferred_one(
         mesh_router: Router, fakes: list[FakePeer]) -> None:
     p = a_peer("p")
-    first, second = connect(mesh_router, fakes, p), connect(mesh_router, fakes, p)
+    first, second = connect(mesh_router, fakes, p, udp=True), connect(mesh_router, fakes, p,
+                                                                       udp=True)
     a, b = first.handshake(), second.handshake()
     assert isinstance(a, Accepted) and isinstance(b, Accepted)
     keep = prefer(p, a.remote, ConnectionSide(True, a.connection_id),
@@ -272,8 +303,9 @@ def test_two_connections_from_one_peer_settle_on_the_preferred_one(
     assert bye is not None and bye.reason == DUPLICATE_CONNECTION
     assert loser.closed_by_router(3)
     assert winner.expect(lambda m: isinstance(m, Heartbeat), timeout=4) is not None
-    rows = [r for r in gossip(mesh_router)["status"]["connections"] if r["peer"] == p.name]
-    assert [r["state"] for r in rows] == ["established"]
+    # One connection left, carrying traffic once the forwarder's heartbeats are answered.
+    wait_for(lambda: [r["state"] for r in gossip(mesh_router)["status"]["connections"]
+                      if r["peer"] == p.name] == ["established"], what="one established row")
 
 
 GARBAGE = {
@@ -286,7 +318,7 @@ GARBAGE = {
 
 def test_bad_input_closes_only_that_connection_with_a_logged_reason(
         mesh_router: Router, fakes: list[FakePeer]) -> None:
-    good = connect(mesh_router, fakes, a_peer("good"))
+    good = connect(mesh_router, fakes, a_peer("good"), udp=True)
     assert isinstance(good.handshake(), Accepted)
     pid = gossip(mesh_router)["pid"]
     for kind, garbage in GARBAGE.items():
@@ -303,7 +335,8 @@ def test_bad_input_closes_only_that_connection_with_a_logged_reason(
         assert closed[0].get("remote") is None, closed
     assert gossip(mesh_router)["pid"] == pid
     assert good.expect(lambda m: isinstance(m, Heartbeat), timeout=4) is not None
-    assert [r["state"] for r in gossip(mesh_router)["status"]["connections"]] == ["established"]
+    wait_for(lambda: [r["state"] for r in gossip(mesh_router)["status"]["connections"]]
+             == ["established"], what="only the good connection, established")
 
 
 def test_a_silent_peer_is_dropped_as_lost(mesh_router: Router, fakes: list[FakePeer]) -> None:

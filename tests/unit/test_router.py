@@ -50,11 +50,12 @@ class Mesh:
         conn.establish(0.0, None)
         return conn
 
-    def connect(self, i: int, j: int) -> tuple[PeerConnection, PeerConnection]:
+    def connect(self, i: int, j: int, data_path: bool = True
+                ) -> tuple[PeerConnection, PeerConnection]:
         ij, ji = self._conn(i, j, True), self._conn(j, i, False)
         self.pairs[id(ij)], self.pairs[id(ji)] = (j, ji), (i, ij)
-        self.queue += self.routers[i].established(ij)
-        self.queue += self.routers[j].established(ji)
+        self.queue += self.routers[i].established(ij, data_path)
+        self.queue += self.routers[j].established(ji, data_path)
         return ij, ji
 
     def disconnect(self, i: int, j: int) -> None:
@@ -179,3 +180,29 @@ def test_status_rows_leave_out_targets_a_connection_already_stands_for() -> None
     assert status["peer"]["name"] == str(peer(1).name)
     assert [p["name"] for p in status["peers"]] == [str(peer(1).name), str(peer(2).name)]
     assert one_two.remote == peer(2)
+
+
+def test_routes_use_a_link_only_while_its_udp_path_works_at_both_ends() -> None:
+    """Three routers that all know each other; the 1-3 link's UDP path is not (or no longer)
+    answered: 1 and 3 route through 2 until the path works again."""
+    mesh = Mesh()
+    for i in (1, 2, 3):
+        mesh.add(i)
+    mesh.connect(1, 2)
+    mesh.connect(2, 3)
+    c13, c31 = mesh.connect(1, 3, data_path=False)  # handshaken, UDP not yet answered
+    mesh.pump()
+    r1, r2, r3 = (mesh.routers[i] for i in (1, 2, 3))
+    assert r1.routes.next_hop(r3.me.name) == r2.me.name
+    mesh.queue += r1.data_path(c13, True)
+    mesh.pump()
+    assert r1.routes.next_hop(r3.me.name) == r2.me.name  # one end is not enough
+    mesh.queue += r3.data_path(c31, True)
+    mesh.pump()
+    assert r1.routes.next_hop(r3.me.name) == r3.me.name
+    assert r3.routes.next_hop(r1.me.name) == r1.me.name
+    mesh.queue += r3.data_path(c31, False)  # e.g. UDP 6783 blocked: heartbeats unanswered
+    mesh.pump()
+    assert r1.routes.next_hop(r3.me.name) == r2.me.name
+    assert r3.routes.next_hop(r1.me.name) == r2.me.name
+    assert r1.data_path(c13, True) == []  # no change: nothing to gossip

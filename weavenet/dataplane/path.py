@@ -19,7 +19,10 @@ from weavenet.dataplane.sleeve import MAX_DATAGRAM
 
 Addr = tuple[str, int]
 
-PATH_OK_FOR = 3.5  # a path is ok while we heard from the neighbour this recently
+# A path is ok while we heard from the neighbour this recently: three heartbeat intervals of
+# the forwarder (0.5 s), so one or two lost heartbeats do not count, while a dead path is
+# known, published and routed around within 3 s.
+PATH_OK_FOR = 1.5
 PROBING_FOR = 5.0  # a never-heard path is "probing" this long, then "unreachable"
 
 UDP_IP_OVERHEAD = 28  # IPv4 + UDP headers

@@ -350,6 +350,23 @@ class Lab:
         underlay.remove_drop(hb.ns, ["-s", ha.lan_ip])
         self._record(["cut", ha.name, hb.name], False)
 
+    def block(self, a: HostRef, b: HostRef, proto: str, port: int) -> None:
+        """Drop proto ("tcp"/"udp") to port between two hosts, both ways (say, UDP 6783 between
+        two hosts whose TCP still works); other hosts are not affected."""
+        ha, hb = self._pair(a, b)
+        proto = underlay.tcp_or_udp(proto)
+        for here, there in ((ha, hb), (hb, ha)):
+            underlay.add_drop(here.ns, ["-s", there.lan_ip, "-p", proto, "--dport", str(int(port))])
+        self._record(["block", ha.name, hb.name, proto, int(port)], True)
+
+    def unblock(self, a: HostRef, b: HostRef, proto: str, port: int) -> None:
+        ha, hb = self._pair(a, b)
+        proto = underlay.tcp_or_udp(proto)
+        for here, there in ((ha, hb), (hb, ha)):
+            underlay.remove_drop(here.ns,
+                                 ["-s", there.lan_ip, "-p", proto, "--dport", str(int(port))])
+        self._record(["block", ha.name, hb.name, proto, int(port)], False)
+
     def firewall(self, host: HostRef, proto: str, port: int) -> None:
         """Drop everything arriving at host for proto ("tcp"/"udp") port."""
         h, proto = self.host(host), underlay.tcp_or_udp(proto)
@@ -393,6 +410,7 @@ class Lab:
         """Undo every fault this lab has recorded."""
         undo = {
             "cut": lambda a, b: self.heal(a, b),
+            "block": lambda a, b, proto, port: self.unblock(a, b, proto, port),
             "firewall": lambda h, proto, port: self.unfirewall(h, proto, port),
             "drop_udp_larger_than": lambda h, _size: self.undrop_udp_larger_than(h),
             "loss": lambda h, _percent: self.lose(h, 0),

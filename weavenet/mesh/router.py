@@ -45,15 +45,30 @@ class Router(Generic[C]):
         self._snapshot: dict[str, Any] | None = None
 
     # -- connections ----------------------------------------------------------------------------
-    def established(self, conn: C) -> list[tuple[C, bytes]]:
-        """``conn`` is now the link to its remote: record it and tell everyone."""
+    def established(self, conn: C, data_path: bool) -> list[tuple[C, bytes]]:
+        """``conn`` is now the link to its remote: record it and tell everyone. It carries
+        traffic (counts as established in the topology, so routes use it) only while
+        ``data_path`` holds: UDP heartbeats are answered both ways (see ``data_path``)."""
         remote = conn.remote
         assert remote is not None
         self.by_peer[remote.name] = conn
         self.maker.peer_connected(remote.name)
-        self.peers.add_connection(remote, conn.address, outbound=conn.outbound, established=True)
+        self.peers.add_connection(remote, conn.address, outbound=conn.outbound,
+                                  established=data_path)
         full = (conn, encode_body(TopologyUpdate(self.peers.full_update())))
         return [full, *self.topology_changed({self.me.name}, source=None)]
+
+    def data_path(self, conn: C, up: bool) -> list[tuple[C, bytes]]:
+        """The UDP path to ``conn``'s remote came up or went down (the forwarder's heartbeats):
+        the connection counts as established in our record only while it is up, and routes
+        need both ends to say so, so traffic moves to other peers within one gossip round."""
+        remote = conn.remote
+        if remote is None or self.by_peer.get(remote.name) is not conn:
+            return []
+        if not self.peers.add_connection(remote, conn.address, outbound=conn.outbound,
+                                         established=up):
+            return []
+        return self.topology_changed({self.me.name}, source=None)
 
     def lost(self, conn: C, reason: str) -> list[tuple[C, bytes]]:
         """The link to ``conn``'s remote is gone (no other connection replaces it)."""

@@ -209,6 +209,16 @@ class MeshSim:
                 self._send(dst, src, node.peers.update_for(node.peers.outdated(records)))
         return True
 
+    def full_exchange(self, fanout: int = 3) -> None:
+        """The real routers' periodic backstop (every 10 s): each peer sends its whole view to a
+        few random neighbours. It repairs what flooding alone can leave behind, e.g. a record an
+        early garbage collection dropped while the record connecting it was still in flight."""
+        for name in sorted(self.nodes):
+            node = self.nodes[name]
+            neighbours = sorted(node.neighbours)
+            for other in self.rng.sample(neighbours, min(fanout, len(neighbours))):
+                self._send(name, other, node.peers.full_update())
+
     def run_until_quiet(self, max_rounds: int = 10_000) -> SimStats:
         """Pump gossip until nothing is in flight; return the traffic this took."""
         self.stats = SimStats()
