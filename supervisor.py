@@ -126,8 +126,7 @@ class Supervisor:
         # A restarted actor reconnects with the same identity; let it take over the old route.
         self.bus.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.pub = self._socket(zmq.PUB, self.endpoints.events)
-        for path in self.endpoints.socket_files()[:3]:
-            os.chmod(path, 0o600)
+        self.endpoints.restrict_sockets()
         self.endpoints.pidfile.write_text(f"{os.getpid()}\n")
 
     def _socket(self, kind: int, addr: str) -> zmq.Socket:
@@ -245,6 +244,7 @@ class Supervisor:
         a.state = "running"
         a.inc = env.inc
         a.last_heartbeat = time.monotonic()
+        self.endpoints.restrict_sockets()  # the data-plane sockets it may have bound
         self.log.info("actor_ready", name=a.name, child=env.body.get("pid"))
         self.emit("actor.ready", {"name": a.name, "pid": env.body.get("pid")})
 

@@ -23,6 +23,11 @@ The protocol is sans-IO in weavenet.mesh: ``router`` (topology, routes, connecti
 rules), ``connection`` (one connection's decoder, handshake, out-buffer), ``refusals``; this
 module only moves bytes and time through it. Input from a socket can close that connection, with
 the reason logged, but never the actor.
+
+Strangers (inbound connections before their handshake, see ``weavenet.mesh.admission``): at most
+a few per source address, messages of a few KB until accepted, and their refusals logged at a
+bounded rate; status counts what was held back ("suppressed_refusals") and the gossiped records
+the decoder refused ("refused_records").
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from weavenet.crypto.keys import Password
 from weavenet.crypto.protocol import ForgetKeys, Install
 from weavenet.mesh import peerlist
+from weavenet.mesh.admission import Admission, RefusalLog
 from weavenet.mesh.connection import (
     HANDSHAKE_TIMEOUT,
     OUT_BUFFER_FULL,
@@ -68,7 +75,7 @@ from weavenet.mesh.wire import (
 )
 from weavenet.runtime import bus, tcp
 from weavenet.runtime.actor import Actor, drain, handles, main
-from weavenet.runtime.address import format_host_port, normalize
+from weavenet.runtime.address import format_host_port, normalize, parse_host_port
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.control import Connect, Forget
 from weavenet.runtime.ready import on_ready
@@ -101,6 +108,7 @@ class SocketConnection(PeerConnection):
 
 class Gossip(Actor):
     NAME = "gossip"
+    refused_records = 0  # gossiped records the decoder refused (forged or out of range)
 
     def setup(self) -> None:
         self.port = self.launch.port
@@ -189,12 +197,34 @@ class Gossip(Actor):
 
     # -- sockets: accept, dial, read, write -------------------------------------------------
     def _accept(self) -> None:
+        admission = Admission([c.host for c in self.conns.values() if self._stranger(c)],
+                              len(self.conns), MAX_CONNECTIONS)
         for sock, address in tcp.accept(self.listener, ACCEPTS_PER_WAKEUP, self.log):
-            if len(self.conns) >= MAX_CONNECTIONS:
-                self.log.info("connection_refused", address=address, reason="too many connections")
+            host = parse_host_port(address)[0]
+            reason = admission.admit(host)
+            if reason is not None:
+                self._log_limited(host, "connection_refused", address=address, reason=reason)
                 sock.close()
                 continue
             self._open(sock, address, outbound=False, connected=True)
+
+    @staticmethod
+    def _stranger(conn: SocketConnection) -> bool:
+        """An inbound connection whose handshake has not completed: anyone can make one."""
+        return not conn.outbound and not conn.established
+
+    @cached_property
+    def refusal_log(self) -> RefusalLog:
+        return RefusalLog()
+
+    def _log_limited(self, host: str, event: str, *, warning: bool = False,
+                     **fields: Any) -> None:
+        """A line about what a source we cannot trust did (a stranger's connection refused or
+        closed, forged gossip), rate-limited per source address."""
+        held = self.refusal_log.allow(host, time.monotonic())
+        if held is not None:
+            emit = self.log.warning if warning else self.log.info
+            emit(event, **fields, **({"suppressed": held} if held else {}))
 
     def _dialed(self, address: str, sock: socket.socket, connected: bool) -> None:
         self._open(sock, address, outbound=True, connected=connected)
@@ -284,6 +314,7 @@ class Gossip(Actor):
                 self._on_refused(conn, step.outcome)
             return
         if isinstance(item, TopologyUpdate):
+            self._count_refused(conn, item.refused)
             self._on_gossip(conn, item.records)
         elif isinstance(item, Heartbeat):
             pass  # last_rx is already updated; UDP path state is the forwarder's
@@ -294,9 +325,13 @@ class Gossip(Actor):
 
     def _on_refused(self, conn: SocketConnection, refused: Refused) -> None:
         remote = conn.handshake.remote
-        self.log.info("connection_refused", address=conn.address, reason=refused.reason,
+        fields = dict(address=conn.address, reason=refused.reason,
                       remote=str(remote.name) if remote else None,
                       by_remote=refused.by_remote, permanent=refused.permanent)
+        if conn.outbound:
+            self.log.info("connection_refused", **fields)
+        else:
+            self._log_limited(conn.host, "connection_refused", **fields)
         if not conn.outbound and refused.permanent and refused.reason != CONNECTION_TO_SELF:
             # a configuration mismatch (password, name): the dialling side's status shows it on
             # its target; ours would otherwise forget it with the closed socket
@@ -361,6 +396,14 @@ class Gossip(Actor):
         if sends:
             self._gossip(sends)
 
+    def _count_refused(self, conn: SocketConnection, refused: int) -> None:
+        """Records refused by the decoder are never merged; the connection stays, as its
+        remote may only be passing on what a third peer forged."""
+        if refused:
+            self.refused_records += refused
+            self._log_limited(conn.host, "gossip_records_refused", warning=True,
+                              address=conn.address, count=refused, total=self.refused_records)
+
     def _on_gossip(self, conn: SocketConnection, records: tuple[PeerRecord, ...]) -> None:
         improved = self.router.merge(conn, records)
         if improved:
@@ -389,8 +432,12 @@ class Gossip(Actor):
         conn.stream.close()
         remote = conn.remote
         if not logged:
-            self.log.info(event, address=conn.address, reason=reason,
+            fields = dict(address=conn.address, reason=reason,
                           remote=str(remote.name) if remote else None, phase=conn.phase.value)
+            if self._stranger(conn):
+                self._log_limited(conn.host, event, **fields)
+            else:
+                self.log.info(event, **fields)
         if conn.established and remote and self.by_peer.get(remote.name) is conn:
             if replaced:
                 del self.by_peer[remote.name]
@@ -468,7 +515,8 @@ class Gossip(Actor):
         rows += [{"address": address, "peer": None, "nickname": None, "state": "connecting",
                   "info": "resolving"} for address in self.dialer.resolving]
         rows += self.router.target_rows({c.target for c in self.conns.values()}, now)
-        return self.router.status(rows)
+        return {**self.router.status(rows), "refused_records": self.refused_records,
+                "suppressed_refusals": self.refusal_log.suppressed}
 
     def _status_row(self, conn: SocketConnection) -> dict[str, Any]:
         row = conn.status_row()

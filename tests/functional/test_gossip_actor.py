@@ -23,6 +23,8 @@ import zmq
 from tests.functional.conftest import Router, wait_for
 from weavenet.dataplane import sleeve
 from weavenet.host.netns import open_netns_fd, socket_in_netns
+from weavenet.mesh.admission import LOG_BURST, MAX_HANDSHAKING_PER_SOURCE, TOO_MANY_FROM_SOURCE
+from weavenet.mesh.connection import HANDSHAKE_TIMEOUT
 from weavenet.mesh.handshake import (
     CONNECTION_TO_SELF,
     DUPLICATE_CONNECTION,
@@ -40,6 +42,7 @@ from weavenet.mesh.wire import (
     Decoder,
     Goodbye,
     Heartbeat,
+    Hello,
     Message,
     ProtocolHeader,
     TopologyUpdate,
@@ -53,18 +56,23 @@ pytestmark = pytest.mark.root
 PORT = 6783
 
 
+def ns_socket(router: Router, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    fd, _ = open_netns_fd(f"/var/run/netns/{router.ns}")
+    try:
+        return socket_in_netns(fd, socket.AF_INET, kind)
+    finally:
+        os.close(fd)
+
+
 class FakePeer:
     """One TCP connection into the router's namespace, driven by the test."""
 
     def __init__(self, router: Router, peer: Peer, conn_id: int | None = None,
-                 udp: bool = False) -> None:
-        fd, _ = open_netns_fd(f"/var/run/netns/{router.ns}")
-        try:
-            self.sock = socket_in_netns(fd, socket.AF_INET, socket.SOCK_STREAM)
-            self.udp = socket_in_netns(fd, socket.AF_INET, socket.SOCK_DGRAM) if udp else None
-        finally:
-            os.close(fd)
+                 source: str = "127.0.0.1", udp: bool = False) -> None:
+        self.sock = ns_socket(router)
+        self.udp = ns_socket(router, socket.SOCK_DGRAM) if udp else None
         self.sock.settimeout(5)
+        self.sock.bind((source, 0))  # all of 127/8 is local: more sources than one
         self.sock.connect(("127.0.0.1", PORT))
         self.peer = peer
         udp_port = PORT
@@ -347,3 +355,105 @@ def test_a_stopping_router_says_goodbye(mesh_router: Router, fakes: list[FakePee
     mesh_router.weave("stop")
     bye = fake.expect(lambda m: isinstance(m, Goodbye), timeout=10)
     assert bye is not None and "shutting down" in bye.reason
+
+
+# -- strangers: forged gossip, floods, big announcements -------------------------------------------
+
+
+def test_a_forged_record_at_the_largest_version_is_refused_and_gossip_stays_up(
+        mesh_router: Router, fakes: list[FakePeer]) -> None:
+    p, q = a_peer("p"), a_peer("q")
+    attacker = connect(mesh_router, fakes, p, udp=True)
+    bystander = connect(mesh_router, fakes, q, udp=True)
+    acc = attacker.handshake()
+    assert isinstance(acc, Accepted) and isinstance(bystander.handshake(), Accepted)
+    me = acc.remote
+    pid = gossip(mesh_router)["pid"]
+    # One version msgpack can carry but nobody can increment: for a peer we know, and for the
+    # router itself (which would try to outrank it).
+    forged = [PeerRecord(q.name, "q", q.uid, 2**64 - 1),
+              PeerRecord(me.name, "x", me.uid, 2**64 - 1)]
+    attacker.send(TopologyUpdate(tuple(forged)))
+    wait_for(lambda: gossip(mesh_router)["status"]["refused_records"] == 2,
+             what="the forged records to be refused")
+    # Both connections stay, carrying traffic once their UDP heartbeats are answered.
+    wait_for(lambda: [r["state"] for r in gossip(mesh_router)["status"]["connections"]]
+             == ["established"] * 2, what="both connections established")
+    assert gossip(mesh_router)["pid"] == pid
+    for fake in (attacker, bystander):  # nobody got the record passed on, both stay served
+        got = fake.expect(lambda m: isinstance(m, Heartbeat)
+                          or (isinstance(m, TopologyUpdate)
+                              and any(r.version >= 2**63 for r in m.records)), timeout=4)
+        assert isinstance(got, Heartbeat), got
+
+
+def test_a_stranger_announcing_a_big_message_before_its_handshake_is_closed(
+        mesh_router: Router, fakes: list[FakePeer]) -> None:
+    fake = connect(mesh_router, fakes, a_peer("big"))
+    fake.send_raw(encode_header() + (8 * 1024 * 1024).to_bytes(4, "big") + b"\x80" * 1000)
+    with contextlib.suppress(WireError):
+        assert fake.closed_by_router(3)
+    closed = wait_for(lambda: gossip_events(mesh_router, "connection_closed"), what="the close")
+    assert "exceeds" in closed[0]["reason"], closed
+
+
+def test_one_source_may_hold_only_a_few_handshaking_connections(
+        mesh_router: Router, fakes: list[FakePeer]) -> None:
+    silent = []
+    for _ in range(MAX_HANDSHAKING_PER_SOURCE):
+        sock = ns_socket(mesh_router)
+        sock.bind(("127.0.0.5", 0))
+        sock.connect(("127.0.0.1", PORT))
+        silent.append(sock)
+    try:
+        wait_for(lambda: len(gossip(mesh_router)["status"]["connections"])
+                 >= MAX_HANDSHAKING_PER_SOURCE, what="the silent connections to be accepted")
+        ninth = connect(mesh_router, fakes, a_peer("ninth"), source="127.0.0.5")
+        with contextlib.suppress(WireError, OSError):
+            assert ninth.closed_by_router(2)
+        refused = wait_for(lambda: [e for e in gossip_events(mesh_router, "connection_refused")
+                                    if e["reason"] == TOO_MANY_FROM_SOURCE], what="the refusal")
+        assert refused[0]["address"].startswith("127.0.0.5:")
+        other = connect(mesh_router, fakes, a_peer("other"), source="127.0.0.6")
+        assert isinstance(other.handshake(), Accepted)
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_a_connection_flood_from_one_source_writes_a_few_log_lines(
+        mesh_router: Router) -> None:
+    for _ in range(200):
+        sock = ns_socket(mesh_router)
+        sock.bind(("127.0.0.7", 0))
+        sock.connect(("127.0.0.1", PORT))
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        sock.close()
+    wait_for(lambda: gossip(mesh_router)["status"]["suppressed_refusals"] >= 190,
+             what="the refusals to be counted")
+    lines = [e for e in gossip_events(mesh_router, "connection_closed", "connection_refused")
+             if e.get("address", "").startswith("127.0.0.7:")]
+    assert 1 <= len(lines) <= LOG_BURST + 1, lines
+
+
+def test_a_stranger_trickling_its_handshake_is_closed_when_the_handshake_time_is_up(
+        mesh_router: Router) -> None:
+    sock = ns_socket(mesh_router)
+    sock.settimeout(0.4)
+    sock.connect(("127.0.0.1", PORT))
+    hello = encode_header() + encode(Hello(PeerName.random(), "slow", 5, 6, False))
+    started = time.monotonic()
+    try:
+        for byte in hello:  # every byte resets no clock: the handshake has one deadline
+            sock.sendall(bytes([byte]))
+            with contextlib.suppress(TimeoutError):
+                if sock.recv(65536) == b"":
+                    break
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        sock.close()
+    assert time.monotonic() - started < HANDSHAKE_TIMEOUT + 2
+    closed = wait_for(lambda: [e for e in gossip_events(mesh_router, "connection_closed")
+                               if e["reason"] == "handshake timed out"], what="the timeout")
+    assert closed[0]["address"].startswith("127.0.0.1:")

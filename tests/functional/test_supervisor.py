@@ -109,6 +109,20 @@ def test_the_control_socket_refuses_an_unprivileged_user(router: Router):
     assert (router.run_dir / "ctl.sock").stat().st_mode & 0o077 == 0
 
 
+def socket_modes(router: Router) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in router.run_dir.iterdir() if p.is_socket()}
+
+
+def test_every_socket_in_the_run_dir_is_0600_even_after_restarts(router: Router):
+    router.weave("launch")
+    modes = socket_modes(router)
+    assert {"ctl.sock", "frames-out.sock", "frames-in.sock", "crypto.sock"} <= set(modes)
+    assert set(modes.values()) == {0o600}, modes
+    for name in ("capture", "crypto"):  # they bind the data-plane sockets again
+        kill_and_wait_restart(router, name)
+    assert set(socket_modes(router).values()) == {0o600}, socket_modes(router)
+
+
 def test_debug_raises_log_verbosity_and_logs_are_json_lines(router: Router):
     def events() -> list[dict]:
         lines = router.weave("logs").stdout.splitlines()

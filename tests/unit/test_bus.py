@@ -33,6 +33,16 @@ def test_error_reply_carries_code_and_reason_and_raises():
     msgpack.packb({"v": 1, "type": "x", "body": [1]}),
     msgpack.packb({"v": 1, "type": "x", "error": {"code": 1}}),
     msgpack.packb({"v": "1", "type": "x"}),
+    msgpack.packb({"v": True, "type": "x"}),
+    msgpack.packb({"v": 1, "type": "x" * 65}),
+    msgpack.packb({"v": 1, "type": "x", "id": "i" * 65}),
+    msgpack.packb({"v": 1, "type": "x", "src": "s" * 65}),
+    msgpack.packb({"v": 1, "type": "x", "in_reply_to": "r" * 65}),
+    msgpack.packb({"v": 1, "type": "x", "inc": -1}),
+    msgpack.packb({"v": 1, "type": "x", "inc": 2**64 - 1}),
+    msgpack.packb({"v": 1, "type": "x", "inc": True}),
+    msgpack.packb({"v": 1, "type": "x", "ts": float("nan")}),
+    msgpack.packb({"v": 1, "type": "x", "ts": float("inf")}),
 ])
 def test_malformed_envelopes_raise_envelope_error(data):
     with pytest.raises(bus.EnvelopeError):
@@ -48,6 +58,20 @@ def test_oversized_envelope_is_rejected_before_parsing():
 def test_random_bytes_never_raise_anything_but_envelope_error(data):
     with contextlib.suppress(bus.EnvelopeError):
         bus.decode(data)
+
+
+@given(st.dictionaries(st.sampled_from(["v", "type", "id", "src", "inc", "ts", "body", "ok",
+                                          "in_reply_to", "error"]),
+                       st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+                       | st.floats() | st.text(max_size=80)
+                       | st.dictionaries(st.text(), st.text())))
+def test_envelopes_with_random_fields_decode_in_range_or_raise_envelope_error(fields):
+    try:
+        env = bus.decode(msgpack.packb(fields))
+    except bus.EnvelopeError:
+        return
+    assert 0 <= env.inc <= bus.MAX_INC and len(env.type) <= bus.MAX_NAME_LEN
+    assert bus.decode(bus.encode(env)) == env
 
 
 def test_unknown_keys_are_ignored_for_forward_compatibility():

@@ -23,10 +23,14 @@ from weavenet.mesh.handshake import (
     Refused,
 )
 from weavenet.mesh.peer import Peer, PeerName
+from weavenet.mesh.topology import PeerRecord
 from weavenet.mesh.wire import (
+    MAX_HANDSHAKE_MESSAGE_SIZE,
+    MAX_MESSAGE_SIZE,
     Decoder,
     Goodbye,
     Heartbeat,
+    OversizedMessage,
     ProtocolHeader,
     TopologyUpdate,
     encode_body,
@@ -86,6 +90,41 @@ def test_a_clear_pair_handshakes_and_then_carries_messages() -> None:
     a.queue(a.framed(a.heartbeat()))
     assert list(b.received(take(a), T0 + 1)) == [Heartbeat(1), Heartbeat(2)]
     assert b.last_rx == T0 + 1
+
+
+def test_before_the_handshake_only_small_messages_are_accepted() -> None:
+    b = connection(BOB, outbound=False)
+    b.queue(b.start_handshake(T0))
+    with pytest.raises(OversizedMessage):
+        list(b.received(encode_header() + (MAX_MESSAGE_SIZE).to_bytes(4, "big"), T0))
+
+
+@pytest.mark.parametrize("password", [None, PW])
+def test_a_big_update_right_behind_the_hello_is_taken_once_the_handshake_accepts(
+        password: Password | None) -> None:
+    a = connection(ALICE, outbound=True, password=password)
+    b = connection(BOB, outbound=False, password=password)
+    a.queue(a.start_handshake(T0))
+    b.queue(b.start_handshake(T0))
+    big = TopologyUpdate(tuple(PeerRecord(PeerName(f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}"),
+                                          "n" * 200, 1, 1) for i in range(3, 103)))
+    assert len(encode_body(big)) > MAX_HANDSHAKE_MESSAGE_SIZE
+    got: list[object] = []
+    # b gets a's hello and the update in one read (without a password): the update's length
+    # must be checked only once b's handshake has accepted a
+    for _ in range(6):
+        for me, other in ((b, a), (a, b)):
+            for item in me.received(take(other), T0):
+                if me.remote is not None:
+                    got.append(item)
+                    continue
+                step = me.handshake.receive(item)
+                me.queue(step.send)
+                if isinstance(step.outcome, Accepted):
+                    me.accept(step.outcome)
+                    if me is a:
+                        me.queue(me.framed(encode_body(big)))
+    assert got == [big]
 
 
 def test_an_encrypted_pair_seals_the_stream_after_the_proofs() -> None:

@@ -150,3 +150,11 @@ def test_arbitrary_bodies_decode_or_are_refused_never_crash(body):
         except UsageError:
             continue
         assert cls.from_body(req.to_body()) == req
+
+
+@pytest.mark.parametrize("field", ["netns", "key", "label", "container_id"])
+def test_a_target_with_control_characters_is_refused_before_it_reaches_a_message(field) -> None:
+    body = {**TARGET.to_body(), field: "web\nFAKE LOG LINE"}
+    with pytest.raises(UsageError) as ei:
+        Target.from_body(body)
+    assert "\n" not in str(ei.value)

@@ -125,6 +125,13 @@ def test_a_run_split_across_two_reads_still_reassembles():
     assert first == [None] and second == [d]
 
 
+def test_a_datagram_cut_into_too_many_tiny_pieces_is_dropped_not_held() -> None:
+    r = Reassembler(max_pieces=8)
+    for offset in range(9):
+        assert r.add(Piece(SENDER, 7, offset, 1000, b"x"), 0.0) is None
+    assert len(r) == 0 and r.dropped == 1
+
+
 @pytest.mark.parametrize("bad", [
     b"",  # nothing
     build_outer(FRAGMENT, 0, SENDER, 1) + b"\x00\x00",  # truncated piece header

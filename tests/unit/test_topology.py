@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weavenet.mesh.peer import Peer, PeerName
 from weavenet.mesh.topology import (
+    MAX_RECORDS_PER_UPDATE,
+    MAX_UINT64,
+    MAX_VERSION,
     Connection,
     PeerRecord,
     Peers,
@@ -125,7 +130,7 @@ def test_records_roundtrip_through_the_gossip_encoding() -> None:
         (Connection(NAMES[2], "198.18.0.2:6783", True, False),),
     )
     assert decode_record(encode_record(rec)) == rec
-    assert decode_records([encode_record(rec)] * 2) == (rec, rec)
+    assert decode_records([encode_record(rec)] * 2) == ((rec, rec), 0)
 
 
 def _enc(**changes: object) -> dict[str, object]:
@@ -146,6 +151,8 @@ def _enc(**changes: object) -> dict[str, object]:
         _enc(uid=2**64),
         _enc(ver=True),
         _enc(ver=1.0),
+        _enc(ver=MAX_VERSION + 1),  # no room left to outrank it: re-encoding would overflow
+        _enc(ver=MAX_UINT64),
         _enc(conns={}),
         _enc(conns=[["02:00:00:00:00:02", "a", True]]),
         _enc(conns=[["02:00:00:00:00:02", 5, True, True]]),
@@ -163,6 +170,41 @@ def test_unknown_record_keys_and_extra_connection_fields_are_ignored() -> None:
     obj = _enc(future="x")
     obj["conns"] = [[*obj["conns"][0], "extra"]]  # type: ignore[index]
     assert decode_record(obj) == record(1, 1, 2)
+
+
+def test_a_record_at_the_largest_version_can_still_be_outranked_and_re_encoded() -> None:
+    rec = decode_record(_enc(ver=MAX_VERSION, name=str(LOCAL.name), conns=[]))
+    peers = Peers(LOCAL)
+    assert peers.merge([rec]) == {LOCAL.name}
+    assert peers.local_record.version == MAX_VERSION + 1
+    # others refuse our record at that version, but encoding it never fails
+    assert msgpack.unpackb(msgpack.packb(encode_record(peers.local_record)))["ver"] == 2**63
+
+
+def test_a_forged_record_is_refused_alone_and_the_rest_of_the_update_kept() -> None:
+    good = encode_record(record(2, 3))
+    records, refused = decode_records([_enc(ver=MAX_UINT64), good, "junk", _enc(uid=-1)])
+    assert records == (record(2, 3),)
+    assert refused == 3
+
+
+@pytest.mark.parametrize("obj", [None, {}, "x", [{}] * (MAX_RECORDS_PER_UPDATE + 1)])
+def test_an_update_that_is_not_a_bounded_list_is_refused_whole(obj: object) -> None:
+    with pytest.raises(TopologyDecodeError):
+        decode_records(obj)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=-(2**70), max_value=2**70), st.integers(-(2**70), 2**70))
+def test_decoded_versions_always_leave_room_to_be_incremented_and_re_encoded(ver: int,
+                                                                             uid: int) -> None:
+    try:
+        rec = decode_record(_enc(ver=ver, uid=uid))
+    except TopologyDecodeError:
+        assert not (0 <= ver <= MAX_VERSION and 0 <= uid <= MAX_UINT64)
+        return
+    assert rec.version + 1 <= MAX_UINT64
+    msgpack.packb(encode_record(replace(rec, version=rec.version + 1)))
 
 
 # -- properties ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from weavenet.mesh import wire
 from weavenet.mesh.peer import PeerName
-from weavenet.mesh.topology import Connection, PeerRecord
+from weavenet.mesh.topology import MAX_VERSION, Connection, PeerRecord, encode_record
 from weavenet.mesh.wire import (
     BadMagic,
     Decoder,
@@ -150,7 +150,7 @@ def _hello(**changes: object) -> dict[str, object]:
         msgpack.packb({"type": "heartbeat", "seq": -1}),
         msgpack.packb({"type": "heartbeat", "seq": True}),
         msgpack.packb({"type": "topology", "records": {}}),
-        msgpack.packb({"type": "topology", "records": [{"name": "x"}]}),
+        msgpack.packb({"type": "topology", "records": [{}] * 65537}),
         msgpack.packb(_hello(name="bob")),
         msgpack.packb(_hello(uid=-1)),
         msgpack.packb(_hello(udp_port=0)),
@@ -168,6 +168,29 @@ def test_malformed_messages_raise_a_typed_error(body: bytes) -> None:
     decoder.feed(encode_header())
     with pytest.raises(MalformedMessage):
         decoder.feed(struct.pack(">I", len(body)) + body)
+
+
+def test_a_forged_record_is_refused_and_counted_and_the_stream_goes_on() -> None:
+    forged = {**encode_record(RECORD), "ver": 2**64 - 1}
+    decoder = Decoder()
+    decoder.feed(encode_header())
+    body = {"type": "topology", "records": [forged, {"name": "x"}, encode_record(RECORD)]}
+    [update] = decoder.feed(frame(body))
+    assert update == TopologyUpdate((RECORD,))
+    assert update.refused == 2
+    assert decoder.feed(encode(Heartbeat(1))) == [Heartbeat(1)]
+
+
+def test_a_handshake_limited_decoder_takes_one_small_message_at_a_time() -> None:
+    decoder = Decoder(handshake_limit=100)
+    big = Goodbye("x" * 200)
+    stream = encode_header() + encode(Heartbeat(1)) + encode(big) + encode(Heartbeat(2))
+    assert decoder.feed(stream) == [ProtocolHeader(1, 1), Heartbeat(1)]
+    decoder.end_handshake()  # before the big message's length is checked
+    assert decoder.feed(b"") == [big, Heartbeat(2)]
+    limited = Decoder(handshake_limit=100)
+    with pytest.raises(OversizedMessage):
+        limited.feed(encode_header() + encode(big))
 
 
 def test_an_empty_message_is_malformed() -> None:
@@ -197,7 +220,7 @@ records = st.builds(
     names,
     st.text(max_size=20),
     uint64,
-    uint64,
+    st.integers(0, MAX_VERSION),
     st.lists(
         st.builds(Connection, names, st.text(max_size=30), st.booleans(), st.booleans()), max_size=5
     ),

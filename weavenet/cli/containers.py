@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 from typing import Any
 
+from weavenet.runtime.address import shown
 from weavenet.runtime.bus import FAILED, USAGE, BusError
-from weavenet.runtime.control import Target
+from weavenet.runtime.control import MAX_CONTAINER_ID, MAX_PATH, MAX_PID, Target
 
 
 def _docker_client() -> Any:
@@ -32,20 +34,39 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def resolve(spec: str) -> Target:
+# Docker's own rule for container names (an id, or a prefix of one, matches it too).
+_CONTAINER_NAME = re.compile(r"/?[A-Za-z0-9][A-Za-z0-9_.-]*")
+_PID = re.compile(r"[1-9][0-9]{0,6}")
+
+
+def check_spec(spec: str) -> str:
+    """``spec`` if it is a well-formed container id or name, ``pid:N`` or ``netns:/path``;
+    otherwise a usage error (exit status 2) that shows it escaped, on one line."""
     if spec.startswith("pid:"):
-        try:
-            pid = int(spec[4:])
-        except ValueError:
-            raise BusError(USAGE, f"invalid pid in {spec!r}") from None
+        if not _PID.fullmatch(spec[4:]) or int(spec[4:]) > MAX_PID:
+            raise BusError(USAGE, f"invalid pid in {shown(spec)} (want pid:N, 1 <= N <= "
+                           f"{MAX_PID})")
+    elif spec.startswith("netns:"):
+        path = spec[6:]
+        if not path.startswith("/") or len(path) > MAX_PATH or not path.isprintable():
+            raise BusError(USAGE, f"invalid namespace path in {shown(spec)} (want netns:/path)")
+    elif len(spec) > MAX_CONTAINER_ID or not _CONTAINER_NAME.fullmatch(spec):
+        raise BusError(USAGE, f"{shown(spec)} is not a container id or name")
+    return spec
+
+
+def resolve(spec: str) -> Target:
+    check_spec(spec)
+    if spec.startswith("pid:"):
+        pid = int(spec[4:])
         path = f"/proc/{pid}/ns/net"
         if not os.path.exists(path):
             raise BusError(FAILED, f"no process with pid {pid}")
         return Target(netns=path, key=spec, label=spec, pid=pid)
     if spec.startswith("netns:"):
         path = spec[6:]
-        if not path or not os.path.exists(path):
-            raise BusError(FAILED, f"no network namespace at {path!r}")
+        if not os.path.exists(path):
+            raise BusError(FAILED, f"no network namespace at {shown(path)}")
         return Target(netns=path, key=spec, label=spec)
     import docker.errors
 
@@ -53,13 +74,13 @@ def resolve(spec: str) -> Target:
     try:
         c = client.containers.get(spec)
     except docker.errors.NotFound:
-        raise BusError(FAILED, f"no such container: {spec}") from None
+        raise BusError(FAILED, f"no such container: {shown(spec)}") from None
     except docker.errors.APIError as exc:
         raise BusError(FAILED, f"docker: {_first_line(exc)}") from None
     state = c.attrs.get("State", {})
     pid = int(state.get("Pid") or 0)
     if not state.get("Running") or pid <= 0:
-        raise BusError(FAILED, f"container {spec} is not running")
+        raise BusError(FAILED, f"container {shown(spec)} is not running")
     return Target(netns=f"/proc/{pid}/ns/net", key=c.id, label=spec, container_id=c.id, pid=pid)
 
 

@@ -22,10 +22,11 @@ import msgpack
 
 import weavenet
 from weavenet.cli import client
-from weavenet.cli.containers import docker_remove, docker_run, resolve
+from weavenet.cli.containers import check_spec, docker_remove, docker_run, resolve
 from weavenet.cli.statusview import format_ps, format_status
 from weavenet.mesh.peer import PeerIdentityError, PeerName
 from weavenet.runtime import bus, log
+from weavenet.runtime.address import shown
 from weavenet.runtime.bus import FAILED, USAGE, BusError
 from weavenet.runtime.control import (
     Attach,
@@ -144,7 +145,7 @@ def read_password(given: str | None, path: str | None) -> bytes | None:
         try:
             data = Path(path).read_bytes().rstrip(b"\r\n")
         except OSError as exc:
-            raise UsageError(f"weave launch: cannot read {path}: {exc.strerror}") from None
+            raise UsageError(f"weave launch: cannot read {shown(path)}: {exc.strerror}") from None
     elif given is not None:
         data = given.encode()
     elif os.environ.get("WEAVE_PASSWORD"):
@@ -206,7 +207,7 @@ def _target_args(prog: str, argv: list[str]) -> tuple[tuple[str, ...], str]:
     p.add_argument("cidrs", metavar="IP/CIDR[,IP/CIDR...]")
     p.add_argument("container", metavar="CONTAINER")
     a = p.parse_args(argv)
-    return parse_cidrs(a.cidrs), a.container
+    return parse_cidrs(a.cidrs), check_spec(a.container)
 
 
 def cmd_attach(ctx: Ctx, argv: list[str]) -> int:
@@ -383,7 +384,9 @@ def usage() -> str:
 
 
 def fail(message: str, code: int) -> int:
-    print(f"weave: {message}", file=sys.stderr)
+    # The last guard for "one line": a reason from the router may quote what a user typed.
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    print(f"weave: {line}", file=sys.stderr)
     return code
 
 
@@ -394,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        return fail(f"unknown command {name!r}; see `weave --help`", 2)
+        return fail(f"unknown command {shown(name)}; see `weave --help`", 2)
     try:
         return COMMANDS[name][0](Ctx(), rest)
     except BusError as exc:

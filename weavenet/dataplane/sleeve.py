@@ -68,6 +68,7 @@ FRAME_OVERHEAD = _LEN.size  # per frame inside a datagram
 PIECE_HEADER_LEN = _PIECE.size
 # UDP GSO: at most this many segments per send (UDP_MAX_SEGMENTS in older kernels)
 MAX_SEGMENTS = 64
+MAX_PIECES = 512  # of one datagram being reassembled (see Reassembler)
 
 
 class SleeveError(ValueError):
@@ -372,10 +373,16 @@ class Reassembler:
 
     At most ``max_pending`` datagrams are in progress (the oldest is dropped for a new one)
     and each is forgotten ``timeout`` seconds after its first piece: a lost piece costs its
-    datagram, as a lost IP fragment would. ``dropped`` counts datagrams given up."""
+    datagram, as a lost IP fragment would. ``dropped`` counts datagrams given up.
 
-    def __init__(self, *, max_pending: int = 32, timeout: float = 1.0) -> None:
+    A datagram in progress holds at most ``max_pieces`` pieces: a sender cuts at the path MTU
+    (at least ~548 bytes, so ~120 pieces for the largest datagram), and without the bound a
+    forged stream of one-byte pieces would hold tens of thousands of buffers per datagram."""
+
+    def __init__(self, *, max_pending: int = 32, timeout: float = 1.0,
+                 max_pieces: int = MAX_PIECES) -> None:
         self.max_pending = max_pending
+        self.max_pieces = max_pieces
         self.timeout = timeout
         # (sender, frag_id) -> [deadline, total, bytes so far, {offset: chunk}]
         self._pending: dict[tuple[int, int], list] = {}
@@ -402,6 +409,10 @@ class Reassembler:
         chunks = entry[3]
         if piece.offset in chunks:
             return None  # a duplicate
+        if len(chunks) >= self.max_pieces:
+            del pending[key]
+            self.dropped += 1
+            return None
         chunks[piece.offset] = piece.chunk
         entry[2] += len(piece.chunk)
         if entry[2] < entry[1]:

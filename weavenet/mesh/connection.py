@@ -31,6 +31,7 @@ from weavenet.mesh.handshake import (
 )
 from weavenet.mesh.peer import Peer
 from weavenet.mesh.wire import (
+    MAX_HANDSHAKE_MESSAGE_SIZE,
     MAX_MESSAGE_SIZE,
     Decoder,
     Goodbye,
@@ -63,12 +64,13 @@ def new_handshake(config: HandshakeConfig, password: Password | None, *, outboun
                   conn_id: int) -> tuple[Handshake, Decoder]:
     """The handshake and decoder for a new connection; with a password, a fresh key pair."""
     if password is None:
-        return Handshake(config, outbound=outbound, conn_id=conn_id), Decoder()
+        return (Handshake(config, outbound=outbound, conn_id=conn_id),
+                Decoder(handshake_limit=MAX_HANDSHAKE_MESSAGE_SIZE))
     exchange = KeyExchange(password)  # a fresh key pair per connection: keys never repeat
     handshake = Handshake(dataclasses.replace(config, public_key=exchange.public_key),
                           outbound=outbound, conn_id=conn_id, exchange=exchange)
     # The stream is sealed after the proofs: the decoder must stop there until it can open it.
-    return handshake, Decoder(pause_after=(Proof,))
+    return handshake, Decoder(pause_after=(Proof,), handshake_limit=MAX_HANDSHAKE_MESSAGE_SIZE)
 
 
 @dataclass(eq=False)
@@ -108,6 +110,7 @@ class PeerConnection:
         """The handshake accepted the remote: from here on, both ways, the stream is sealed if
         the handshake made keys (a duplicate's goodbye included)."""
         self.remote, self.connection_id = accepted.remote, accepted.connection_id
+        self.decoder.end_handshake()
         if accepted.keys is not None:
             self.sealer = accepted.keys.stream_sealer()
             self.decoder.open_with(accepted.keys.stream_opener().open)

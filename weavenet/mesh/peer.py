@@ -15,6 +15,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from weavenet.runtime.address import shown
+
 PEER_NAME_FILE = "peer-name"
 MAX_NICKNAME_LEN = 255
 UID_BITS = 64
@@ -42,7 +44,8 @@ class PeerName(str):
             raise PeerIdentityError(f"peer name must be a string, not {type(value).__name__}")
         text = value.strip().lower()
         if not _NAME_RE.match(text):
-            raise PeerIdentityError(f"invalid peer name {value!r} (want six hex octets aa:bb:..)")
+            raise PeerIdentityError(f"invalid peer name {shown(value)} "
+                                    "(want six hex octets aa:bb:..)")
         return super().__new__(cls, text)
 
     @classmethod

@@ -21,7 +21,12 @@ from weavenet.mesh.peer import MAX_NICKNAME_LEN, Peer, PeerIdentityError, PeerNa
 
 MAX_ADDRESS_LEN = 255
 MAX_CONNECTIONS_PER_PEER = 4096
+MAX_RECORDS_PER_UPDATE = 65536
 MAX_UINT64 = (1 << 64) - 1
+# Gossiped versions stay below 2**63, so that the owner outranking one (version + 1) still fits
+# the unsigned 64 bits msgpack encodes: a record it could not re-encode would make every merge,
+# every full exchange and every error path fail again while the record circulates.
+MAX_VERSION = (1 << 63) - 1
 
 
 class TopologyDecodeError(ValueError):
@@ -94,10 +99,10 @@ def encode_record(record: PeerRecord) -> dict[str, Any]:
     }
 
 
-def _uint64(obj: Mapping[Any, Any], key: str) -> int:
+def _uint(obj: Mapping[Any, Any], key: str, maximum: int) -> int:
     value = obj.get(key)
-    if type(value) is not int or not 0 <= value <= MAX_UINT64:
-        raise TopologyDecodeError(f"record field {key!r} must be an unsigned 64-bit integer")
+    if type(value) is not int or not 0 <= value <= maximum:
+        raise TopologyDecodeError(f"record field {key!r} must be an integer in [0, {maximum}]")
     return value
 
 
@@ -116,7 +121,7 @@ def decode_record(obj: Any) -> PeerRecord:
     nickname = obj.get("nick")
     if not isinstance(nickname, str) or len(nickname) > MAX_NICKNAME_LEN:
         raise TopologyDecodeError("record nickname must be a string of at most 255 characters")
-    uid, version = _uint64(obj, "uid"), _uint64(obj, "ver")
+    uid, version = _uint(obj, "uid", MAX_UINT64), _uint(obj, "ver", MAX_VERSION)
     raw_conns = obj.get("conns")
     if not isinstance(raw_conns, list) or len(raw_conns) > MAX_CONNECTIONS_PER_PEER:
         raise TopologyDecodeError("record connections must be a list of bounded length")
@@ -136,10 +141,23 @@ def decode_record(obj: Any) -> PeerRecord:
     return PeerRecord(name, nickname, uid, version, tuple(sorted(conns.values())))
 
 
-def decode_records(obj: Any) -> tuple[PeerRecord, ...]:
-    if not isinstance(obj, list):
-        raise TopologyDecodeError("topology update must be a list of records")
-    return tuple(decode_record(item) for item in obj)
+def decode_records(obj: Any) -> tuple[tuple[PeerRecord, ...], int]:
+    """The valid records of a topology update, and how many were refused.
+
+    One bad record (forged, out of range) is refused on its own: the sender may only be passing
+    on what a third peer made, and the connection's good records still count. A list that is
+    not a list, or too long, is the sender's own fault and raises.
+    """
+    if not isinstance(obj, list) or len(obj) > MAX_RECORDS_PER_UPDATE:
+        raise TopologyDecodeError("topology update must be a list of at most "
+                                  f"{MAX_RECORDS_PER_UPDATE} records")
+    records = []
+    for item in obj:
+        try:
+            records.append(decode_record(item))
+        except TopologyDecodeError:
+            continue
+    return tuple(records), len(obj) - len(records)
 
 
 # -- the merged view -------------------------------------------------------------------------------

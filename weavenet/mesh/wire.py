@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import msgpack
@@ -38,6 +38,9 @@ MAGIC = b"weavenet"
 PROTOCOL_MIN_VERSION = 1
 PROTOCOL_MAX_VERSION = 1
 MAX_MESSAGE_SIZE = 8 * 1024 * 1024
+# Until the handshake accepts the remote, anyone can connect: a hello, a proof or a goodbye fits
+# in this, and a stranger must not make us buffer megabytes per connection.
+MAX_HANDSHAKE_MESSAGE_SIZE = 8 * 1024
 PUBLIC_KEY_LEN = 32
 MAX_REASON_LEN = 1024
 
@@ -112,6 +115,8 @@ class TopologyUpdate:
 
     TYPE: ClassVar[str] = "topology"
     records: tuple[PeerRecord, ...]
+    # Records the decoder refused (malformed or out of range); never on the wire.
+    refused: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -231,9 +236,10 @@ def _proof(obj: dict[str, Any]) -> Proof:
 
 def _topology(obj: dict[str, Any]) -> TopologyUpdate:
     try:
-        return TopologyUpdate(decode_records(obj.get("records")))
+        records, refused = decode_records(obj.get("records"))
     except TopologyDecodeError as exc:
         raise MalformedMessage(str(exc)) from None
+    return TopologyUpdate(records, refused)
 
 
 _DECODERS = {
@@ -278,12 +284,17 @@ class Decoder:
     ``pause_after``: message types after which the clear part of the stream may end (``Proof``
     on an encrypting connection). The decoder stops there and keeps what follows buffered, as it
     may be sealed, until ``open_with`` (sealed from then on).
+
+    ``handshake_limit``: the largest message accepted until ``end_handshake``. Meanwhile each
+    ``feed`` decodes at most one message, so the caller can end the handshake before the next
+    length prefix (perhaps the first big topology update) is checked against the limit.
     """
 
     def __init__(self, max_message_size: int = MAX_MESSAGE_SIZE,
-                 pause_after: tuple[type, ...] = ()) -> None:
+                 pause_after: tuple[type, ...] = (), handshake_limit: int | None = None) -> None:
         self.max_message_size = max_message_size
         self.pause_after = pause_after
+        self.handshake_limit = handshake_limit
         self._buf = bytearray()
         self._header_done = False
         self._error: WireError | None = None
@@ -301,6 +312,10 @@ class Decoder:
         self._open = open_
         self._overhead = MAC_SIZE
         self._paused = False
+
+    def end_handshake(self) -> None:
+        """The remote is accepted: messages up to ``max_message_size`` from now on."""
+        self.handshake_limit = None
 
     def feed(self, data: bytes) -> list[ProtocolHeader | Message]:
         if self._error is not None:
@@ -329,7 +344,11 @@ class Decoder:
             del buf[:HEADER_SIZE]
             self._header_done = True
         pos = 0
-        limit = self.max_message_size + self._overhead
+        one_at_a_time = self.handshake_limit is not None
+        if self.handshake_limit is not None:
+            limit = min(self.handshake_limit, self.max_message_size) + self._overhead
+        else:
+            limit = self.max_message_size + self._overhead
         pause_after = self.pause_after
         while len(buf) - pos >= _LENGTH.size:
             (length,) = _LENGTH.unpack_from(buf, pos)
@@ -354,6 +373,8 @@ class Decoder:
             out.append(msg)
             if self._open is None and isinstance(msg, pause_after):
                 self._paused = True  # what follows may be sealed: wait for open_with
+                break
+            if one_at_a_time:
                 break
         del buf[:pos]
 

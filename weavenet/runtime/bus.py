@@ -11,6 +11,8 @@ a connecting client needs search permission on every directory of the path.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import time
 import uuid
@@ -25,6 +27,8 @@ from weavenet.runtime.codec import unpack_map
 
 PROTOCOL_VERSION = 1
 MAX_ENVELOPE = 4 * 1024 * 1024
+MAX_NAME_LEN = 64  # type, id and src: short identifiers, echoed into logs
+MAX_INC = (1 << 63) - 1  # incarnations are counted up by the supervisor
 # sun_path is 108 bytes including the terminating NUL.
 MAX_IPC_PATH = 107
 
@@ -123,8 +127,17 @@ def encode(env: Envelope) -> bytes:
 
 def _field(d: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
     value = d.get(name, default)
-    if not isinstance(value, kind):
+    # bool is an int subclass: an int field must not take True
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (
+            kind if isinstance(kind, tuple) else (kind,))):
         raise EnvelopeError(f"field {name!r} has the wrong type")
+    return value
+
+
+def _name(d: dict[str, Any], name: str, default: str | None) -> str:
+    value = _field(d, name, str, default)
+    if len(value) > MAX_NAME_LEN:
+        raise EnvelopeError(f"field {name!r} longer than {MAX_NAME_LEN}")
     return value
 
 
@@ -134,20 +147,28 @@ def decode(data: bytes) -> Envelope:
     v = _field(d, "v", int)
     if v != PROTOCOL_VERSION:
         raise EnvelopeError(f"unsupported envelope version {v}")
-    type_ = _field(d, "type", str)
+    type_ = _name(d, "type", None)
     if not type_:
         raise EnvelopeError("empty type")
     in_reply_to = _field(d, "in_reply_to", (str, type(None)))
+    if in_reply_to is not None and len(in_reply_to) > MAX_NAME_LEN:
+        raise EnvelopeError(f"field 'in_reply_to' longer than {MAX_NAME_LEN}")
     error = _field(d, "error", (dict, type(None)))
     if error is not None and not all(isinstance(x, str) for x in error.values()):
         raise EnvelopeError("error fields must be strings")
+    inc = _field(d, "inc", int, 0)
+    if not 0 <= inc <= MAX_INC:
+        raise EnvelopeError("field 'inc' out of range")
+    ts = float(_field(d, "ts", (int, float), 0.0))
+    if not math.isfinite(ts):
+        raise EnvelopeError("field 'ts' is not a finite number")
     return Envelope(
         type=type_,
         body=_field(d, "body", dict, {}),
-        id=_field(d, "id", str, ""),
-        src=_field(d, "src", str, ""),
-        inc=_field(d, "inc", int, 0),
-        ts=float(_field(d, "ts", (int, float), 0.0)),
+        id=_name(d, "id", ""),
+        src=_name(d, "src", ""),
+        inc=inc,
+        ts=ts,
         in_reply_to=in_reply_to,
         ok=_field(d, "ok", (bool, type(None))),
         error=error,
@@ -211,6 +232,14 @@ class Endpoints:
         os.chmod(self.run_dir, 0o700)
         for name in ("ctl", "actors", "events", "frames_out", "frames_in", "crypto"):
             getattr(self, name)  # fail early on a path that is too long
+
+    def restrict_sockets(self) -> None:
+        """Make every socket file present 0600 (DESIGN), whoever bound it: zmq creates them
+        with the umask's mode. The 0700 directory is what keeps others out; this keeps the
+        files honest if the directory is ever loosened."""
+        for path in self.socket_files():
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(path, 0o600)
 
     def socket_files(self) -> list[Path]:
         return [self.run_dir / n for n in (

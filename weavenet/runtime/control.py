@@ -92,10 +92,10 @@ class Target:
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Self:
         return cls(
-            netns=text(body, "netns", MAX_PATH),
-            key=text(body, "key", MAX_KEY),
-            label=optional_text(body, "label", MAX_KEY) or "",
-            container_id=optional_text(body, "container_id", MAX_CONTAINER_ID),
+            netns=text(body, "netns", MAX_PATH, printable=True),
+            key=text(body, "key", MAX_KEY, printable=True),
+            label=optional_text(body, "label", MAX_KEY, printable=True) or "",
+            container_id=optional_text(body, "container_id", MAX_CONTAINER_ID, printable=True),
             pid=optional_integer(body, "pid", 1, MAX_PID),
         )
 

@@ -46,19 +46,24 @@ class Request:
 
 
 # -- body readers ---------------------------------------------------------------------------------
-def text(body: Mapping[str, Any], name: str, max_len: int, *, empty: bool = False) -> str:
-    """A required string of at most ``max_len`` characters (non-empty unless ``empty``)."""
+def text(body: Mapping[str, Any], name: str, max_len: int, *, empty: bool = False,
+         printable: bool = False) -> str:
+    """A required string of at most ``max_len`` characters (non-empty unless ``empty``);
+    ``printable``: no control characters (names that end up quoted in messages and logs)."""
     value = body.get(name)
     if not isinstance(value, str):
         raise UsageError(f"{name} must be a string, not {shown(value)}")
     if len(value) > max_len or (not value and not empty):
         raise UsageError(f"{name} must be 1 to {max_len} characters long")
+    if printable and not value.isprintable():
+        raise UsageError(f"{name} {shown(value)} has control characters")
     return value
 
 
 def optional_text(body: Mapping[str, Any], name: str, max_len: int,
-                  *, empty: bool = False) -> str | None:
-    return None if body.get(name) is None else text(body, name, max_len, empty=empty)
+                  *, empty: bool = False, printable: bool = False) -> str | None:
+    return (None if body.get(name) is None
+            else text(body, name, max_len, empty=empty, printable=printable))
 
 
 def integer(body: Mapping[str, Any], name: str, low: int, high: int) -> int:
