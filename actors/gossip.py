@@ -48,6 +48,7 @@ from weavenet.mesh.admission import Admission, RefusalLog
 from weavenet.mesh.connection import (
     HANDSHAKE_TIMEOUT,
     OUT_BUFFER_FULL,
+    PATH_DOWN_REASON,
     SILENCE_REASON,
     PeerConnection,
     Phase,
@@ -93,8 +94,6 @@ MAX_CONNECTIONS = 512  # handshaking and established together; more are refused 
 SHUTDOWN_REASON = "peer shutting down"
 SECRET_TIMEOUT = 5.0  # waiting for the supervisor's answer to "secret.get" at setup
 RENEGOTIATE_REASON = "crypto actor restarted; renegotiating keys"
-PATH_OK, PATH_DOWN = "ok", "unreachable"  # the forwarder's verdicts on a UDP path
-PATH_DOWN_REASON = "UDP path down: heartbeats not answered (UDP port blocked or link cut?)"
 PATHS_EVENTS_PER_WAKEUP = 16
 
 
@@ -103,7 +102,6 @@ class SocketConnection(PeerConnection):
     """A connection's protocol state with the socket it runs on."""
 
     stream: tcp.Stream = field(kw_only=True)
-    data_path: bool = False  # the forwarder's heartbeats on its UDP path are answered
 
 
 class Gossip(Actor):
@@ -368,7 +366,7 @@ class Gossip(Actor):
         self.log.info("peer_connected", remote=str(remote.name), nickname=remote.nickname,
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
                       udp=conn.udp, encrypted=conn.sealer is not None)
-        conn.data_path = self.path_states.get(str(remote.name)) == PATH_OK
+        conn.path_seen(self.path_states.get(str(remote.name)))
         self._gossip(self.router.established(conn, conn.data_path))
 
     # -- the UDP path of each connection (the forwarder's heartbeats) --------------------------
@@ -384,12 +382,8 @@ class Gossip(Actor):
                                     in paths.items() if isinstance(view, dict)}
         sends: list[tuple[SocketConnection, bytes]] = []
         for name, conn in list(self.by_peer.items()):
-            state = self.path_states.get(str(name))
-            # Only a verdict changes anything: "probing" (a restarted forwarder, a new path)
-            # keeps what we had, so a forwarder restart does not flap the routes.
-            up = True if state == PATH_OK else False if state == PATH_DOWN else conn.data_path
-            if up != conn.data_path:
-                conn.data_path = up
+            up = conn.path_seen(self.path_states.get(str(name)))
+            if up is not None:
                 self.log.info("data_path_up" if up else "data_path_down", remote=str(name),
                               udp=conn.udp, reason=None if up else PATH_DOWN_REASON)
                 sends += self.router.data_path(conn, up)
@@ -510,22 +504,13 @@ class Gossip(Actor):
         """Live connections, recent inbound refusals, names being resolved, then the targets no
         connection stands for."""
         now = time.monotonic()
-        rows = [self._status_row(c) for c in sorted(self.conns.values(), key=lambda c: c.address)]
+        rows = [c.status_row() for c in sorted(self.conns.values(), key=lambda c: c.address)]
         rows += [r.status_row(now) for r in self.refusals.recent(now)]
         rows += [{"address": address, "peer": None, "nickname": None, "state": "connecting",
                   "info": "resolving"} for address in self.dialer.resolving]
         rows += self.router.target_rows({c.target for c in self.conns.values()}, now)
         return {**self.router.status(rows), "refused_records": self.refused_records,
                 "suppressed_refusals": self.refusal_log.suppressed}
-
-    def _status_row(self, conn: SocketConnection) -> dict[str, Any]:
-        row = conn.status_row()
-        if row["state"] == "established" and not conn.data_path:
-            seen = self.path_states.get(str(conn.remote.name)) if conn.remote else None
-            row["state"] = "connected"  # TCP only: no traffic goes this way
-            row["info"] += "; " + (PATH_DOWN_REASON if seen == PATH_DOWN
-                                   else "waiting for UDP heartbeats to be answered")
-        return row
 
     def teardown(self) -> None:
         for conn in list(self.conns.values()):

@@ -255,7 +255,25 @@ def test_status_row_says_what_the_connection_is_doing() -> None:
     a.connecting(T0)
     assert (a.status_row()["state"], a.status_row()["info"]) == ("connecting", "connecting")
     handshake(a, b)
+    a.path_seen("ok")
+    b.path_seen("ok")
     row = a.status_row()
     assert row == {"address": "198.18.0.2:6783", "peer": str(BOB.name), "nickname": "bob",
                    "state": "established", "info": "outbound", "encrypted": False}
     assert b.status_row()["info"] == "inbound" and b.host == "198.18.0.1"
+
+
+def test_only_the_forwarders_verdicts_change_whether_a_connection_carries_traffic() -> None:
+    conn = connection(ALICE, outbound=True)
+    conn.establish(T0, None)
+    conn.remote = BOB
+    assert conn.path_seen(None) is None and conn.path_seen("probing") is None
+    row = conn.status_row()
+    assert row["state"] == "connected" and "waiting for UDP heartbeats" in row["info"]
+    assert conn.path_seen("ok") is True and conn.data_path
+    assert conn.status_row()["state"] == "established"
+    assert conn.path_seen("probing") is None and conn.data_path  # a restarted forwarder
+    assert conn.path_seen("unreachable") is False and not conn.data_path
+    row = conn.status_row()
+    assert row["state"] == "connected" and "UDP path down" in row["info"]
+    assert conn.path_seen("unreachable") is None  # no change, nothing to gossip

@@ -45,6 +45,8 @@ from weavenet.mesh.wire import (
 from weavenet.runtime.address import parse_host_port
 
 CONNECT_TIMEOUT = 5.0
+PATH_OK, PATH_DOWN = "ok", "unreachable"  # the forwarder's verdicts on a UDP path
+PATH_DOWN_REASON = "UDP path down: heartbeats not answered (UDP port blocked or link cut?)"
 HANDSHAKE_TIMEOUT = 5.0
 SILENCE_TIMEOUT = 10.0  # five missed heartbeats: the connection (or the path) is gone
 SILENCE_REASON = f"no data for {SILENCE_TIMEOUT:.0f}s"
@@ -93,6 +95,8 @@ class PeerConnection:
     closed: bool = False
     sealer: StreamSealer | None = None  # set once the password proofs checked
     epoch: int | None = None  # the crypto actor holds UDP keys for this connection under it
+    data_path: bool = False  # its UDP path answers heartbeats: it may carry traffic
+    path_state: str | None = None  # the forwarder's last word on that path
 
     # -- phases -------------------------------------------------------------------------------
     def connecting(self, now: float) -> None:
@@ -201,10 +205,23 @@ class PeerConnection:
         from the remote's previous incarnation."""
         return DUPLICATE_CONNECTION if old.remote == self.remote else REMOTE_RESTARTED
 
+    # -- the data path ---------------------------------------------------------------------------
+    def path_seen(self, state: str | None) -> bool | None:
+        """The forwarder says the UDP path is ``state`` ("ok", "probing", "unreachable", None
+        when it has no path yet): the new value of ``data_path`` if it changed, else None.
+        Only a verdict changes anything: "probing" (a restarted forwarder, a new path) keeps
+        what we had, so a forwarder restart does not flap the routes."""
+        self.path_state = state
+        up = True if state == PATH_OK else False if state == PATH_DOWN else self.data_path
+        if up == self.data_path:
+            return None
+        self.data_path = up
+        return up
+
     # -- status ---------------------------------------------------------------------------------
     def status_row(self) -> dict[str, Any]:
         established = self.established
-        return {
+        row = {
             "address": self.address,
             "peer": str(self.remote.name) if self.remote else None,
             "nickname": self.remote.nickname if self.remote else None,
@@ -213,3 +230,8 @@ class PeerConnection:
                     else self.phase.value,
             "encrypted": self.sealer is not None,
         }
+        if established and not self.data_path:
+            row["state"] = "connected"  # TCP only: no traffic goes this way
+            row["info"] += "; " + (PATH_DOWN_REASON if self.path_state == PATH_DOWN
+                                   else "waiting for UDP heartbeats to be answered")
+        return row
