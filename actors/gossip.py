@@ -38,7 +38,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from weavenet.crypto.keys import Password
@@ -106,7 +105,6 @@ class SocketConnection(PeerConnection):
 
 class Gossip(Actor):
     NAME = "gossip"
-    refused_records = 0  # gossiped records the decoder refused (forged or out of range)
 
     def setup(self) -> None:
         self.port = self.launch.port
@@ -123,6 +121,8 @@ class Gossip(Actor):
         self.hs_config = HandshakeConfig(self.me, udp_port=self.port,
                                          encrypt=self.password is not None)
         self.refusals = Refusals()
+        self.refusal_log = RefusalLog()  # what strangers may write to our log
+        self.refused_records = 0  # gossiped records the decoder refused (forged, out of range)
         # keys sent to the crypto actor: (request type, peer, epoch) by request
         self.crypto: Relay[tuple[str, str, int | None]] = Relay(self, "crypto")
         self.conns: dict[int, SocketConnection] = {}
@@ -210,10 +210,6 @@ class Gossip(Actor):
     def _stranger(conn: SocketConnection) -> bool:
         """An inbound connection whose handshake has not completed: anyone can make one."""
         return not conn.outbound and not conn.established
-
-    @cached_property
-    def refusal_log(self) -> RefusalLog:
-        return RefusalLog()
 
     def _log_limited(self, host: str, event: str, *, warning: bool = False,
                      **fields: Any) -> None:
