@@ -56,15 +56,14 @@ from weavenet.dataplane.sleeve import (
 )
 from weavenet.dataplane.udp import GRO_CMSG_SPACE, gro_size
 from weavenet.dataplane.udp_socket import UdpSocket, route_mtu
-from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, drain, main
 from weavenet.runtime.counters import Counters
+from weavenet.runtime.events import on_events
 from weavenet.runtime.ready import on_ready
 
 DATAGRAMS_PER_WAKEUP = 256  # bound the work per poll so capture's queue and timers get a turn
 BATCHES_PER_WAKEUP = 16
 CRYPTO_REPLIES_PER_WAKEUP = 64
-EVENTS_PER_WAKEUP = 16
 HEARTBEAT_INTERVAL = 0.5  # see weavenet.dataplane.path.PATH_OK_FOR
 PMTU_POLL = 0.1
 STATS_INTERVAL = 30.0
@@ -105,13 +104,12 @@ class ForwarderActor(Actor):
                              counters=self.counters, log=self.log)
         self.frames_out = connect_queue(self.ctx, zmq.PULL, self.endpoints.frames_out)
         self.frames_in = connect_queue(self.ctx, zmq.PUSH, self.endpoints.frames_in)
-        self.events = self.subscribe_events("routes")
+        self.events = on_events(self, self._on_routes, "routes")
         if self.encrypt:
             self.crypto = connect_queue(self.ctx, zmq.DEALER, self.endpoints.crypto)
             self.add_reader(self.crypto, self._on_crypto)
         self.add_reader(self.udp.fileno(), self._on_udp)
         self.add_reader(self.frames_out, self._on_captured)
-        self.add_reader(self.events, self._on_event)
         # A restarted gossip knows nothing of the paths: tell it now, not at the next change.
         self.ready_events = on_ready(self, {"gossip": self._republish_paths})
         self.every(HEARTBEAT_INTERVAL, self._heartbeats, first=0.0)
@@ -121,16 +119,11 @@ class ForwarderActor(Actor):
 
     # --- routes --------------------------------------------------------------------------------
 
-    def _on_event(self) -> None:
-        for parts in drain(self.events, EVENTS_PER_WAKEUP, copy=True):
-            if len(parts) != 2:  # topic, envelope
-                continue
-            try:
-                payload = bus.decode(parts[1]).body.get("data")
-                if isinstance(payload, dict):
-                    self.apply_routes(payload)
-            except (bus.EnvelopeError, ValueError, TypeError, KeyError, AttributeError) as exc:
-                self.log.warning("bad_routes_event", reason=str(exc))
+    def _on_routes(self, _topic: str, data: dict[str, Any]) -> None:
+        try:
+            self.apply_routes(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            self.log.warning("bad_routes_event", reason=str(exc))
 
     def apply_routes(self, data: Mapping[str, Any]) -> None:
         if data.get("local") != self.me:

@@ -73,11 +73,12 @@ from weavenet.mesh.wire import (
     TopologyUpdate,
     WireError,
 )
-from weavenet.runtime import bus, tcp
-from weavenet.runtime.actor import Actor, drain, handles, main
+from weavenet.runtime import tcp
+from weavenet.runtime.actor import Actor, handles, main
 from weavenet.runtime.address import format_host_port, normalize, parse_host_port
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.control import Connect, Forget
+from weavenet.runtime.events import on_events
 from weavenet.runtime.ready import on_ready
 from weavenet.runtime.relay import Relay
 from weavenet.runtime.startup import fetch_secret
@@ -93,7 +94,6 @@ MAX_CONNECTIONS = 512  # handshaking and established together; more are refused 
 SHUTDOWN_REASON = "peer shutting down"
 SECRET_TIMEOUT = 5.0  # waiting for the supervisor's answer to "secret.get" at setup
 RENEGOTIATE_REASON = "crypto actor restarted; renegotiating keys"
-PATHS_EVENTS_PER_WAKEUP = 16
 
 
 @dataclass(eq=False)
@@ -138,8 +138,7 @@ class Gossip(Actor):
         self.peerlist = peerlist.PeerList.load(self.peers_file)
         self._add_targets(self.peerlist.targets(self.launch.peers), Source.LAUNCH)
         self.path_states: dict[str, str] = {}  # the forwarder's view: peer -> ok, probing, ...
-        self.paths_events = self.subscribe_events("paths")
-        self.add_reader(self.paths_events, self._on_paths)
+        self.paths_events = on_events(self, self._on_paths, "paths")
 
         self.every(TICK, self._tick, first=0.0)
         self.every(HEARTBEAT_INTERVAL, self._heartbeats)
@@ -366,16 +365,13 @@ class Gossip(Actor):
         self._gossip(self.router.established(conn, conn.data_path))
 
     # -- the UDP path of each connection (the forwarder's heartbeats) --------------------------
-    def _on_paths(self) -> None:
-        for frames in drain(self.paths_events, PATHS_EVENTS_PER_WAKEUP):
-            try:
-                data = bus.decode(frames[-1]).body.get("data")
-                paths = data["paths"] if isinstance(data, dict) else None
-            except (bus.EnvelopeError, IndexError, KeyError, AttributeError):
-                continue
-            if isinstance(paths, dict):  # each event is the whole view
-                self.path_states = {str(name): str(view.get("state")) for name, view
-                                    in paths.items() if isinstance(view, dict)}
+    def _on_paths(self, _topic: str, data: dict[str, Any]) -> None:
+        paths = data.get("paths")
+        if not isinstance(paths, dict):
+            return
+        # each event is the forwarder's whole view
+        self.path_states = {str(name): str(view.get("state")) for name, view in paths.items()
+                            if isinstance(view, dict)}
         sends: list[tuple[SocketConnection, bytes]] = []
         for name, conn in list(self.by_peer.items()):
             up = conn.path_seen(self.path_states.get(str(name)))
