@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from weavenet.runtime.statefile import write_atomic
+
 FILE_NAME = "attachments.json"
 
 
@@ -96,9 +98,8 @@ class Attachments:
         return cls(path, entries, inode)
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: a.to_json() for k, a in self._entries.items()}, indent=1))
-        os.replace(tmp, self.path)
+        write_atomic(self.path,
+                     json.dumps({k: a.to_json() for k, a in self._entries.items()}, indent=1))
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weavenet.runtime.address import shown
+from weavenet.runtime.statefile import write_atomic
 
 PEER_NAME_FILE = "peer-name"
 MAX_NICKNAME_LEN = 255
@@ -81,10 +82,7 @@ class PeerName(str):
         """Persist ``name`` atomically (write a temp file, then rename over the old one)."""
         directory = Path(state_dir)
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / PEER_NAME_FILE
-        tmp = path.with_name(f".{PEER_NAME_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(f"{name}\n", encoding="ascii")
-        os.replace(tmp, path)
+        write_atomic(directory / PEER_NAME_FILE, f"{name}\n")
 
 
 def default_nickname() -> str:

@@ -12,10 +12,11 @@ file with the rest of the state.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from weavenet.runtime.statefile import write_atomic
 
 FILE_NAME = "peers.json"
 MAX_ENTRIES = 1024  # as many as one request may name; older entries fall off first
@@ -59,10 +60,7 @@ class PeerList:
         return cls(_strings(data.get("connected")), _strings(data.get("forgotten")))
 
     def save(self, path: Path) -> None:
-        """Written whole to a temporary file, then renamed: a crash leaves the old or the new."""
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"connected": self.connected, "forgotten": self.forgotten}))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps({"connected": self.connected, "forgotten": self.forgotten}))
 
 
 def _strings(value: object) -> list[str]:
