@@ -125,13 +125,14 @@ def has_image(client: docker.DockerClient, tag: str = IMAGE) -> bool:
     return True
 
 
-def import_image(client: docker.DockerClient, rootfs: Path) -> None:
-    """`docker import` the rootfs as busybox:latest with `sh` as its default command."""
+def import_image(client: docker.DockerClient, rootfs: Path, tag: str = IMAGE,
+                 changes: tuple[str, ...] = ('CMD ["sh"]',)) -> None:
+    """`docker import` a rootfs tar as ``tag`` (default busybox:latest, running `sh`)."""
+    repo, _, version = tag.rpartition(":")
     try:
-        client.api.import_image(
-            src=str(rootfs), repository=IMAGE_REPO, tag=IMAGE_TAG, changes=['CMD ["sh"]']
-        )
+        client.api.import_image(src=str(rootfs), repository=repo, tag=version,
+                                changes=list(changes))
     except docker.errors.DockerException as e:
-        raise LabError(f"cannot import {IMAGE}: {e}") from e
-    if not has_image(client):
-        raise LabError(f"import of {IMAGE} reported success but the image is missing")
+        raise LabError(f"cannot import {tag}: {e}") from e
+    if not has_image(client, tag):
+        raise LabError(f"import of {tag} reported success but the image is missing")

@@ -164,14 +164,8 @@ def context_tar(root: Path, files: list[str], wheels: Path) -> io.BytesIO:
 
 
 def import_base(client: docker.DockerClient, rootfs: Path, tag: str) -> None:
-    if image.has_image(client, tag):
-        return
-    repo, _, version = tag.rpartition(":")
-    try:
-        client.api.import_image(src=str(rootfs), repository=repo, tag=version,
-                                changes=[f"ENV PATH={BASE_PATH}"])
-    except docker.errors.DockerException as e:
-        raise LabError(f"cannot import {tag}: {e}") from e
+    if not image.has_image(client, tag):
+        image.import_image(client, rootfs, tag, changes=(f"ENV PATH={BASE_PATH}",))
 
 
 def build(client: docker.DockerClient, context: io.BytesIO, base: str, tag: str,
