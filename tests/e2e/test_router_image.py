@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 import weavenet
 from tests.e2e.conftest import start_lab, stop_lab
+from tests.support import wait_for
 from weavenet.lab import Lab
 from weavenet.lab import router_image as weave_image
 
@@ -102,15 +102,12 @@ def test_the_router_runs_from_the_image(lab: Lab) -> None:
               "-v", f"{run}:{run}", "-v", f"{state}:{state}", TAG,
               "--run-dir", run, "--state-dir", state], timeout=120)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def all_running() -> str | None:
             out = host.run(["weave", "status"], check=False, timeout=30).stdout
-            running = [line for line in out.splitlines() if " running " in line]
-            if len(running) == 5:
-                break
-            assert time.monotonic() < deadline, out + host.run(
-                ["docker", "logs", "weave-image-test"], check=False).stderr[-2000:]
-            time.sleep(1)
+            return out if sum(" running " in line for line in out.splitlines()) == 5 else None
+
+        out = wait_for(all_running, 60, "the five actors running in the router container",
+                       interval=1.0)
         assert "Supervisor: pid 1" in out  # the container's entrypoint is the supervisor
     finally:
         host.run(["docker", "rm", "-f", "weave-image-test"], check=False, timeout=60)
