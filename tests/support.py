@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -100,6 +101,15 @@ def ping_argv(ip: str, count: int = 1, size: int | None = None) -> list[str]:
     if size is not None:
         argv += ["-s", str(size)]
     return [*argv, ip]
+
+
+def replies(ping_output: str) -> int:
+    """How many echo replies a ping reports (iputils: "N received", busybox: "N packets
+    received")."""
+    found = re.search(r"(\d+) (?:packets )?received", ping_output)
+    if found is None:
+        raise AssertionError(f"no ping summary in {ping_output!r}")
+    return int(found.group(1))
 
 
 def netns_pings(netns: str, ip: str, count: int = 1, size: int | None = None) -> bool:

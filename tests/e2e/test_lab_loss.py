@@ -3,10 +3,9 @@ until it is set back to 0 (the fault issue 11's loss tests are built on)."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
+from tests.support import replies
 from weavenet.lab import Lab
 
 pytestmark = [pytest.mark.root]
@@ -15,7 +14,7 @@ pytestmark = [pytest.mark.root]
 def received(src, dst_ip: str, count: int) -> int:
     out = src.run(["ping", "-q", "-n", "-c", str(count), "-i", "0.005", "-W", "1", dst_ip],
                   check=False, timeout=60).stdout
-    return int(re.search(r"(\d+) received", out).group(1))
+    return replies(out)
 
 
 def test_loss_drops_about_its_share_at_random_until_removed(lab_factory) -> None:
