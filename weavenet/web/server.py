@@ -100,10 +100,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class StatusServer:
-    """The server bound to ``addr`` (``host:port``), serving on a daemon thread once started."""
+    """The server bound to ``addr`` (``host:port``, as ``--status-addr`` gives it, or a
+    ``(host, port)`` pair, port 0 for any), serving on a daemon thread once started."""
 
-    def __init__(self, addr: str, fetch_status: Fetch) -> None:
-        self.httpd = _Server(parse_host_port(addr, STATUS_PORT), fetch_status)
+    def __init__(self, addr: str | tuple[str, int], fetch_status: Fetch) -> None:
+        where = parse_host_port(addr, STATUS_PORT) if isinstance(addr, str) else addr
+        self.httpd = _Server(where, fetch_status)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="status-http",
                                        daemon=True)
 
