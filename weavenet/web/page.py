@@ -27,7 +27,8 @@ header { padding: 8px 14px; background: #1d2530; color: #fff; display: flex; gap
 header h1 { font-size: 16px; margin: 0; }
 header .muted { color: #aab4c0; }
 #stale { color: #ffb4a8; }
-svg { flex: 1; width: 100%; min-height: 0; }
+#graphbox { flex: 1; min-height: 0; overflow: auto; }
+svg { display: block; width: 100%; height: 100%; }
 aside { width: 380px; overflow: auto; padding: 10px 14px; background: #fff;
         border-left: 1px solid #d8dde3; }
 aside h2 { font-size: 13px; text-transform: uppercase; letter-spacing: .05em; color: #5b6776;
@@ -47,7 +48,7 @@ th { color: #5b6776; font-weight: 600; }
 .node circle { fill: #fff; stroke: #4a5a6e; stroke-width: 2; }
 .node.us circle { fill: #dcebff; stroke: #1f6fd1; stroke-width: 3; }
 .node .nick { font-weight: 600; font-size: 12px; }
-.node .name { font-size: 10px; fill: #5b6776; }
+.node .name { font-size: 10px; fill: #5b6776; font-weight: 400; }
 .elabel { font-size: 10px; fill: #39434f; paint-order: stroke; stroke: #f6f7f9;
           stroke-width: 3px; }
 .legend span { margin-right: 10px; }
@@ -56,7 +57,7 @@ th { color: #5b6776; font-weight: 600; }
 <div id="main">
 <header><h1>weave</h1><span id="me" class="muted"></span><span id="rates"></span>
 <span id="stale"></span></header>
-<svg id="graph" role="img" aria-label="weave topology"></svg>
+<div id="graphbox"><svg id="graph" role="img" aria-label="weave topology"></svg></div>
 </div>
 <aside>
 <div class="legend"><span class="established">&#9644; established</span>
@@ -78,7 +79,7 @@ let previous = null;  // {t, report}: for rates
 let refreshes = 0;
 
 function el(tag, attrs, text) {
-  const e = tag === "svg" || ["g", "line", "circle", "text", "title"].includes(tag)
+  const e = ["svg", "g", "line", "circle", "text", "tspan", "title"].includes(tag)
     ? document.createElementNS(SVGNS, tag) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
   if (text !== undefined && text !== null) e.textContent = String(text);
@@ -129,15 +130,31 @@ function edges(report) {
   return out;
 }
 
+const FEW = 12;  // up to this many peers: two-line labels and labelled edges
+
+// Where a node's label goes: beside it, away from the circle's centre.
+function labelAt(a) {
+  const c = Math.cos(a), s = Math.sin(a);
+  const side = Math.abs(c) < 0.3 ? "middle" : c > 0 ? "start" : "end";
+  if (s < -0.5) return {x: 26 * c, y: -34, anchor: side};
+  if (s > 0.5) return {x: 26 * c, y: 30, anchor: side};
+  return {x: c > 0 ? 18 : -18, y: -2, anchor: c > 0 ? "start" : "end"};
+}
+
 function draw(report, dt) {
   const svg = document.getElementById("graph");
   const label = p => p.nickname || p.name;
   const peers = report.peers.slice().sort((x, y) => x.us ? -1 : y.us ? 1 :
-                                          label(x).localeCompare(label(y)));
+                                          label(x).localeCompare(label(y), "en", {numeric: true}));
   const n = peers.length;
-  const r = Math.max(120, n * 16);
-  const size = 2 * r + 260;
+  const few = n <= FEW;
+  // Many peers: labels run outwards along the radius, so neighbours need only a line of
+  // height each on the circle, not a label's width.
+  const r = few ? Math.max(130, n * 22) : Math.max(150, n * 7.5);
+  const size = 2 * r + (few ? 300 : 400);
   svg.setAttribute("viewBox", `${-size / 2} ${-size / 2} ${size} ${size}`);
+  // never shrunk much below its natural size: scroll instead of unreadable text
+  svg.style.minWidth = svg.style.minHeight = `${Math.round(size * 0.85)}px`;
   const pos = new Map();
   peers.forEach((p, i) => {
     const a = -Math.PI / 2 + 2 * Math.PI * i / Math.max(n, 1);
@@ -146,6 +163,7 @@ function draw(report, dt) {
   const paths = report.paths || {};
   const prevPaths = previous ? (previous.report.paths || {}) : {};
   const g = el("g");
+  const labels = el("g");
   for (const e of edges(report)) {
     const p = pos.get(e.a), q = pos.get(e.b);
     if (!p || !q) continue;
@@ -156,16 +174,23 @@ function draw(report, dt) {
     line.appendChild(el("title", {}, `${e.a} - ${e.b}: ${e.state}` +
                         (e.reason ? ` (${e.reason})` : "")));
     g.appendChild(line);
-    if (e.us) {
+    if (e.us && few) {
       const peer = e.a === report.router.peer.name ? e.b : e.a;
       const tx = paths[peer] && prevPaths[peer]
         ? rate(paths[peer].tx_frames, prevPaths[peer].tx_frames, dt) : null;
       const bits = [e.state, e.path || "no path"];
       if (e.mtu) bits.push("MTU " + e.mtu);
-      if (tx !== null) bits.push(human(tx, "f/s"));
-      g.appendChild(el("text", {x: (p.x + q.x) / 2, y: (p.y + q.y) / 2 - 4,
-                                "text-anchor": "middle", class: "elabel",
-                                "data-edge-label": peer}, bits.join(" \\u00b7 ")));
+      if (tx !== null) bits.push(human(tx, "frames/s"));
+      // on the edge, 55 % of the way from us, on the side it leans to
+      const [from, to] = e.a === peer ? [q, p] : [p, q];
+      const mx = from.x + 0.55 * (to.x - from.x), my = from.y + 0.55 * (to.y - from.y);
+      const lean = to.x - from.x;
+      const anchor = Math.abs(lean) < 1 ? "middle" : lean < 0 ? "end" : "start";
+      const dx = anchor === "end" ? -8 : anchor === "start" ? 8 : 0;
+      labels.appendChild(el("text", {x: mx + dx,
+                                     y: my + (anchor === "middle" ? -6 : 4),
+                                     "text-anchor": anchor, class: "elabel",
+                                     "data-edge-label": peer}, bits.join(" \u00b7 ")));
     }
   }
   for (const p of peers) {
@@ -174,17 +199,28 @@ function draw(report, dt) {
                           "data-nickname": p.nickname || "", "data-us": p.us ? "1" : "0",
                           transform: `translate(${x},${y})`});
     node.appendChild(el("circle", {r: p.us ? 13 : 10}));
-    const out = n === 1 ? 0 : 1;
-    const lx = out * 22 * Math.cos(a), ly = out * 22 * Math.sin(a) + (n === 1 ? 28 : 0);
-    const anchor = n === 1 || Math.abs(Math.cos(a)) < 0.3 ? "middle"
-                 : Math.cos(a) > 0 ? "start" : "end";
-    node.appendChild(el("text", {x: lx, y: ly, "text-anchor": anchor, class: "nick"},
-                        (p.nickname || "?") + (p.us ? " (us)" : "")));
-    node.appendChild(el("text", {x: lx, y: ly + 12, "text-anchor": anchor, class: "name"},
-                        p.name));
+    const nick = (p.nickname || "?") + (p.us ? " (us)" : "");
+    if (n === 1) {
+      node.appendChild(el("text", {y: 32, "text-anchor": "middle", class: "nick"}, nick));
+      node.appendChild(el("text", {y: 46, "text-anchor": "middle", class: "name"}, p.name));
+    } else if (few) {
+      const at = labelAt(a);
+      node.appendChild(el("text", {x: at.x, y: at.y, "text-anchor": at.anchor, class: "nick"},
+                          nick));
+      node.appendChild(el("text", {x: at.x, y: at.y + 13, "text-anchor": at.anchor,
+                                   class: "name"}, p.name));
+    } else {
+      const deg = a * 180 / Math.PI, left = Math.cos(a) < 0;
+      const t = el("text", {x: left ? -18 : 18, y: 4, "text-anchor": left ? "end" : "start",
+                            transform: `rotate(${left ? deg + 180 : deg})`, class: "nick"});
+      t.appendChild(el("tspan", {}, nick + " "));
+      t.appendChild(el("tspan", {class: "name"}, p.name));
+      node.appendChild(t);
+    }
     node.appendChild(el("title", {}, `${p.nickname} ${p.name}` + (p.us ? " (this router)" : "")));
     g.appendChild(node);
   }
+  g.appendChild(labels);  // edge labels above the lines
   svg.replaceChildren(g);
 }
 
