@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import status, wait_for, weave
+from tests.support import launch_mesh, wait_for, weave
 from weavenet.lab import Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
@@ -40,11 +40,7 @@ sys.stdout.write(f"{code}\\n" + body.decode())
 
 @pytest.fixture(scope="module")
 def net(lab3: Lab):
-    h1, h2, h3 = lab3.hosts
-    weave(h1, "launch", "10.0.0.1/16")
-    weave(h2, "launch", "10.0.0.2/16", h1.ip)
-    weave(h3, "launch", "10.0.0.3/16", h1.ip, h2.ip)
-    names = {h.name: status(h)["peer"]["name"] for h in lab3.hosts}
+    names = launch_mesh(lab3.hosts)
     for h in lab3.hosts:
         wait_for(lambda h=h: status_states(h) == {"established": 2}, 30,
                  f"{h.name}'s two connections to be established")
