@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import launch_mesh, wait_for, weave
+from tests.support import launch_mesh, wait_for, weave, weave_result
 from weavenet.lab import Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
@@ -95,6 +95,17 @@ def test_metrics_parse_and_their_connection_counts_match_weave_status(net) -> No
     assert any(s.value > 0 for s in m["weave_gossip_messages"])
     code, body = http(lab.hosts[0], "/report")
     assert code == 200 and json.loads(body)["router"]["peer"]["name"] == names["host1"]
+    report = json.loads(weave(lab.hosts[0], "report"))
+    assert {c["peer"] for c in report["connections"]} == {names["host2"], names["host3"]}
+    peers = json.loads(weave(lab.hosts[0], "status", "peers", "--json"))
+    assert [p["nickname"] for p in peers if p["us"]] == ["host1"] and len(peers) == 3
+
+
+def test_a_bad_status_address_is_a_usage_error(net) -> None:
+    lab, _ = net
+    r = weave_result(lab.hosts[0], "launch", "--status-addr", "127.0.0.1:http")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "status address" in r.stderr
 
 
 def test_the_http_server_refuses_what_would_change_state(net) -> None:

@@ -136,8 +136,8 @@ const FEW = 12;  // up to this many peers: two-line labels and labelled edges
 function labelAt(a) {
   const c = Math.cos(a), s = Math.sin(a);
   const side = Math.abs(c) < 0.3 ? "middle" : c > 0 ? "start" : "end";
-  if (s < -0.5) return {x: 26 * c, y: -34, anchor: side};
-  if (s > 0.5) return {x: 26 * c, y: 30, anchor: side};
+  if (s < -0.6) return {x: 26 * c, y: -34, anchor: side};
+  if (s > 0.6) return {x: 26 * c, y: 30, anchor: side};
   return {x: c > 0 ? 18 : -18, y: -2, anchor: c > 0 ? "start" : "end"};
 }
 
