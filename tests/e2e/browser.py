@@ -8,7 +8,8 @@ router's HTTP server is. The test process stays in its own namespace and asks:
   [{a, b, state, path}], "refreshes": n, "same_page": bool}``; ``same_page`` stays true until
   the page is reloaded (a mark set on ``window`` at load would be gone);
 - ``{"cmd": "overlaps"}``: ``{"labels": n, "overlapping": [[text, text], ...], "min_height":
-  px}``: the peer labels whose boxes on the screen overlap, and the smallest label's height;
+  px}``: the labels (of peers and edges) whose boxes on the screen overlap, and the smallest
+  label's height;
 - ``{"cmd": "screenshot", "path": P}``: a PNG of the window;
 - ``{"cmd": "quit"}``.
 
@@ -41,7 +42,7 @@ return {nodes, edges, refreshes: Number(document.body.dataset.refreshes || 0),
 
 OVERLAPS_JS = """
 // each label's box as drawn (rotated ones too): its corners through the screen transform
-const quads = [...document.querySelectorAll("g.node text")].map(t => {
+const quads = [...document.querySelectorAll("g.node text, text.elabel")].map(t => {
   const b = t.getBBox(), m = t.getScreenCTM();
   const pt = (x, y) => ({x: m.a * x + m.c * y + m.e, y: m.b * x + m.d * y + m.f});
   return [t.textContent, [pt(b.x, b.y), pt(b.x + b.width, b.y),

@@ -2,7 +2,7 @@
 HTTP server on 127.0.0.1:6782, until its standard input closes.
 
 Run inside a lab host's namespace (``python tests/e2e/many_peers.py N``); prints ``ready``.
-Peer i is connected to i±1 and i±7 (a ring with chords), and we (peer 0) to ten of them.
+Peer i is connected to i±1 and i±7 (a ring with chords), and we (peer 0) to up to ten more.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def name(i: int) -> str:
 
 def many_peers_status(n: int) -> dict[str, Any]:
     neighbours = {i: sorted({(i + d) % n for d in (1, -1, 7, -7)} - {i}) for i in range(n)}
-    neighbours[0] = sorted(set(neighbours[0]) | set(range(1, 11)))
+    neighbours[0] = sorted(set(neighbours[0]) | set(range(1, min(11, n))))
     for j in neighbours[0]:
         if 0 not in neighbours[j]:
             neighbours[j].append(0)

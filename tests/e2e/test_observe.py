@@ -229,25 +229,27 @@ def test_the_topology_page_in_a_real_browser_follows_a_cut(net, tmp_path: Path) 
     print(f"screenshots in {tmp_path}")
 
 
-def test_the_page_stays_readable_at_50_peers(lab_factory, tmp_path: Path) -> None:
-    """The real page and server, fed a made-up status of 50 peers (no routers): every peer is
-    drawn, no two peer labels overlap, and the text is not shrunk below 9 px."""
+@pytest.mark.parametrize("n", [6, 12, 50])
+def test_the_page_stays_readable_at_50_peers(lab_factory, tmp_path: Path, n: int) -> None:
+    """The real page and server, fed a made-up status of n peers (no routers): every peer is
+    drawn, no two labels overlap, and the text is not shrunk below 9 px. 6 is the most peers
+    drawn with labelled edges, 12 with two-line labels, 50 the most the page promises."""
     (host,) = lab_factory(1, docker=False).hosts
     root = Path(__file__).resolve().parents[2]
-    fake = host.popen([sys.executable, str(root / "tests/e2e/many_peers.py"), "50"],
+    fake = host.popen([sys.executable, str(root / "tests/e2e/many_peers.py"), str(n)],
                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                       env={**host.env(), "PYTHONPATH": str(root)}, cwd=root)
     try:
         assert fake.stdout is not None and fake.stdout.readline().strip() == "ready"
         browser = Browser(host, URL + "/", tmp_path)
         try:
-            page = wait_for(lambda: (p := browser.ask("state")) and len(p["nodes"]) == 50 and p,
-                            20, "the page to draw 50 peers")
-            assert sum(n["us"] for n in page["nodes"]) == 1 and len(page["edges"]) >= 100
+            page = wait_for(lambda: (p := browser.ask("state")) and len(p["nodes"]) == n and p,
+                            20, f"the page to draw {n} peers")
+            assert sum(x["us"] for x in page["nodes"]) == 1 and len(page["edges"]) > n
+            assert browser.ask("screenshot", path=str(tmp_path / f"{n}-peers.png"))["saved"]
             looks = browser.ask("overlaps")
-            assert looks["labels"] == 50 and looks["overlapping"] == [], looks
+            assert looks["labels"] >= n and looks["overlapping"] == [], looks
             assert looks["min_height"] >= 9, looks
-            assert browser.ask("screenshot", path=str(tmp_path / "50-peers.png"))["saved"]
         finally:
             browser.close()
     finally:

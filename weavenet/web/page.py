@@ -3,11 +3,12 @@
 Everything is inline (CSS, JavaScript, SVG drawn by the script), so the page works on hosts with
 no way out. It fetches ``/report`` every 1.5 s and redraws without reloading: every reachable
 peer is a node on a circle (nickname, name, "us" marked), every connection an edge coloured by
-its state (established, connected, i.e. TCP up but no UDP path, failed...), labelled with its
-data path, MTU and the frame rate we send on it; a side panel lists our connections with their
-reasons, the actors' health and the traffic rates. Text from the report is only ever set as
-text (``textContent``), never as markup. Elements carry ``data-*`` attributes (peer names,
-states) so a browser test can find them.
+its state (established, connected, i.e. TCP up but no UDP path, failed...). Up to 6 peers our
+edges are labelled with their state, data path, MTU and the frame rate we send on them; beyond
+12 the peer labels run along the radius, so 50 peers stay legible. A side panel lists our
+connections with their reasons, the actors' health and the traffic rates. Text from the report
+is only ever set as text (``textContent``), never as markup. Elements carry ``data-*``
+attributes (peer names, states) so a browser test can find them.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ function edges(report) {
   return out;
 }
 
-const FEW = 12;  // up to this many peers: two-line labels and labelled edges
+const FEW = 12;  // up to this many peers: two-line labels; more: along the radius
+const LABELLED = 6;  // up to this many peers our edges are labelled (else: the side panel)
 
 // Where a node's label goes: beside it, away from the circle's centre.
 function labelAt(a) {
@@ -150,7 +152,7 @@ function draw(report, dt) {
   const few = n <= FEW;
   // Many peers: labels run outwards along the radius, so neighbours need only a line of
   // height each on the circle, not a label's width.
-  const r = few ? Math.max(130, n * 22) : Math.max(150, n * 7.5);
+  const r = few ? Math.max(130, n * 19) : Math.max(150, n * 7.5);
   const size = 2 * r + (few ? 300 : 400);
   svg.setAttribute("viewBox", `${-size / 2} ${-size / 2} ${size} ${size}`);
   // never shrunk much below its natural size: scroll instead of unreadable text
@@ -174,7 +176,7 @@ function draw(report, dt) {
     line.appendChild(el("title", {}, `${e.a} - ${e.b}: ${e.state}` +
                         (e.reason ? ` (${e.reason})` : "")));
     g.appendChild(line);
-    if (e.us && few) {
+    if (e.us && n <= LABELLED) {
       const peer = e.a === report.router.peer.name ? e.b : e.a;
       const tx = paths[peer] && prevPaths[peer]
         ? rate(paths[peer].tx_frames, prevPaths[peer].tx_frames, dt) : null;
