@@ -9,8 +9,10 @@ listens on 127.0.0.1:6782), never from the test's own namespace.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import select
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -157,6 +159,9 @@ class Browser:
     """tests/e2e/browser.py on a lab host: a headless Chromium in that host's namespace."""
 
     def __init__(self, host, url: str, profile: Path) -> None:
+        missing = [t for t in ("chromium", "chromedriver") if shutil.which(t) is None]
+        if missing or importlib.util.find_spec("selenium") is None:
+            pytest.skip(f"needs {', '.join(missing) or 'selenium'} (bash .ci/install)")
         script = Path(__file__).with_name("browser.py")
         env = {**host.env(), "HOME": str(profile)}
         self.proc = host.popen([sys.executable, str(script), url, str(profile / "chromium")],
