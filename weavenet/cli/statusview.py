@@ -1,4 +1,5 @@
-"""Human-readable renderings of the router's status and of `weave ps`."""
+"""Human-readable renderings: the `weave status` summary of the router's status, the focused views
+of its report (`weave status peers | connections | routes`), and `weave ps`."""
 
 from __future__ import annotations
 
