@@ -7,7 +7,9 @@ event PUB socket. Kernel state (bridge, veths, addresses) belongs to no process,
 here tears it down: a restart of any actor, or of the whole router, leaves containers alone.
 
 Sockets (all under WEAVE_RUN_DIR): ctl.sock ROUTER (CLI), actors.sock ROUTER (actors' DEALERs),
-events.sock PUB.
+events.sock PUB. Unless ``status_addr`` is empty, a thread serves the read-only HTTP server of
+``weavenet.web.server`` (metrics, status, report, topology page) on it, getting the status by
+asking ctl.sock like the CLI, so it cannot change anything.
 
 Messages: on ctl.sock the control requests of ``weavenet.runtime.control``; ``status`` and
 ``stop`` are answered here (``CTL_REQUESTS``), the others relayed unchanged to the actor their
@@ -35,6 +37,7 @@ import msgpack
 import zmq
 
 import weavenet
+from weavenet.cli import client
 from weavenet.crypto.keys import Password
 from weavenet.mesh import peerlist
 from weavenet.mesh.peer import Peer
@@ -43,10 +46,12 @@ from weavenet.runtime.bus import Envelope
 from weavenet.runtime.launch import LaunchConfig
 from weavenet.runtime.request import Request, UsageError
 from weavenet.runtime.restart import RestartPolicy, RestartSettings
+from weavenet.web.server import StatusServer
 
 ACTOR_ORDER = ("netconf", "capture", "crypto", "forwarder", "gossip")
 READY_TIMEOUT = 20.0
 HEARTBEAT_TIMEOUT = 6.0
+HTTP_STATUS_TIMEOUT = 5.0  # an HTTP request waiting for the control socket's status answer
 REQUEST_TIMEOUT = 15.0
 STOP_GRACE = 5.0
 
@@ -112,6 +117,7 @@ class Supervisor:
         self.pending: dict[str, Pending] = {}
         self.stopping = False
         self.ctx = zmq.Context()
+        self.http: StatusServer | None = None
 
     # -- sockets ----------------------------------------------------------------------------
     def bind(self) -> None:
@@ -128,6 +134,23 @@ class Supervisor:
         self.pub = self._socket(zmq.PUB, self.endpoints.events)
         self.endpoints.restrict_sockets()
         self.endpoints.pidfile.write_text(f"{os.getpid()}\n")
+
+    def serve_http(self) -> None:
+        """The read-only HTTP server, if configured. A port already taken costs the metrics
+        and the page, not the router: logged, and the router runs on."""
+        if not self.config.status_addr:
+            return
+        try:
+            self.http = StatusServer(self.config.status_addr, self._http_status).start()
+        except OSError as exc:
+            self.log.error("status_server_failed", address=self.config.status_addr,
+                           reason=exc.strerror or str(exc))
+            return
+        self.log.info("status_server_listening", address=self.config.status_addr)
+
+    def _http_status(self) -> dict[str, Any]:
+        # on the HTTP thread: through the control socket, exactly as `weave status` asks
+        return client.call(self.run_dir, control.Status(), HTTP_STATUS_TIMEOUT).body
 
     def _socket(self, kind: int, addr: str) -> zmq.Socket:
         s = self.ctx.socket(kind)
@@ -382,6 +405,7 @@ class Supervisor:
     # -- lifecycle --------------------------------------------------------------------------
     def run(self) -> int:
         self.bind()
+        self.serve_http()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.log.info("router_starting", version=weavenet.__version__,
@@ -409,6 +433,8 @@ class Supervisor:
     def shutdown(self) -> None:
         self.stopping = True
         self.log.info("router_stopping")
+        if self.http is not None:
+            self.http.close()
         for name in reversed(ACTOR_ORDER):
             a = self.actors[name]
             if a.proc is None:
@@ -437,6 +463,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", help="msgpack launch config written by `weave launch`")
     p.add_argument("--foreground", action="store_true", help="also log to stderr")
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--status-addr", metavar="HOST:PORT",
+                   help="the read-only HTTP server's address (default: the launch config's, "
+                   "127.0.0.1:6782); empty: none")
     p.add_argument("--password-stdin", action="store_true",
                    help="read the network password from standard input")
     return p.parse_args(argv)
@@ -450,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             body = msgpack.unpackb(f.read(), raw=False)
         os.unlink(args.config)
     body.setdefault("state_dir", args.state_dir)
+    if args.status_addr is not None:
+        body["status_addr"] = args.status_addr
     try:
         config = LaunchConfig.from_body(body)
     except UsageError as exc:

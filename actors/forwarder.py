@@ -174,7 +174,7 @@ class ForwarderActor(Actor):
         now = time.monotonic()
         recvmsg = self.udp.sock.recvmsg
         counters = self.counters
-        nframes = 0
+        nframes = nbytes = ndatagrams = 0
         inbound = self.inbound
         datagram = inbound.datagram
         received = self.core.received
@@ -188,6 +188,8 @@ class ForwarderActor(Actor):
             except OSError:  # e.g. a queued ICMP error; the socket itself is fine
                 counters.add("rx_errors")
                 continue
+            nbytes += len(data)
+            ndatagrams += 1
             if anc and len(data) > (size := gro_size(anc)) > 0:
                 # several datagrams of one flow coalesced by GRO: all but the last are `size`
                 for item in split_coalesced(data, size):
@@ -217,6 +219,9 @@ class ForwarderActor(Actor):
                 nframes += datagram(data, addr, now, out)
         if nframes:
             counters.add("rx", nframes)
+        if ndatagrams:
+            counters.add("rx_datagrams", ndatagrams)  # a GRO-coalesced run counts once
+            counters.add("rx_bytes", nbytes)
         for msg, addr in out.controls:
             self._on_control(msg, addr, now)
         for sender, blobs in out.sealed.items():
@@ -311,6 +316,7 @@ class ForwarderActor(Actor):
             self.counters.add_drops(out.drops)
         inject.extend(out.inject)
         self.counters.add("tx", out.sent)
+        path.tx_frames += out.sent
         if self.encrypt:
             # the crypto actor seals the bodies; its reply is sent on in _send_sealed
             self._to_crypto(SEAL, path.name, [memoryview(d)[OUTER_LEN:] for d in datagrams],

@@ -64,6 +64,7 @@ from weavenet.mesh.handshake import (
 from weavenet.mesh.peer import Peer, PeerName, new_uid
 from weavenet.mesh.refusals import Refusals
 from weavenet.mesh.router import Router
+from weavenet.mesh.terminations import termination_kind
 from weavenet.mesh.topology import PeerRecord
 from weavenet.mesh.wire import (
     Goodbye,
@@ -123,6 +124,10 @@ class Gossip(Actor):
         self.refusals = Refusals()
         self.refusal_log = RefusalLog()  # what strangers may write to our log
         self.refused_records = 0  # gossiped records the decoder refused (forged, out of range)
+        # for status and metrics: peer-protocol messages by direction and type, and why
+        # connections ended (a few fixed kinds, see weavenet.mesh.terminations)
+        self.messages: dict[str, dict[str, int]] = {"rx": {}, "tx": {}}
+        self.terminations: dict[str, int] = {}
         # keys sent to the crypto actor: (request type, peer, epoch) by request
         self.crypto: Relay[tuple[str, str, int | None]] = Relay(self, "crypto")
         self.conns: dict[int, SocketConnection] = {}
@@ -172,7 +177,7 @@ class Gossip(Actor):
         for conn in list(self.conns.values()):
             if conn.target in forgotten:
                 conn.target = None  # nothing left to report to
-                self._close(conn, "forgotten", goodbye="forgotten by remote")
+                self._close(conn, "forgotten", goodbye="forgotten by remote", kind="forgotten")
         return {"peers": sorted(forgotten)}
 
     def _remember(self, change: Callable[[], None]) -> None:
@@ -224,6 +229,7 @@ class Gossip(Actor):
 
     def _dial_failed(self, address: str, reason: str) -> None:
         self.log.info("connection_failed", address=address, reason=reason)
+        self._count(self.terminations, "dial_failed")
         self.maker.failed(address, reason)
 
     def _open(self, sock: socket.socket, address: str, *, outbound: bool,
@@ -306,6 +312,7 @@ class Gossip(Actor):
             elif isinstance(step.outcome, Refused):
                 self._on_refused(conn, step.outcome)
             return
+        self._count(self.messages["rx"], type(item).__name__)
         if isinstance(item, TopologyUpdate):
             self._count_refused(conn, item.refused)
             self._on_gossip(conn, item.records)
@@ -330,7 +337,8 @@ class Gossip(Actor):
             # its target; ours would otherwise forget it with the closed socket
             self.refusals.remember(conn.host, str(remote.name) if remote else None,
                                    refused.reason, time.monotonic())
-        self._close(conn, refused.reason, permanent=refused.permanent, logged=True)
+        self._close(conn, refused.reason, permanent=refused.permanent, logged=True,
+                    kind="refused")
 
     def _on_accepted(self, conn: SocketConnection, acc: Accepted) -> None:
         remote = acc.remote
@@ -400,19 +408,22 @@ class Gossip(Actor):
         """Write what the router wants sent, then publish the routes if they changed."""
         for conn, body in sends:
             self._send_body(conn, body)
+            self._count(self.messages["tx"], TopologyUpdate.__name__)
         if publish:
             self._publish_routes()
 
     # -- closing ----------------------------------------------------------------------------
     def _close(self, conn: SocketConnection, reason: str, *, event: str = "connection_closed",
                goodbye: str | None = None, permanent: bool = False, replaced: bool = False,
-               logged: bool = False) -> None:
+               logged: bool = False, kind: str | None = None) -> None:
         """Close one connection and account for it: the topology if it was the peer's link,
         the ConnectionMaker if it was a dial that did not make it."""
         if conn.closed:
             return
+        self._count(self.terminations, kind or termination_kind(reason, replaced=replaced))
         if goodbye is not None and conn.phase is not Phase.CONNECTING:
             conn.stream.send_once(conn.goodbye(goodbye))  # the remote's log learns why
+            self._count(self.messages["tx"], Goodbye.__name__)
         conn.close()
         self.conns.pop(conn.stream.fd, None)
         conn.stream.close()
@@ -453,7 +464,7 @@ class Gossip(Actor):
         if type_ == Install.TYPE and conn is not None and conn.epoch == epoch:
             # without keys in the crypto actor no frame can flow: make a new connection
             self._close(conn, f"session keys not installed: {reason}", goodbye=RENEGOTIATE_REASON,
-                        event="connection_lost")
+                        event="connection_lost", kind="rekeyed")
 
     def _renegotiate(self) -> None:
         """The crypto actor restarted empty: every encrypted connection gets fresh keys by being
@@ -464,7 +475,7 @@ class Gossip(Actor):
             self.log.info("renegotiating_keys", connections=len(conns))
         for conn in conns:
             self._close(conn, RENEGOTIATE_REASON, goodbye=RENEGOTIATE_REASON,
-                        event="connection_lost")
+                        event="connection_lost", kind="rekeyed")
 
     # -- timers -----------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -485,6 +496,7 @@ class Gossip(Actor):
                 self._close(conn, SILENCE_REASON, event="connection_lost")
             else:
                 self._send_body(conn, conn.heartbeat())
+                self._count(self.messages["tx"], Heartbeat.__name__)
 
     def _publish_routes(self, force: bool = False) -> None:
         event = self.router.routes_event(force)
@@ -502,7 +514,12 @@ class Gossip(Actor):
                   "info": "resolving"} for address in self.dialer.resolving]
         rows += self.router.target_rows({c.target for c in self.conns.values()}, now)
         return {**self.router.status(rows), "refused_records": self.refused_records,
-                "suppressed_refusals": self.refusal_log.suppressed}
+                "suppressed_refusals": self.refusal_log.suppressed,
+                "messages": self.messages, "terminations": self.terminations}
+
+    @staticmethod
+    def _count(table: dict[str, int], key: str) -> None:
+        table[key] = table.get(key, 0) + 1
 
     def teardown(self) -> None:
         for conn in list(self.conns.values()):

@@ -195,6 +195,14 @@ def actor_status(host: LabHost, name: str) -> dict[str, Any]:
     return actor(host, name).get("status") or {}
 
 
+def launch_mesh(hosts: list[Any]) -> dict[str, str]:
+    """`weave launch 10.0.0.N/16` on each lab host, naming the hosts before it as peers; returns
+    their peer names by host name."""
+    for i, h in enumerate(hosts):
+        weave(h, "launch", f"10.0.0.{i + 1}/16", *(x.ip for x in hosts[:i]))
+    return {h.name: status(h)["peer"]["name"] for h in hosts}
+
+
 def log_events(host: LabHost, *events: str, of: str | None = None) -> list[dict[str, Any]]:
     """The host's log records with one of `events`, optionally only actor `of`'s, in order."""
     out = []

@@ -23,7 +23,8 @@ def test_the_demo_runs_the_walkthrough_and_leaves_nothing_behind():
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "all steps behaved as the README says" in r.stdout
     assert "FAILED" not in r.stdout
-    for step in ("weave launch 10.0.0.2/16", "routed through host2", "fails as it should"):
+    for step in ("weave launch 10.0.0.2/16", "routed through host2", "fails as it should",
+                 "live topology page: http://127.0.0.1:6782/", "weave status connections"):
         assert step in r.stdout
     leftovers = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not any(line.startswith("wd") for line in leftovers.splitlines()), leftovers

@@ -15,8 +15,8 @@ from tests.support import (
     actor_status,
     container_pings,
     eventually_pings,
+    launch_mesh,
     seconds_until,
-    status,
     wait_for,
     weave,
 )
@@ -28,12 +28,9 @@ pytestmark = [pytest.mark.root, pytest.mark.docker]
 @pytest.fixture(scope="module")
 def net(lab3: Lab):
     h1, h2, h3 = lab3.hosts
-    weave(h1, "launch", "10.0.0.1/16")
-    weave(h2, "launch", "10.0.0.2/16", h1.ip)
-    weave(h3, "launch", "10.0.0.3/16", h1.ip, h2.ip)
+    names = launch_mesh(lab3.hosts)
     c = {"a1": weave(h1, "run", "10.0.1.1/24", "-t", "-i", "busybox"),
          "a3": weave(h3, "run", "10.0.1.3/24", "-t", "-i", "busybox")}
-    names = {h.name: status(h)["peer"]["name"] for h in lab3.hosts}
     # Start from the direct route, each host's containers reachable.
     wait_for(lambda: route(h1, names["host3"]) == names["host3"], 30, "the direct route 1-3")
     eventually_pings(h1, c["a1"], "10.0.1.3")

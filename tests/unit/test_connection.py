@@ -259,8 +259,10 @@ def test_status_row_says_what_the_connection_is_doing() -> None:
     b.path_seen("ok")
     row = a.status_row()
     assert row == {"address": "198.18.0.2:6783", "peer": str(BOB.name), "nickname": "bob",
-                   "state": "established", "info": "outbound", "encrypted": False}
+                   "state": "established", "info": "outbound", "encrypted": False,
+                   "direction": "outbound"}
     assert b.status_row()["info"] == "inbound" and b.host == "198.18.0.1"
+    assert b.status_row()["direction"] == "inbound"
 
 
 def test_only_the_forwarders_verdicts_change_whether_a_connection_carries_traffic() -> None:
@@ -276,4 +278,5 @@ def test_only_the_forwarders_verdicts_change_whether_a_connection_carries_traffi
     assert conn.path_seen("unreachable") is False and not conn.data_path
     row = conn.status_row()
     assert row["state"] == "connected" and "UDP path down" in row["info"]
+    assert row["reason"].startswith("UDP path down")
     assert conn.path_seen("unreachable") is None  # no change, nothing to gossip

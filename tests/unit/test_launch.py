@@ -64,3 +64,13 @@ def test_port_and_mtu_ranges_are_checked_with_one_line_messages():
         check_port(0)
     with pytest.raises(UsageError, match="mtu must be 576-65535"):
         check_mtu(70000)
+
+
+def test_the_status_address_is_loopback_6782_by_default_and_empty_disables_it():
+    assert LaunchConfig.from_body({}).status_addr == "127.0.0.1:6782"
+    assert LaunchConfig.from_body({"status_addr": ""}).status_addr == ""
+    assert LaunchConfig.from_body({"status_addr": "0.0.0.0"}).status_addr == "0.0.0.0:6782"
+    assert LaunchConfig.from_body({"status_addr": "[::1]:9000"}).status_addr == "[::1]:9000"
+    for bad in ("127.0.0.1:99999", "a b:1", 5):
+        with pytest.raises(UsageError, match="status address"):
+            LaunchConfig.from_body({"status_addr": bad})

@@ -1,8 +1,9 @@
 """The layout is the architecture: each layer of weavenet/ imports only the layers below it.
 
 Bottom to top: what every process shares, encryption, the data plane (which seals through
-it), the host's network, the mesh, the command line, the lab. A new import that points upwards
-fails here, so the README's picture of the layers cannot silently go stale.
+it), the host's network, the mesh, the command line, the router's HTTP server, the lab. A new
+import that points upwards fails here, so the README's picture of the layers cannot silently go
+stale.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import weavenet
 
-LAYERS = ["runtime", "crypto", "dataplane", "host", "mesh", "cli", "lab"]
+LAYERS = ["runtime", "crypto", "dataplane", "host", "mesh", "cli", "web", "lab"]
 ROOT = Path(weavenet.__file__).parent
 
 

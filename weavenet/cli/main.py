@@ -23,7 +23,8 @@ import msgpack
 import weavenet
 from weavenet.cli import client
 from weavenet.cli.containers import check_spec, docker_remove, docker_run, resolve
-from weavenet.cli.statusview import format_ps, format_status
+from weavenet.cli.report import build_report
+from weavenet.cli.statusview import VIEWS, format_ps, format_status
 from weavenet.mesh.peer import PeerIdentityError, PeerName
 from weavenet.runtime import bus, log
 from weavenet.runtime.address import shown
@@ -41,7 +42,7 @@ from weavenet.runtime.control import (
     app_cidr,
     peer_address,
 )
-from weavenet.runtime.defaults import CONTAINER_MTU, PORT, container_mtu
+from weavenet.runtime.defaults import CONTAINER_MTU, PORT, STATUS_ADDR, container_mtu
 from weavenet.runtime.launch import LaunchConfig
 from weavenet.runtime.request import Request, UsageError
 
@@ -102,6 +103,9 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     p.add_argument("--no-fastdp", action="store_true",
                    help="accepted for compatibility: the kernel fast datapath is not built yet, "
                    "frames always take the sleeve")
+    p.add_argument("--status-addr", default=STATUS_ADDR, metavar="HOST:PORT",
+                   help=f"the read-only HTTP server: metrics, status, report, topology page "
+                   f"(default {STATUS_ADDR}; empty: none)")
     p.add_argument("--router", choices=("process", "container"), default="process",
                    help="process (default): the supervisor runs as a daemon on the host")
     # intermixed: the seed writes `weave launch IP -password PW PEER`, options between positionals
@@ -126,6 +130,7 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
         mtu=a.mtu or container_mtu(bool(password)),
         name=a.name, nickname=a.nickname, fastdp=not a.no_fastdp,
         debug=a.debug, state_dir=str(ctx.state_dir), encryption=password is not None,
+        status_addr=a.status_addr,
     )
     try:
         LaunchConfig.from_body(config.to_body())  # the supervisor's checks, before it starts
@@ -275,10 +280,24 @@ def cmd_forget(ctx: Ctx, argv: list[str]) -> int:
 
 def cmd_status(ctx: Ctx, argv: list[str]) -> int:
     p = Parser(prog="weave status")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("view", nargs="?", choices=sorted(VIEWS),
+                   help="one table instead of the summary")
+    p.add_argument("--json", action="store_true",
+                   help="the router's raw status, or with a view that part of `weave report`")
     a = p.parse_args(argv)
     st = ctx.call(Status())
-    print(json.dumps(st, indent=2, sort_keys=True) if a.json else format_status(st))
+    if a.view is None:
+        print(json.dumps(st, indent=2, sort_keys=True) if a.json else format_status(st))
+    elif a.json:
+        print(json.dumps(build_report(st)[a.view], indent=2, sort_keys=True))
+    else:
+        print(VIEWS[a.view](build_report(st)))
+    return 0
+
+
+def cmd_report(ctx: Ctx, argv: list[str]) -> int:
+    Parser(prog="weave report").parse_args(argv)
+    print(json.dumps(build_report(ctx.call(Status())), indent=2, sort_keys=True))
     return 0
 
 
@@ -363,7 +382,9 @@ COMMANDS: dict[str, tuple[Callable[[Ctx, list[str]], int], str]] = {
     "hide": (cmd_hide, "IP/CIDR  take that address and its NAT away (no-op if not exposed)"),
     "connect": (cmd_connect, "PEER...  add peers (host[:port]) at run time"),
     "forget": (cmd_forget, "PEER...  drop peers"),
-    "status": (cmd_status, "[--json]  the router, its actors, peers and containers"),
+    "status": (cmd_status, "[peers|connections|routes] [--json]  the router, its actors, "
+               "peers and containers; or one table"),
+    "report": (cmd_report, "everything the router knows, as one JSON document (for jq)"),
     "ps": (cmd_ps, "containers on the weave network, with MACs and addresses"),
     "version": (cmd_version, "versions of this script and the running router"),
     "logs": (cmd_logs, "[-f]  the router's JSON logs (filter with jq)"),

@@ -1,4 +1,5 @@
-"""Human-readable renderings of the router's status and of `weave ps`."""
+"""Human-readable renderings: the `weave status` summary of the router's status, the focused views
+of its report (`weave status peers | connections | routes`), and `weave ps`."""
 
 from __future__ import annotations
 
@@ -99,3 +100,35 @@ def format_ps(ps: dict[str, Any]) -> str:
     for x in ps.get("attachments", []):
         lines.append(f"{short(x)} {x.get('mac') or '-'} " + " ".join(x.get("cidrs", [])))
     return "".join(line + "\n" for line in lines)
+
+
+# -- the focused views of `weave status peers | connections | routes`, made from the report ------
+def format_peers(report: dict[str, Any]) -> str:
+    rows = [["NAME", "NICKNAME", "CONNECTIONS", ""]]
+    rows += [[p["name"], p.get("nickname") or "", str(len(p.get("links", []))),
+              "(us)" if p.get("us") else ""] for p in report.get("peers", [])]
+    return "\n".join(_table(rows, indent=""))
+
+
+def format_connections(report: dict[str, Any]) -> str:
+    rows = [["DIRECTION", "ADDRESS", "PEER", "STATE", "PATH", "ENCRYPTED", "MTU", "REASON"]]
+    for c in report.get("connections", []):
+        peer = c.get("peer") or "-"
+        if c.get("nickname"):
+            peer += f"({c['nickname']})"
+        rows.append([c.get("direction") or "-", c.get("address", ""), peer, c.get("state", ""),
+                     c.get("path") or "-", "yes" if c.get("encrypted") else "no",
+                     str(c.get("mtu") or "-"), c.get("reason") or ""])
+    return "\n".join(_table(rows, indent=""))
+
+
+def format_routes(report: dict[str, Any]) -> str:
+    nick = {p["name"]: p.get("nickname") or "" for p in report.get("peers", [])}
+    rows = [["DESTINATION", "NICKNAME", "VIA", "VIA NICKNAME"]]
+    rows += [[dst, nick.get(dst, ""), hop, "direct" if hop == dst else nick.get(hop, "")]
+             for dst, hop in sorted(report.get("routes", {}).items())]
+    return "\n".join(_table(rows, indent=""))
+
+
+VIEWS = {"peers": format_peers, "connections": format_connections, "routes": format_routes}
+"""`weave status VIEW`: one table each."""

@@ -42,7 +42,7 @@ class Path:
     """One neighbour's UDP path: address, liveness and path MTU. Sans-IO (``now`` injected)."""
 
     __slots__ = ("name", "wire", "addr", "configured", "learned", "pmtu", "last_heard",
-                 "since", "seq")
+                 "since", "seq", "tx_frames")
 
     def __init__(self, name: str, wire: int, configured: Addr | None, now: float) -> None:
         self.name = name
@@ -56,6 +56,7 @@ class Path:
         self.last_heard: float | None = None
         self.since = now
         self.seq = 0  # sequence number of the next FRAMES datagram on this path
+        self.tx_frames = 0  # frames sent on this path: the traffic rate per neighbour
 
     def state(self, now: float) -> str:
         if self.last_heard is not None and now - self.last_heard <= PATH_OK_FOR:
@@ -119,8 +120,9 @@ class Path:
         view: dict[str, Any] = {"state": self.state(now),
                                 "pmtu": self.max_datagram if pm is None else pm.pmtu,
                                 "frag_ok": bool(pm is not None and pm.frag_ok)}
-        if with_addr:
+        if with_addr:  # status only: the "paths" event is published when its view changes
             view["addr"] = None if self.addr is None else f"{self.addr[0]}:{self.addr[1]}"
+            view["tx_frames"] = self.tx_frames
         return view
 
 

@@ -1,7 +1,9 @@
 """`weave-lab demo`: the seed README's walkthrough, run on three simulated hosts.
 
 Each step prints the command as a user would type it on that host, then what happened. The
-demo exits non-zero if any step does not behave as the README says, and always removes its lab.
+demo exits non-zero if any step does not behave as the README says, and removes its lab unless
+asked to keep it (``--keep``). It says where host1's live topology page is served (inside host1's
+network namespace, like everything of the lab) and how to open it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 
 from weavenet.lab.host import Host
 from weavenet.lab.lab import Lab, unique_prefix
+from weavenet.runtime.defaults import STATUS_ADDR
 
 CONVERGE = 20.0  # seconds a cross-host step may take to start working (peers connecting)
 
@@ -73,6 +76,7 @@ class Demo:
                  + ", ".join(f"{h.name} ({h.ip})" for h in (h1, h2, h3)))
         self.say("On host1: start the router, then an application container on 10.0.1.0/24")
         self.run(h1, "weave launch 10.0.0.1/16")
+        print(page_address(self.lab, h1), flush=True)
         c1 = self.run(h1, "weave run 10.0.1.1/24 -t -i busybox")
         self.say("On host2: the same, peering with host1")
         self.run(h2, f"weave launch 10.0.0.2/16 {h1.ip}")
@@ -120,6 +124,7 @@ class Demo:
         self.check(h3, "host3's container -> host1's, routed through host2",
                    f"docker exec {c3} ping -c1 -W1 10.0.1.1")
         self.run(h1, "weave status", show=True)
+        self.run(h1, "weave status connections", show=True)
         self.say("Stop the router on host1: local traffic continues, cross-host resumes on launch")
         local = self.run(h1, "weave run 10.0.1.5/24 -t -i busybox")
         self.run(h1, "weave ps", show=True)
@@ -140,6 +145,17 @@ class Demo:
         self.check(h3, "no weave bridge left", "ip link show weave", False)
 
 
+def page_address(lab: Lab, host: Host) -> str:
+    """Where ``host``'s topology page is, and how to reach it from outside its namespace."""
+    url = f"http://{STATUS_ADDR}/"
+    return "\n".join([
+        f"    {host.name}'s live topology page: {url} (in its network namespace {host.ns})",
+        f"    open it: nsenter --net=/var/run/netns/{host.ns} chromium --no-sandbox "
+        f"--user-data-dir=$(mktemp -d) {url}",
+        f"    or: weave-lab exec --prefix {lab.prefix} {host.name} -- curl -s {url}metrics",
+    ])
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="weave-lab demo", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="show every command's output")
@@ -154,6 +170,8 @@ def main(argv: list[str]) -> int:
     finally:
         if a.keep:
             print(f"lab kept: weave-lab exec --prefix {lab.prefix} host1 -- weave status")
+            if lab.hosts:
+                print(page_address(lab, lab.hosts[0]))
         else:
             for h in lab.hosts:
                 with contextlib.suppress(Exception):

@@ -229,9 +229,11 @@ class PeerConnection:
             "info": ("outbound" if self.outbound else "inbound") if established
                     else self.phase.value,
             "encrypted": self.sealer is not None,
+            "direction": "outbound" if self.outbound else "inbound",
         }
         if established and not self.data_path:
             row["state"] = "connected"  # TCP only: no traffic goes this way
-            row["info"] += "; " + (PATH_DOWN_REASON if self.path_state == PATH_DOWN
-                                   else "waiting for UDP heartbeats to be answered")
+            row["reason"] = (PATH_DOWN_REASON if self.path_state == PATH_DOWN
+                             else "waiting for UDP heartbeats to be answered")
+            row["info"] += "; " + row["reason"]
         return row

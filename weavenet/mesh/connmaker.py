@@ -70,7 +70,8 @@ class Target:
         else:
             state, info = "connecting", None
         return {"address": self.address, "peer": str(self.peer) if self.peer else None,
-                "nickname": None, "state": state, "info": info}
+                "nickname": None, "state": state, "info": info, "direction": "outbound",
+                "reason": self.last_error or None}
 
 
 def discovery_candidates(peers: Peers, default_port: int = DEFAULT_PORT) -> dict[str, PeerName]:

@@ -27,7 +27,8 @@ class Refusal:
 
     def status_row(self, now: float) -> dict[str, Any]:
         return {"address": self.address, "peer": self.peer, "nickname": None,
-                "state": "refused", "encrypted": False,
+                "state": "refused", "encrypted": False, "direction": "inbound",
+                "reason": self.reason,
                 "info": f"inbound refused: {self.reason} ({self.count}x, "
                         f"{now - self.at:.0f}s ago)"}
 

@@ -159,7 +159,11 @@ class Router(Generic[C]):
             "peer": {"name": str(self.me.name), "nickname": self.me.nickname, "uid": self.me.uid},
             "peers": [
                 {"name": str(name), "nickname": rec.nickname, "uid": rec.uid,
-                 "connections": len(rec.connections)}
+                 "connections": len(rec.connections),
+                 # what this peer says it is connected to: the edges of the topology
+                 "links": [{"peer": str(c.peer), "address": c.address,
+                            "outbound": c.outbound, "established": c.established}
+                           for c in rec.connections]}
                 for name, rec in sorted(self.peers.records().items()) if name in reach
             ],
             "connections": connections,

@@ -22,6 +22,11 @@ SEAL_OVERHEAD = 16
 """What sealing adds to a frame's share of a datagram (the Poly1305 tag); the container MTU
 with a password is ``CONTAINER_MTU - SEAL_OVERHEAD`` so a sealed full frame still fits."""
 
+STATUS_PORT = 6782
+STATUS_ADDR = f"127.0.0.1:{STATUS_PORT}"
+"""The router's read-only HTTP server (metrics, status, the topology page): loopback only unless
+``--status-addr`` says otherwise, as upstream Weave's."""
+
 RUN_DIR = "/run/weave"
 """Control and ipc sockets, the pid file (``WEAVE_RUN_DIR``)."""
 

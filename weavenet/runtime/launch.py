@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from weavenet.runtime import defaults
+from weavenet.runtime.address import AddressError, normalize
 from weavenet.runtime.control import peer_address
 from weavenet.runtime.request import (
     UsageError,
@@ -41,7 +42,8 @@ class LaunchConfig:
     containers' MTU; ``name``/``nickname``: what the user asked for (``name`` None: the persisted
     one); ``fastdp``: accepted, not built; ``debug``: per-packet logs; ``state_dir``: logs,
     identity, attachments; ``encryption``: a password was given (the secret itself never travels
-    here). Set by the supervisor: ``peer_name`` (the settled identity; ``nickname`` too) and
+    here); ``status_addr``: ``host:port`` of the read-only HTTP server, "" for none. Set by the
+    supervisor: ``peer_name`` (the settled identity; ``nickname`` too) and
     ``foreground`` (the supervisor also logs to stderr).
     """
 
@@ -56,6 +58,7 @@ class LaunchConfig:
     debug: bool = False
     state_dir: str = defaults.STATE_DIR
     encryption: bool = False
+    status_addr: str = defaults.STATUS_ADDR
     foreground: bool = False
     peer_name: str | None = None
 
@@ -70,6 +73,7 @@ class LaunchConfig:
             "mtu": self.mtu, "name": self.name, "nickname": self.nickname, "fastdp": self.fastdp,
             "debug": self.debug, "state_dir": self.state_dir, "encryption": self.encryption,
             "foreground": self.foreground, "peer_name": self.peer_name,
+            "status_addr": self.status_addr,
         }
 
     @classmethod
@@ -102,6 +106,7 @@ class LaunchConfig:
             encryption=flag(body, "encryption", d.encryption),
             foreground=flag(body, "foreground", d.foreground),
             peer_name=optional_text(body, "peer_name", MAX_NAME),
+            status_addr=check_status_addr(body.get("status_addr", d.status_addr)),
         )
 
 
@@ -114,3 +119,13 @@ def check_mtu(value: object) -> int:
     """The containers' MTU (``--mtu``)."""
     return integer({"mtu": value}, "mtu", MIN_MTU, MAX_MTU)
 
+
+
+def check_status_addr(value: object) -> str:
+    """``--status-addr``: ``host[:port]`` (port 6782 by default), or "" for no HTTP server."""
+    if value == "":
+        return ""
+    try:
+        return normalize(value, defaults.STATUS_PORT)
+    except AddressError as exc:
+        raise UsageError(f"status address: {exc}") from None

@@ -1,0 +1,124 @@
+"""The HTTP server: ``/metrics``, ``/status``, ``/report`` and the topology page at ``/``.
+
+It runs on a thread of the supervisor process and gets everything through one callable that
+returns the router's status (the supervisor passes one that asks its own control socket, as
+`weave status` does), so it can only read: it has no other handle on the router. Only GET and
+HEAD are served; POST, PUT, DELETE, PATCH and OPTIONS get 405, any other method 501.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from weavenet.cli.report import build_report
+from weavenet.runtime.address import parse_host_port
+from weavenet.runtime.bus import BusError
+from weavenet.runtime.defaults import STATUS_PORT
+from weavenet.web.metrics import ReportCollector
+from weavenet.web.page import PAGE
+
+Fetch = Callable[[], dict[str, Any]]
+ALLOW = "GET, HEAD"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], fetch_status: Fetch) -> None:
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(addr, _Handler)
+        self.fetch_status = fetch_status
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(ReportCollector(lambda: build_report(fetch_status())))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "weave"
+    sys_version = ""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        path = self.path.split("?", 1)[0]
+        try:
+            if path == "/":
+                self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE.encode())
+            elif path == "/metrics":
+                self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST,
+                           generate_latest(self.server.registry))
+            elif path == "/status":
+                self._json(self.server.fetch_status())
+            elif path == "/report":
+                self._json(build_report(self.server.fetch_status()))
+            else:
+                self._error(HTTPStatus.NOT_FOUND, f"no such page: {path}")
+        except BusError as exc:  # the router is stopping, or too busy to answer in time
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, exc.reason)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._head_only = True
+        self.do_GET()
+
+    def _refuse(self) -> None:
+        self._error(HTTPStatus.METHOD_NOT_ALLOWED, "read-only: only GET and HEAD",
+                    {"Allow": ALLOW})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse  # noqa: N815
+
+    def _json(self, body: dict[str, Any]) -> None:
+        self._send(HTTPStatus.OK, "application/json",
+                   json.dumps(body, indent=2, sort_keys=True).encode())
+
+    def _error(self, status: HTTPStatus, reason: str,
+               headers: dict[str, str] | None = None) -> None:
+        self._send(status, "application/json", json.dumps({"error": reason}).encode(), headers)
+
+    def _send(self, status: HTTPStatus, ctype: str, body: bytes,
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not getattr(self, "_head_only", False):
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # a scrape every few seconds is not worth a log line
+
+
+class StatusServer:
+    """The server bound to ``addr`` (``host:port``, as ``--status-addr`` gives it, or a
+    ``(host, port)`` pair, port 0 for any), serving on a daemon thread once started."""
+
+    def __init__(self, addr: str | tuple[str, int], fetch_status: Fetch) -> None:
+        where = parse_host_port(addr, STATUS_PORT) if isinstance(addr, str) else addr
+        self.httpd = _Server(where, fetch_status)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="status-http",
+                                       daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.httpd.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> StatusServer:
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+        self.httpd.server_close()
