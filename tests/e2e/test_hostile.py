@@ -4,14 +4,23 @@ knows the peers' names and addresses but is not part of any TCP connection.
 Spoofed heartbeats naming a known peer, clear and with a password: the peer's UDP path address
 does not move, the containers keep talking, the attacker receives nothing (no frames, no frag
 test, not even an ack), and the drop is counted in the forwarder's status.
+
+A connection flood from the attacker (one process, as fast as it connects, for 25 s) while a
+real peer is killed and restarted: the peer is connected again within 5 s of its launch, the
+router's log grows by a bounded amount, its summed RSS by at most 20 MB, and back afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +29,7 @@ from tests.support import (
     eventually_pings,
     ping_argv,
     replies,
+    seconds_until,
     status,
     wait_for,
     weave,
@@ -125,4 +135,129 @@ def test_spoofed_heartbeats_naming_a_known_peer_change_nothing(lab2: Lab, passwo
     finally:
         for h, c in ((h1, a1), (h2, a2)):
             h.run(["docker", "rm", "-f", c], check=False)
+            weave(h, "stop")
+
+
+# Run in the attacker's namespace: TCP connections to `target`:6783 as fast as one process
+# opens them, for `seconds`; the last 16 are held open (handshaking as long as the router lets
+# them), older ones reset (SO_LINGER 0: no TIME_WAIT, so the source ports never run out).
+FLOOD = r"""
+import collections, json, socket, struct, sys, time
+target, seconds = sys.argv[1], float(sys.argv[2])
+reset = struct.pack("ii", 1, 0)
+held = collections.deque()
+made = failed = 0
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, reset)
+    s.settimeout(0.5)
+    try:
+        s.connect((target, 6783))
+        made += 1
+        held.append(s)
+    except OSError:
+        failed += 1
+        s.close()
+    while len(held) > 16:
+        held.popleft().close()
+print(json.dumps({"connections": made, "failed": failed}))
+"""
+FLOOD_SECONDS = 25
+MB = 1024 * 1024
+
+
+def router_pids(host: Host) -> list[int]:
+    st = status(host)
+    return [st["pid"], *(a["pid"] for a in st["actors"] if a["pid"])]
+
+
+def rss(pids: list[int]) -> int:
+    """The summed resident set of these processes, in bytes (those gone, zombies included,
+    count nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        kb = next((ln.split()[1] for ln in text.splitlines() if ln.startswith("VmRSS:")), "0")
+        total += int(kb) * 1024
+    return total
+
+
+def connected(host: Host, peer: str, uid: int | None = None) -> bool:
+    gossip = actor_status(host, "gossip")
+    rows = gossip.get("connections", [])
+    if not any(r.get("peer") == peer and r.get("state") == "established" for r in rows):
+        return False
+    return uid is None or any(p["name"] == peer and p["uid"] == uid
+                              for p in gossip.get("peers", []))
+
+
+@pytest.mark.parametrize("password", [False, True], ids=["clear", "password"])
+def test_a_connection_flood_from_one_source_delays_no_real_peer(lab2: Lab, password: bool):
+    h1, h2 = lab2.hosts
+    args = ["-password", PASSWORD] if password else []
+    weave(h1, "launch", "10.0.0.1/16", *args)
+    weave(h2, "launch", "10.0.0.2/16", *args, h1.ip)
+    try:
+        n1, n2 = status(h1)["peer"]["name"], status(h2)["peer"]["name"]
+        wait_for(lambda: connected(h1, n2) and connected(h2, n1), 30, "host1 - host2")
+        pids = router_pids(h1)
+        log = h1.state_dir / "weave.log"
+        base_rss, base_log = rss(pids), log.stat().st_size
+        attacker = lab2.stranger(ATTACKER)
+        flood = subprocess.Popen(
+            underlay.nsenter(attacker, [sys.executable, "-c", FLOOD, h1.ip,
+                                        str(FLOOD_SECONDS)]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        samples: list[int] = []
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.wait(0.5):
+                samples.append(rss(pids))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            time.sleep(5)  # the flood is in full swing
+            assert flood.poll() is None, flood.communicate()
+            # host2's router killed and started again, mid-flood
+            killed = router_pids(h2)
+            for pid in killed:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: rss(killed) == 0, 10, "host2's router to be gone")
+            weave(h2, "launch", "10.0.0.2/16", *args, h1.ip)
+            uid = actor_status(h2, "gossip").get("peer", {}).get("uid") or wait_for(
+                lambda: actor_status(h2, "gossip").get("peer", {}).get("uid"), 10,
+                "host2's new gossip incarnation")
+            took = seconds_until(lambda: connected(h1, n2, uid) and connected(h2, n1), 20,
+                                 "the restarted host2 to be connected to host1 again")
+            still_flooding = flood.poll() is None
+            out, err = flood.communicate(timeout=FLOOD_SECONDS + 30)
+        finally:
+            sampling.set()
+            sampler.join()
+            if flood.poll() is None:
+                flood.kill()
+                flood.wait()
+        assert flood.returncode == 0, err
+        made = json.loads(out)
+        assert still_flooding, "the flood ended before host2 was back: the test proves nothing"
+        assert made["connections"] >= 1000, made  # a flood, even on a loaded machine
+        assert took <= 5.0, f"{took:.1f} s to reconnect during the flood ({made})"
+        grown = log.stat().st_size - base_log
+        assert grown <= 256 * 1024, f"weave.log grew by {grown} bytes during the flood"
+        peak = max(samples, default=0) - base_rss
+        assert peak <= 20 * MB, f"the router's RSS grew by {peak / MB:.1f} MB under the flood"
+        wait_for(lambda: rss(pids) - base_rss <= 5 * MB, 30,
+                 "the router's RSS to return after the flood")
+        assert router_pids(h1) == pids, "an actor of host1 restarted during the flood"
+        print(f"flood: {made}, reconnected in {took:.1f} s, log +{grown} B, "
+              f"RSS +{peak / MB:.1f} MB at the peak")
+    finally:
+        for h in (h1, h2):
             weave(h, "stop")
