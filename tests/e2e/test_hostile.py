@@ -8,6 +8,9 @@ test, not even an ack), and the drop is counted in the forwarder's status.
 A connection flood from the attacker (one process, as fast as it connects, for 25 s) while a
 real peer is killed and restarted: the peer is connected again within 5 s of its launch, the
 router's log grows by a bounded amount, its summed RSS by at most 20 MB, and back afterwards.
+
+A handshake from the attacker (anyone can, without a password) followed by records at version
+2**64 - 1 for both real peers: refused and counted, passed on to nobody, no actor exits.
 """
 
 from __future__ import annotations
@@ -74,6 +77,15 @@ print(json.dumps({"sent": sent, "received": got}))
 """
 
 
+def launch_two(lab: Lab, password: bool) -> list[str]:
+    """`weave launch` on host1, then on host2 naming host1; returns the options given."""
+    h1, h2 = lab.hosts
+    args = ["-password", PASSWORD] if password else []
+    weave(h1, "launch", "10.0.0.1/16", *args)
+    weave(h2, "launch", "10.0.0.2/16", *args, h1.ip)
+    return args
+
+
 def forwarder(host: Host) -> dict:
     return actor_status(host, "forwarder")
 
@@ -89,9 +101,7 @@ def drops(host: Host) -> dict:
 @pytest.mark.parametrize("password", [False, True], ids=["clear", "password"])
 def test_spoofed_heartbeats_naming_a_known_peer_change_nothing(lab2: Lab, password: bool):
     h1, h2 = lab2.hosts
-    args = ["-password", PASSWORD] if password else []
-    weave(h1, "launch", "10.0.0.1/16", *args)
-    weave(h2, "launch", "10.0.0.2/16", *args, h1.ip)
+    launch_two(lab2, password)
     a1 = weave(h1, "run", "10.0.1.1/24", "-t", "-i", "busybox")
     a2 = weave(h2, "run", "10.0.1.2/24", "-t", "-i", "busybox")
     try:
@@ -198,9 +208,7 @@ def connected(host: Host, peer: str, uid: int | None = None) -> bool:
 @pytest.mark.parametrize("password", [False, True], ids=["clear", "password"])
 def test_a_connection_flood_from_one_source_delays_no_real_peer(lab2: Lab, password: bool):
     h1, h2 = lab2.hosts
-    args = ["-password", PASSWORD] if password else []
-    weave(h1, "launch", "10.0.0.1/16", *args)
-    weave(h2, "launch", "10.0.0.2/16", *args, h1.ip)
+    args = launch_two(lab2, password)
     try:
         n1, n2 = status(h1)["peer"]["name"], status(h2)["peer"]["name"]
         wait_for(lambda: connected(h1, n2) and connected(h2, n1), 30, "host1 - host2")
@@ -258,6 +266,79 @@ def test_a_connection_flood_from_one_source_delays_no_real_peer(lab2: Lab, passw
         assert router_pids(h1) == pids, "an actor of host1 restarted during the flood"
         print(f"flood: {made}, reconnected in {took:.1f} s, log +{grown} B, "
               f"RSS +{peak / MB:.1f} MB at the peak")
+    finally:
+        for h in (h1, h2):
+            weave(h, "stop")
+
+
+# Run in the attacker's namespace: complete a handshake with `target` (anyone can, without a
+# password) as a peer of its own, then gossip records at version 2**64 - 1 for two peers it
+# names by "name:uid": one nobody can outrank or re-encode. Holds the connection `seconds`.
+FORGE = r"""
+import random, socket, sys, time
+from weavenet.mesh.handshake import Accepted, Handshake, HandshakeConfig
+from weavenet.mesh.peer import Peer, PeerName
+from weavenet.mesh.topology import PeerRecord
+from weavenet.mesh.wire import Decoder, TopologyUpdate, encode
+target, seconds, victims = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+me = Peer(PeerName("02:00:00:00:06:66"), "mallory", random.getrandbits(63))
+hs = Handshake(HandshakeConfig(me), outbound=True, conn_id=random.getrandbits(64))
+sock = socket.create_connection((target, 6783), timeout=5)
+sock.sendall(hs.start())
+decoder, outcome = Decoder(), None
+while outcome is None:
+    data = sock.recv(65536)
+    if not data:
+        sys.exit("closed during the handshake")
+    for item in decoder.feed(data):
+        if outcome is None:
+            step = hs.receive(item)
+            sock.sendall(step.send)
+            outcome = step.outcome
+if not isinstance(outcome, Accepted):
+    sys.exit(f"refused: {outcome}")
+records = []
+for victim in victims:
+    name, uid = victim.split(":uid=")
+    records.append(PeerRecord(PeerName(name), "forged", int(uid), 2**64 - 1))
+sock.sendall(encode(TopologyUpdate(tuple(records))))
+end = time.monotonic() + seconds
+sock.settimeout(0.5)
+while time.monotonic() < end:
+    try:
+        if not sock.recv(65536):
+            break
+    except TimeoutError:
+        pass
+print("sent", len(records))
+"""
+
+
+def actors(host: Host) -> dict[str, tuple[int, str, int]]:
+    return {a["name"]: (a["pid"], a["state"], a["restarts"]) for a in status(host)["actors"]}
+
+
+def test_a_forged_record_at_the_largest_version_is_refused_and_no_actor_exits(lab2: Lab):
+    h1, h2 = lab2.hosts
+    launch_two(lab2, password=False)
+    try:
+        n1, n2 = status(h1)["peer"]["name"], status(h2)["peer"]["name"]
+        wait_for(lambda: connected(h1, n2) and connected(h2, n1), 30, "host1 - host2")
+        uids = {p["name"]: p["uid"] for p in actor_status(h1, "gossip")["peers"]}
+        before = {h.name: actors(h) for h in (h1, h2)}
+        attacker = lab2.stranger(ATTACKER)
+        forge = subprocess.run(
+            underlay.nsenter(attacker, [sys.executable, "-c", FORGE, h1.ip, "5",
+                                        f"{n1}:uid={uids[n1]}", f"{n2}:uid={uids[n2]}"]),
+            capture_output=True, text=True, timeout=60)
+        assert forge.returncode == 0, forge.stderr
+        # status rides on the actor's heartbeat: up to a second behind
+        wait_for(lambda: actor_status(h1, "gossip").get("refused_records") == 2, 10,
+                 "host1 to refuse and count both forged records")
+        for h in (h1, h2):
+            assert actors(h) == before[h.name], f"an actor of {h.name} exited"
+        assert actor_status(h2, "gossip").get("refused_records") == 0  # never passed on
+        assert connected(h1, n2) and connected(h2, n1)
     finally:
         for h in (h1, h2):
             weave(h, "stop")
