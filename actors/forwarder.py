@@ -347,7 +347,9 @@ class ForwarderActor(Actor):
         now = time.monotonic()
         for path in self.paths.values():
             key = path.send_key
-            for probe in path.due_probes(now) if key is not None else ():
+            if key is None:  # no connection keys yet: the neighbour would drop the probes
+                continue
+            for probe in path.due_probes(now):
                 try:
                     self.udp.send_control(probe.kind, path.addr, probe.token, key, value=probe.size,
                                           size=probe.size, df=probe.kind == sleeve.PMTU_PROBE)

@@ -73,13 +73,14 @@ class Path:
 
     def set_configured(self, addr: Addr | None, keys: ControlKeys | None = None) -> None:
         """What gossip says: the address, and the control keys of the TCP connection (new
-        keys, a new connection: a new replay window)."""
+        keys, a new connection: a new replay window). Without keys the last ones stay: only
+        the two ends of that connection ever knew them, so they are as unforgeable as before,
+        and a path outliving its connection for a moment (a restarted gossip actor) keeps
+        being heartbeated until the new connection's keys come."""
         self.configured = addr
         if self.learned is None:
             self.addr = addr
-        if keys is None:
-            self.auth = None
-        elif self.auth is None or self.auth.keys != keys:
+        if keys is not None and (self.auth is None or self.auth.keys != keys):
             self.auth = ControlAuth(keys)
 
     @property
