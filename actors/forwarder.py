@@ -10,7 +10,11 @@ Sockets:
 * SUB ``Endpoints.events``, topic "routes": the gossip actor's routes
   (:mod:`weavenet.dataplane.route_update`), and "actor.ready" (a restarted gossip is told the
   paths at once). Publishes "paths" (each neighbour's UDP path: ok, probing or unreachable, PMTU)
-  on change: gossip lets a connection carry traffic only while its path is ok.
+  on change: gossip lets a connection carry traffic only while its path is ok. A control
+  datagram (heartbeat, PMTU probe, frag test, acks) counts only if tagged with the control keys
+  of our TCP connection to its sender, which the routes event carries
+  (:mod:`weavenet.dataplane.control_auth`): others are dropped and counted
+  (``control_forged``, ``control_replayed``, ``control_no_key``), never answered.
 * DEALER ``Endpoints.crypto``, only with ``launch.encryption``: FRAMES bodies to seal and
   sealed blobs to open, batched per neighbour (datagram layout: :mod:`weavenet.dataplane.sealed`).
   Clear FRAMES datagrams are dropped when encrypting (no downgrade), sealed ones when not.
@@ -36,6 +40,7 @@ import zmq
 from weavenet.crypto.protocol import OPEN, SEAL, CryptoProtoError, decode_reply, encode_request
 from weavenet.dataplane import sleeve
 from weavenet.dataplane.batch import BatchError, decode_batch, encode_batch, tune_malloc
+from weavenet.dataplane.control_auth import CONTROL_NO_KEY
 from weavenet.dataplane.forwarding import Forwarder, Plan
 from weavenet.dataplane.inbound import MALFORMED, UNKNOWN_SENDER, Arrivals, Inbound, reply_to
 from weavenet.dataplane.maccache import MacCache
@@ -135,7 +140,7 @@ class ForwarderActor(Actor):
         for name in update.bad_names:
             self.log.warning("bad_peer_name", peer=name)
         self.core.set_table(update.table)
-        reconcile(self.paths, update.neighbours, time.monotonic())
+        reconcile(self.paths, update.neighbours, time.monotonic(), update.keys)
         for pid in self.peers.keys() - update.peers.keys():
             gone = self.macs.delete_peer(pid)
             self.log.info("peer_gone", peer=self.peers[pid], macs=len(gone))
@@ -230,13 +235,18 @@ class ForwarderActor(Actor):
             self._execute(plan, now)
 
     def _on_control(self, msg: Control, addr: Addr, now: float) -> None:
+        path = self.paths.get(msg.sender)
+        # only the neighbour at the other end of our TCP connection is answered or moves its
+        # path; anyone else merely naming it is counted (weavenet.dataplane.control_auth)
+        reason = CONTROL_NO_KEY if path is None else path.verify(msg)
+        if reason is not None or path is None:
+            self.counters.drop(reason or CONTROL_NO_KEY)
+            return
         self.counters.add("control_rx")
         reply = reply_to(msg)
-        if reply is not None:
-            self.udp.send_control(reply[0], addr, msg.token, value=reply[1])
-        path = self.paths.get(msg.sender)
-        if path is None:
-            return
+        key = path.send_key
+        if reply is not None and key is not None:  # verified: it has keys
+            self.udp.send_control(reply[0], addr, msg.token, key, value=reply[1])
         if msg.kind in (sleeve.HEARTBEAT, sleeve.HEARTBEAT_ACK):
             if path.heard(addr, now, self._ceiling):
                 self.log.info("path_up", peer=path.name, addr=f"{addr[0]}:{addr[1]}")
@@ -334,16 +344,20 @@ class ForwarderActor(Actor):
 
     def _heartbeats(self) -> None:
         for path in self.paths.values():
-            if path.addr is not None:
-                self.udp.send_control(sleeve.HEARTBEAT, path.addr, self.token)
+            key = path.send_key
+            if path.addr is not None and key is not None:
+                self.udp.send_control(sleeve.HEARTBEAT, path.addr, self.token, key)
         self._publish_paths(time.monotonic())
 
     def _poll_pmtu(self) -> None:
         now = time.monotonic()
         for path in self.paths.values():
+            key = path.send_key
+            if key is None:  # no connection keys yet: the neighbour would drop the probes
+                continue
             for probe in path.due_probes(now):
                 try:
-                    self.udp.send_control(probe.kind, path.addr, probe.token, value=probe.size,
+                    self.udp.send_control(probe.kind, path.addr, probe.token, key, value=probe.size,
                                           size=probe.size, df=probe.kind == sleeve.PMTU_PROBE)
                 except OSError:  # EMSGSIZE: bigger than our own link
                     path.too_big(probe.size, now)

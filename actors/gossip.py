@@ -33,6 +33,7 @@ the decoder refused ("refused_records").
 from __future__ import annotations
 
 import random
+import secrets
 import socket
 import sys
 import time
@@ -237,8 +238,10 @@ class Gossip(Actor):
         """A new connection: the handshake starts once TCP is up (a dial may still be
         connecting); an outbound one reports to its ConnectionMaker target."""
         stream = tcp.Stream(sock, self, lambda: self._on_socket(conn))  # conn: bound below
+        # without a password the connection id keys the sleeve's control datagrams
+        # (weavenet.dataplane.control_auth): it must not be predictable, so not self.rng
         handshake, decoder = new_handshake(self.hs_config, self.password, outbound=outbound,
-                                           conn_id=self.rng.getrandbits(64))
+                                           conn_id=secrets.randbits(64))
         now = time.monotonic()
         conn = SocketConnection(outbound, address, address if outbound else None, handshake,
                                 deadline=now + HANDSHAKE_TIMEOUT, decoder=decoder, last_rx=now,

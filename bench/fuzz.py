@@ -261,7 +261,8 @@ def datagram_input(rng: random.Random) -> bytes:
                                     dst_peer=rng.getrandbits(48)).datagrams[0]
     elif pick == 1:
         data = sleeve.build_control(rng.choice(sorted(sleeve.CONTROL_KINDS)), sender=sender,
-                                    token=rng.getrandbits(64), value=rng.getrandbits(32),
+                                    token=rng.getrandbits(64), key=rng.randbytes(32),
+                                    value=rng.getrandbits(32),
                                     size=rng.choice((0, 100, 1400)))
     else:
         whole = rng.randbytes(rng.randrange(100, 3000))

@@ -31,6 +31,7 @@ from tests.support import (
     wait_listening,
     weave,
 )
+from weavenet.dataplane import sleeve
 from weavenet.lab import Host, Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
@@ -121,9 +122,10 @@ def assert_no_plaintext(path: Path) -> list[tuple[str, str, int, int, bytes]]:
 
 
 def sealed_datagrams(packets, src: str) -> list[bytes]:
-    # sleeve header: version 0x51, kind 1 (frames), flags 1 (encrypted)
+    # sleeve header: version, kind 1 (frames), flags 1 (encrypted)
     return [p[4] for p in packets
-            if p[0] == "udp" and p[1] == src and p[3] == PORT and p[4][:3] == b"\x51\x01\x01"]
+            if p[0] == "udp" and p[1] == src and p[3] == PORT
+            and p[4][:3] == bytes((sleeve.VERSION, 1, 1))]
 
 
 # -- the network ------------------------------------------------------------------------------
@@ -171,7 +173,7 @@ def test_containers_talk_and_the_underlay_carries_no_plaintext(net, tmp_path: Pa
         exchange_secret(h1, h2, c, 4422)
     packets = assert_no_plaintext(pcap)
     assert sealed_datagrams(packets, h2.ip), "no sealed sleeve datagrams were captured"
-    assert not [p for p in packets if p[0] == "udp" and p[4][:2] == b"\x51\x01"
+    assert not [p for p in packets if p[0] == "udp" and p[4][:2] == bytes((sleeve.VERSION, 1))
                 and p[4][2] == 0], "clear frame datagrams on the underlay"
 
 

@@ -22,6 +22,7 @@ import zmq
 
 from tests.functional.conftest import Router, wait_for
 from weavenet.dataplane import sleeve
+from weavenet.dataplane.control_auth import ControlKeys, connection_keys
 from weavenet.host.netns import open_netns_fd, socket_in_netns
 from weavenet.mesh.admission import LOG_BURST, MAX_HANDSHAKING_PER_SOURCE, TOO_MANY_FROM_SOURCE
 from weavenet.mesh.connection import HANDSHAKE_TIMEOUT
@@ -88,10 +89,12 @@ class FakePeer:
         self.decoder = Decoder()
         self.inbox: list[ProtocolHeader | Message] = []
         self.eof = False
+        self.control_keys: ControlKeys | None = None  # once the handshake accepted
 
     def _answer_heartbeats(self) -> None:
         assert self.udp is not None
         me = sleeve.peer_to_wire(str(self.peer.name))
+        seq = 0
         while self.udp.fileno() != -1:
             try:
                 data, addr = self.udp.recvfrom(65536)
@@ -100,10 +103,13 @@ class FakePeer:
                 continue
             except OSError:
                 return  # closed
-            if msg.kind == sleeve.HEARTBEAT:
+            keys = self.control_keys
+            if msg.kind == sleeve.HEARTBEAT and keys is not None:
+                seq += 1
                 with contextlib.suppress(OSError):
                     self.udp.sendto(sleeve.build_control(sleeve.HEARTBEAT_ACK, sender=me,
-                                                         token=msg.token), addr)
+                                                         token=msg.token, key=keys.send,
+                                                         seq=seq), addr)
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -132,6 +138,8 @@ class FakePeer:
                 step = self.hs.receive(self.inbox.pop(0))
                 if step.send:
                     self.sock.sendall(step.send)
+                if isinstance(step.outcome, Accepted):
+                    self.control_keys = connection_keys(step.outcome.connection_id, None)
                 if step.outcome is not None:
                     return step.outcome
             self._pump(deadline)

@@ -26,6 +26,7 @@ import pytest
 
 from tests.functional.conftest import Router
 from tests.support import netns_pings, seconds_until, wait_for
+from weavenet.dataplane import sleeve
 from weavenet.host.netns import socket_in_netns
 
 pytestmark = [
@@ -231,10 +232,11 @@ def test_malformed_datagrams_are_counted_and_survived(net: tuple[Host, Host, Hos
     host_a = f"/var/run/netns/{a.router.ns}"
     s = ns_socket(host_a, socket.AF_INET, socket.SOCK_DGRAM)
     rng = random.Random(7)
-    good_header = struct.pack("!BBBBQQ", 0x51, 1, 0, 0, 0x02000000_0A01, 0)
+    good_header = struct.pack("!BBBBQQ", sleeve.VERSION, 1, 0, 0, 0x02000000_0A01, 0)
     junk = [rng.randbytes(n) for n in (1, 5, 19, 100, 1400)]
     junk += [good_header, good_header + b"\x00" * 10, good_header + bytes(16) + b"\xff\xff\x01"]
-    junk += [struct.pack("!BBBBQQ", 0x51, 1, 0, 0, 0x0BADBADBAD, 0) + bytes(40)]  # unknown peer
+    # an unknown peer
+    junk += [struct.pack("!BBBBQQ", sleeve.VERSION, 1, 0, 0, 0x0BADBADBAD, 0) + bytes(40)]
     with s:
         for _ in range(3):
             for d in junk:

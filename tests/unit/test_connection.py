@@ -280,3 +280,18 @@ def test_only_the_forwarders_verdicts_change_whether_a_connection_carries_traffi
     assert row["state"] == "connected" and "UDP path down" in row["info"]
     assert row["reason"].startswith("UDP path down")
     assert conn.path_seen("unreachable") is None  # no change, nothing to gossip
+
+
+@pytest.mark.parametrize("password", [None, PW])
+def test_both_ends_of_a_connection_get_mirrored_control_keys_and_the_next_connection_others(
+        password: Password | None) -> None:
+    a = connection(ALICE, outbound=True, password=password, conn_id=7)
+    b = connection(BOB, outbound=False, password=password, conn_id=9)
+    handshake(a, b)
+    assert a.control_keys is not None and b.control_keys is not None
+    assert (a.control_keys.send, a.control_keys.recv) == (b.control_keys.recv,
+                                                          b.control_keys.send)
+    c = connection(ALICE, outbound=True, password=password, conn_id=8)
+    d = connection(BOB, outbound=False, password=password, conn_id=9)
+    handshake(c, d)
+    assert c.control_keys is not None and c.control_keys.send != a.control_keys.send

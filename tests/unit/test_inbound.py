@@ -35,6 +35,7 @@ from weavenet.dataplane.sleeve import (
 )
 
 ME, PEER, STRANGER = 0x020000000001, 0x020000000002, 0x020000000009
+KEY = bytes(32)  # a control key (see weavenet.dataplane.control_auth)
 ADDR = ("192.0.2.2", 6783)
 FRAMES_OF_PEER = [bytes(10) + b"frame-%d" % i for i in range(3)]
 
@@ -112,7 +113,7 @@ def test_clear_frames_are_refused_when_we_encrypt() -> None:
 def test_control_messages_are_listed_for_the_actor_with_their_address() -> None:
     ib, _, _ = inbound()
     out = Arrivals(Plan())
-    ib.datagram(build_control(HEARTBEAT, sender=PEER, token=7), ADDR, 0.0, out)
+    ib.datagram(build_control(HEARTBEAT, sender=PEER, key=KEY, token=7), ADDR, 0.0, out)
     [(msg, addr)] = out.controls
     assert (msg.kind, msg.sender, msg.token, addr) == (HEARTBEAT, PEER, 7, ADDR)
 
@@ -175,7 +176,8 @@ def test_opened_bodies_reach_the_core_and_failures_are_skipped() -> None:
 
 def test_heartbeats_probes_and_frag_tests_are_answered_acks_are_not() -> None:
     def control(kind: int, size: int = 0) -> Any:
-        return unpack_control(build_control(kind, sender=PEER, token=1, value=size, size=size))
+        return unpack_control(build_control(kind, sender=PEER, key=KEY, token=1, value=size,
+                                            size=size))
 
     assert reply_to(control(HEARTBEAT)) == (HEARTBEAT_ACK, 0)
     assert reply_to(control(PMTU_PROBE, 1400)) == (PMTU_ACK, 1400)

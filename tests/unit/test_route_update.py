@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from weavenet.dataplane.control_auth import connection_keys, encode_keys
 from weavenet.dataplane.forwarding import RouteTable
 from weavenet.dataplane.route_update import decode_route_update
 from weavenet.dataplane.sleeve import peer_to_wire
@@ -70,3 +71,13 @@ def test_a_section_of_the_wrong_shape_raises_for_the_actor_to_log() -> None:
         decode_route_update(event(unicast=[B]), WA)
     with pytest.raises((AttributeError, TypeError)):
         decode_route_update(event(broadcast={A: 5}), WA)
+
+
+def test_control_keys_are_decoded_for_neighbours_only() -> None:
+    keys = connection_keys(5, None)
+    data = event(peers={B: {"udp": "192.0.2.2:6783", "control": encode_keys(keys)},
+                        C: {"udp": None, "control": encode_keys(keys)},
+                        D: {"udp": "192.0.2.4:6783", "control": "garbage"}},
+                 unicast={B: B, C: B}, broadcast={})
+    update = decode_route_update(data, WA)
+    assert update.keys == {WB: keys}  # C is reached through B; D's entry is malformed

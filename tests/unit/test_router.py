@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from weavenet.dataplane.control_auth import connection_keys, decode_keys
 from weavenet.mesh.connection import PeerConnection, new_handshake
 from weavenet.mesh.connmaker import Source
 from weavenet.mesh.handshake import HandshakeConfig
@@ -47,6 +48,7 @@ class Mesh:
         conn = PeerConnection(outbound, f"198.18.0.{j}:{PORT}", None, handshake, deadline=0.0,
                               decoder=decoder)
         conn.remote, conn.udp = self.routers[j].me, f"198.18.0.{j}:{PORT}"
+        conn.control_keys = connection_keys(min(i, j) * 100 + max(i, j), None)
         conn.establish(0.0, None)
         return conn
 
@@ -99,6 +101,9 @@ def test_a_line_of_three_learns_routes_through_the_middle() -> None:
                                                       str(peer(3).name): str(peer(2).name)}
     assert event["peers"][str(peer(2).name)]["udp"] == f"198.18.0.2:{PORT}"
     assert event["peers"][str(peer(3).name)]["udp"] is None  # not a neighbour: via routes only
+    # the neighbour's entry binds its UDP path's control datagrams to the connection
+    assert decode_keys(event["peers"][str(peer(2).name)]["control"]) == connection_keys(102, None)
+    assert "control" not in event["peers"][str(peer(3).name)]
 
 
 def test_a_lost_link_takes_the_routes_through_it_away_everywhere() -> None:

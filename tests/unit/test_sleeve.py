@@ -30,6 +30,7 @@ from weavenet.dataplane.sleeve import (
     unpack_frames,
 )
 
+KEY = bytes(32)  # a control key (see weavenet.dataplane.control_auth)
 A, B = peer_to_wire("02:00:00:00:00:0a"), peer_to_wire("02:00:00:00:00:0b")
 
 
@@ -87,7 +88,7 @@ def test_packing_property_sizes_order_and_completeness(sizes, max_size):
 
 
 def test_control_messages_roundtrip_and_pad_to_probe_size():
-    probe = build_control(PMTU_PROBE, sender=B, token=9, value=1372, size=1372, seq=3)
+    probe = build_control(PMTU_PROBE, sender=B, key=KEY, token=9, value=1372, size=1372, seq=3)
     assert len(probe) == 1372
     ctl = unpack_control(probe)
     assert (ctl.kind, ctl.sender, ctl.token, ctl.value, ctl.size, ctl.seq) == (
@@ -98,8 +99,8 @@ def test_control_messages_roundtrip_and_pad_to_probe_size():
         1372,
         3,
     )
-    assert unpack_control(build_control(HEARTBEAT, sender=A, token=1)).kind == HEARTBEAT
-    assert len(build_control(FRAG_TEST, sender=A, token=2, size=60001)) == 60001
+    assert unpack_control(build_control(HEARTBEAT, sender=A, key=KEY, token=1)).kind == HEARTBEAT
+    assert len(build_control(FRAG_TEST, sender=A, key=KEY, token=2, size=60001)) == 60001
 
 
 def test_peer_names_map_to_48_bit_wire_ids():
@@ -141,7 +142,7 @@ GOOD = pack([frame(1), frame(2)], 1400).datagrams[0]
         (GOOD[:1] + b"\x63" + GOOD[2:], "kind"),
         (GOOD[:2] + b"\x80" + GOOD[3:], "flags"),
         (GOOD + b"\x00" * (MAX_DATAGRAM + 1 - len(GOOD)), "exceeds"),
-        (build_control(HEARTBEAT, sender=A, token=1), "no frames"),
+        (build_control(HEARTBEAT, sender=A, key=KEY, token=1), "no frames"),
     ],
 )
 def test_malformed_datagrams_raise_sleeve_error(data, why):
@@ -157,7 +158,7 @@ def test_frames_without_a_source_peer_are_rejected():
 
 def test_truncated_control_message_is_rejected():
     with pytest.raises(SleeveError):
-        unpack_control(build_control(HEARTBEAT, sender=A, token=1)[:-1])
+        unpack_control(build_control(HEARTBEAT, sender=A, key=KEY, token=1)[:-1])
 
 
 @settings(max_examples=500)

@@ -17,6 +17,7 @@ from weavenet.dataplane.udp_socket import SEND_FAILED, UdpSocket, route_mtu
 from weavenet.runtime.counters import Counters
 
 ME = sleeve.peer_to_wire("02:00:00:00:00:01")
+KEY = bytes(32)  # a control key (see weavenet.dataplane.control_auth)
 
 
 @pytest.fixture
@@ -106,15 +107,15 @@ def test_without_gso_big_datagrams_go_whole_from_then_on(udp: UdpSocket) -> None
 
 
 def test_a_control_message_is_sent_and_counted(udp: UdpSocket, receiver: socket.socket) -> None:
-    udp.send_control(sleeve.HEARTBEAT, addr(receiver), 7)
+    udp.send_control(sleeve.HEARTBEAT, addr(receiver), 7, KEY)
     msg = receiver.recv(100)
     assert parse_header(msg).kind == sleeve.HEARTBEAT and parse_header(msg).sender == ME
-    udp.send_control(sleeve.HEARTBEAT, ("127.0.0.1", 0), 7)
+    udp.send_control(sleeve.HEARTBEAT, ("127.0.0.1", 0), 7, KEY)
     assert udp.counters.values == {"control_tx": 1, "control_send_errors": 1}
 
 
 def test_a_probe_sets_df_for_its_one_send(udp: UdpSocket, receiver: socket.socket) -> None:
-    udp.send_control(sleeve.PMTU_PROBE, addr(receiver), 1, size=1400, df=True)
+    udp.send_control(sleeve.PMTU_PROBE, addr(receiver), 1, KEY, size=1400, df=True)
     assert len(receiver.recv(65535)) == 1400
     assert udp.sock.getsockopt(socket.IPPROTO_IP, udp_opts.IP_MTU_DISCOVER) == \
         udp_opts.IP_PMTUDISC_DONT
@@ -127,5 +128,5 @@ def test_a_probe_bigger_than_the_link_raises_emsgsize(udp: UdpSocket,
     if too_big > sleeve.MAX_DATAGRAM:
         pytest.skip("loopback's MTU is above a UDP datagram")
     with pytest.raises(OSError) as info:
-        udp.send_control(sleeve.PMTU_PROBE, addr(receiver), 1, size=too_big, df=True)
+        udp.send_control(sleeve.PMTU_PROBE, addr(receiver), 1, KEY, size=too_big, df=True)
     assert info.value.errno == errno.EMSGSIZE

@@ -20,7 +20,8 @@ class NotRunning(BusError):
 
 
 def router_pid(run_dir: Path) -> int | None:
-    """The supervisor's pid if its pid file names a live process."""
+    """The supervisor's pid if its pid file names a live process (a zombie is dead: a killed
+    router whose parent, e.g. a container's init, does not reap it, must not block launch)."""
     try:
         pid = int(bus.Endpoints(run_dir).pidfile.read_text().strip())
     except (OSError, ValueError):
@@ -31,7 +32,12 @@ def router_pid(run_dir: Path) -> int | None:
         return None
     except PermissionError:
         return pid
-    return pid
+    try:
+        # /proc/PID/stat: "pid (comm) state ...", comm may hold spaces and parentheses
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return pid
+    return None if state == "Z" else pid
 
 
 def _probe(path: Path) -> None:

@@ -12,8 +12,10 @@ known peer, without a call per datagram) and hands every other datagram to
   (``plaintext_refused``) when we encrypt: never downgrade;
 * clear frames: to the forwarding core (:meth:`weavenet.dataplane.forwarding.Forwarder.received`),
   as are the bodies the crypto actor opened (:meth:`Inbound.opened`);
-* a control message: listed for the actor, which answers (:func:`reply_to`) and updates the
-  path; sending is I/O, so it is not done here.
+* a control message: listed for the actor, which has the neighbour's path verify it
+  (:meth:`weavenet.dataplane.path.Path.verify`: tagged with the keys of our TCP connection to
+  that peer, fresh), and only then answers (:func:`reply_to`) and updates the path; sending is
+  I/O, so it is not done here.
 
 Drops are counted in the wakeup's :class:`~weavenet.dataplane.forwarding.Plan`, which the
 actor merges into its counters with everything else the plan holds.

@@ -2,7 +2,11 @@
 
 The forwarder keeps a :class:`Path` per direct neighbour. The address is the one gossip
 configured until the neighbour's own heartbeats show another (a peer behind NAT is reachable
-at the address its packets come from, not the one it announced). A path is ``ok`` while we
+at the address its packets come from, not the one it announced). Only a control datagram that
+:meth:`Path.verify` accepts (tagged with the control keys of our TCP connection to that
+neighbour, fresh: :mod:`weavenet.dataplane.control_auth`) may be passed to :meth:`Path.heard`,
+so a spoofed heartbeat moves nothing, and PMTU probes (the frag test included) only ever go to
+an address such a datagram came from. A path is ``ok`` while we
 heard from the neighbour within :data:`PATH_OK_FOR` seconds, ``probing`` for
 :data:`PROBING_FOR` seconds after it appeared without ever being heard, then ``unreachable``.
 Path MTU discovery (:class:`weavenet.dataplane.pmtu.PathMtu`) (re)starts each time the path
@@ -14,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from weavenet.dataplane.control_auth import CONTROL_NO_KEY, ControlAuth, ControlKeys
 from weavenet.dataplane.pmtu import PathMtu, Probe
-from weavenet.dataplane.sleeve import MAX_DATAGRAM
+from weavenet.dataplane.sleeve import MAX_DATAGRAM, Control
 
 Addr = tuple[str, int]
 
@@ -42,9 +47,10 @@ class Path:
     """One neighbour's UDP path: address, liveness and path MTU. Sans-IO (``now`` injected)."""
 
     __slots__ = ("name", "wire", "addr", "configured", "learned", "pmtu", "last_heard",
-                 "since", "seq", "tx_frames")
+                 "since", "seq", "tx_frames", "auth")
 
-    def __init__(self, name: str, wire: int, configured: Addr | None, now: float) -> None:
+    def __init__(self, name: str, wire: int, configured: Addr | None, now: float,
+                 keys: ControlKeys | None = None) -> None:
         self.name = name
         self.wire = wire
         self.configured = configured  # what gossip says
@@ -57,6 +63,7 @@ class Path:
         self.since = now
         self.seq = 0  # sequence number of the next FRAMES datagram on this path
         self.tx_frames = 0  # frames sent on this path: the traffic rate per neighbour
+        self.auth = None if keys is None else ControlAuth(keys)
 
     def state(self, now: float) -> str:
         if self.last_heard is not None and now - self.last_heard <= PATH_OK_FOR:
@@ -65,14 +72,32 @@ class Path:
             return "probing"
         return "unreachable"
 
-    def set_configured(self, addr: Addr | None) -> None:
+    def set_configured(self, addr: Addr | None, keys: ControlKeys | None = None) -> None:
+        """What gossip says: the address, and the control keys of the TCP connection (new
+        keys, a new connection: a new replay window). Without keys the last ones stay: only
+        the two ends of that connection ever knew them, so they are as unforgeable as before,
+        and a path outliving its connection for a moment (a restarted gossip actor) keeps
+        being heartbeated until the new connection's keys come."""
         self.configured = addr
         if self.learned is None:
             self.addr = addr
+        if keys is not None and (self.auth is None or self.auth.keys != keys):
+            self.auth = ControlAuth(keys)
+
+    @property
+    def send_key(self) -> bytes | None:
+        """The key our control datagrams to this neighbour are tagged with; None before gossip
+        gave one (then we send none: the neighbour would drop them)."""
+        return None if self.auth is None else self.auth.keys.send
+
+    def verify(self, msg: Control) -> str | None:
+        """None if the control datagram ``msg`` comes from this neighbour, else the drop
+        reason (see weavenet.dataplane.control_auth)."""
+        return CONTROL_NO_KEY if self.auth is None else self.auth.verify(msg)
 
     def heard(self, addr: Addr, now: float, ceiling: Callable[[Addr], int]) -> bool:
-        """A heartbeat (or its ack) from ``addr``; (re)start PMTU discovery when the path
-        (re)appears, with ``ceiling(addr)`` as its upper bound. True when the path was not
+        """A verified heartbeat (or its ack) from ``addr``; (re)start PMTU discovery when the
+        path (re)appears, with ``ceiling(addr)`` as its upper bound. True when the path was not
         ``ok`` before: it just came up."""
         came_up = self.state(now) != "ok"
         fresh = self.last_heard is None or now - self.last_heard > PATH_OK_FOR
@@ -133,15 +158,17 @@ def describe_paths(paths: Iterable[Path], now: float, *,
 
 
 def reconcile(paths: dict[int, Path], neighbours: Mapping[int, tuple[str, Addr | None]],
-              now: float) -> None:
+              now: float, keys: Mapping[int, ControlKeys] | None = None) -> None:
     """Make ``paths`` (wire id -> Path) hold exactly ``neighbours`` (wire id -> name and the
     address gossip configured): forget the others, add the new ones, and tell the kept ones
-    the configured address (their learned state, liveness and PMTU stay)."""
+    the configured address and control ``keys`` (wire id -> keys; their learned state,
+    liveness and PMTU stay)."""
+    keys = keys or {}
     for wire in [w for w in paths if w not in neighbours]:
         del paths[wire]
     for wire, (name, configured) in neighbours.items():
         path = paths.get(wire)
         if path is None:
-            paths[wire] = Path(name, wire, configured, now)
+            paths[wire] = Path(name, wire, configured, now, keys.get(wire))
         else:
-            path.set_configured(configured)
+            path.set_configured(configured, keys.get(wire))

@@ -7,7 +7,8 @@ of the FRAMES body: the sealed blob's sequence number sits exactly where the cle
 its ``seq``, so :func:`weavenet.dataplane.sleeve.parse_header` reads sealed and clear
 datagrams alike. The datagram is :data:`SEAL_EXTRA` bytes longer sealed (the MAC), which the
 forwarder takes off each path's datagram budget. Heartbeats and PMTU probes stay in clear:
-they carry tokens and sizes, never container data.
+they carry tokens and sizes, never container data, and are authenticated instead, with keys
+derived from the connection's session keys (:mod:`weavenet.dataplane.control_auth`).
 """
 
 from __future__ import annotations

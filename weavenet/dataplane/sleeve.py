@@ -3,13 +3,20 @@
 Layout (network byte order)::
 
     outer header, 20 bytes, always in clear:
-        version u8 (0x51: magic nibble 5, version 1) | kind u8 | flags u8 | reserved u8 (0)
+        version u8 (0x52: magic nibble 5, version 2) | kind u8 | flags u8 | reserved u8 (0)
         sender u64   the peer that sent this datagram (lets a NATed peer be recognised)
         seq u64      per-connection, per-direction counter: the nonce and replay-window index
     body (sealed as a whole when flags has ENCRYPTED):
         FRAMES:  src_peer u64 | dst_peer u64 | (len u16 | frame)+
-        control: token u64 | value u32 | padding up to the probe size
+        control: token u64 | value u32 | tag 16 bytes | padding up to the probe size
         FRAGMENT: offset u32 | total u32 | bytes [offset, offset+len) of a whole datagram
+
+A control datagram (heartbeat, PMTU probe, frag test and their acks) is never sealed but always
+authenticated: ``tag`` is keyed BLAKE2b over the outer header (reserved byte as 0), token and
+value, with the sending direction's key of the TCP connection between the two peers
+(:mod:`weavenet.dataplane.control_auth`), and ``seq`` is the sender's control counter, which
+the receiver's replay window checks. Version 1 had no tag: its control datagrams could be
+forged by anyone knowing a peer's name.
 
 A datagram bigger than the path MTU (a GSO super-frame, when the path passed the frag test)
 travels as FRAGMENT pieces of at most the path MTU, each carrying a slice of the whole
@@ -28,6 +35,7 @@ Peers travel as their 48-bit MAC-like names in a u64; see :func:`peer_to_wire`.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Sequence
 from functools import lru_cache
@@ -35,7 +43,7 @@ from typing import NamedTuple
 
 from weavenet.dataplane.frame import Buffer
 
-VERSION = 0x51
+VERSION = 0x52  # 2: control datagrams carry a tag (version 1 had none)
 
 # kinds
 FRAMES = 1
@@ -60,12 +68,14 @@ FRAG_TEST_SIZE = 60001  # as weave: big enough to need fragmentation on any real
 _OUTER = struct.Struct("!BBBBQQ")
 _FRAMES = struct.Struct("!QQ")
 _CONTROL = struct.Struct("!QI")
+TAG_LEN = 16  # of a control datagram's authentication tag
 _LEN = struct.Struct("!H")
 _PIECE = struct.Struct("!BBBBQQII")  # the outer header, then offset and total
 OUTER_LEN = _OUTER.size
 FRAMES_HEADER_LEN = OUTER_LEN + _FRAMES.size
 FRAME_OVERHEAD = _LEN.size  # per frame inside a datagram
 PIECE_HEADER_LEN = _PIECE.size
+CONTROL_LEN = OUTER_LEN + _CONTROL.size + TAG_LEN  # the smallest control datagram
 # UDP GSO: at most this many segments per send (UDP_MAX_SEGMENTS in older kernels)
 MAX_SEGMENTS = 64
 MAX_PIECES = 512  # of one datagram being reassembled (see Reassembler)
@@ -99,6 +109,7 @@ class Control(NamedTuple):
     token: int
     value: int
     size: int  # length of the whole datagram as received (what a probe measures)
+    tag: bytes  # authenticates the fields above but size: see control_tag
 
 
 class Packed(NamedTuple):
@@ -180,15 +191,26 @@ def _join(parts: list[Buffer], flags: int, sender: int, seq: int, head: bytes) -
     return b"".join((_OUTER.pack(VERSION, FRAMES, flags, 0, sender, seq), head, *parts))
 
 
+def control_tag(key: bytes, kind: int, flags: int, sender: int, seq: int, token: int,
+                value: int) -> bytes:
+    """The tag of a control datagram under ``key`` (one direction of one TCP connection)."""
+    signed = _OUTER.pack(VERSION, kind, flags, 0, sender, seq) + _CONTROL.pack(token, value)
+    return hashlib.blake2b(signed, digest_size=TAG_LEN, key=key,
+                           person=b"weavenet-sleeve").digest()
+
+
 def build_control(
-    kind: int, *, sender: int, token: int, value: int = 0, size: int = 0, seq: int = 0
+    kind: int, *, sender: int, token: int, key: bytes, value: int = 0, size: int = 0,
+    seq: int = 0
 ) -> bytes:
-    """A heartbeat, probe, frag test or their acks, zero-padded to ``size`` bytes if larger."""
+    """A heartbeat, probe, frag test or their acks, tagged with ``key`` (the sending
+    direction's control key) and zero-padded to ``size`` bytes if larger."""
     if kind not in CONTROL_KINDS:
         raise ValueError(f"kind {kind} is not a control kind")
     if size > MAX_DATAGRAM:
         raise ValueError(f"size {size} exceeds a UDP datagram")
-    msg = _OUTER.pack(VERSION, kind, 0, 0, sender, seq) + _CONTROL.pack(token, value)
+    msg = (_OUTER.pack(VERSION, kind, 0, 0, sender, seq) + _CONTROL.pack(token, value)
+           + control_tag(key, kind, 0, sender, seq, token, value))
     if size > len(msg):
         msg += bytes(size - len(msg))
     return msg
@@ -260,10 +282,11 @@ def unpack_control_body(header: Header, body: Buffer, size: int) -> Control:
     """Decode a (plaintext) control body; ``size`` is the datagram size as received."""
     if header.kind not in CONTROL_KINDS:
         raise SleeveError(f"datagram kind {header.kind} is not a control message")
-    if len(body) < _CONTROL.size:
+    if len(body) < _CONTROL.size + TAG_LEN:
         raise SleeveError("truncated control message")
     token, value = _CONTROL.unpack_from(body, 0)
-    return Control(*header, token, value, size)
+    tag = bytes(body[_CONTROL.size : _CONTROL.size + TAG_LEN])
+    return Control(*header, token, value, size, tag)
 
 
 # --- pieces of datagrams bigger than the path MTU ------------------------------------------------

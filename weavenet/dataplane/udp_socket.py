@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -67,6 +68,9 @@ class UdpSocket:
         self.counters = counters
         self.log = log
         self.gso = True
+        # control datagrams' seq, checked by the neighbours' replay windows: from the clock,
+        # which never goes back within a boot, so a restarted forwarder is still fresh
+        self.control_seq = time.monotonic_ns()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -74,11 +78,14 @@ class UdpSocket:
     def close(self) -> None:
         self.sock.close()
 
-    def send_control(self, kind: int, addr: Addr, token: int, *, value: int = 0,
+    def send_control(self, kind: int, addr: Addr, token: int, key: bytes, *, value: int = 0,
                      size: int = 0, df: bool = False) -> None:
-        """Send a control message; with ``df`` (a PMTU probe) EMSGSIZE is raised to the caller,
-        any other failure is counted."""
-        msg = sleeve.build_control(kind, sender=self.sender, token=token, value=value, size=size)
+        """Send a control message tagged with ``key`` (our control key of the connection to
+        the neighbour at ``addr``); with ``df`` (a PMTU probe) EMSGSIZE is raised to the
+        caller, any other failure is counted."""
+        self.control_seq += 1
+        msg = sleeve.build_control(kind, sender=self.sender, token=token, key=key, value=value,
+                                   size=size, seq=self.control_seq)
         sock = self.sock
         try:
             if df:

@@ -306,7 +306,7 @@ class Lab:
         return []
 
     def _namespaces(self) -> list[str]:
-        mine = re.compile(rf"^{re.escape(self.prefix)}-(lan|[hr]\d+)$")
+        mine = re.compile(rf"^{re.escape(self.prefix)}-(lan|[hrx]\d+)$")
         names = {self.lan_ns, *(h.ns for h in self.hosts),
                  *(h.router_ns for h in self.hosts if h.router_ns)}
         names |= {n for n in underlay.list_names() if mine.match(n)}
@@ -321,6 +321,23 @@ class Lab:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.down()
+
+    # --- strangers on the LAN ----------------------------------------------------------------
+
+    def stranger(self, index: int) -> str:
+        """A bare namespace ``<prefix>-x<index>`` on the LAN at ``UNDERLAY_NET.<index>``: no
+        dockerd, no router, e.g. an attacker on the underlay. Run commands in it with
+        ``underlay.nsenter(name, argv)``; ``down()`` removes it and kills what runs there.
+        Returns the namespace's name (the same one again if it exists already)."""
+        if not self.n_hosts < index < 255:
+            raise LabError(f"a stranger's index must be in {self.n_hosts + 1}..254, not {index}")
+        name = f"{self.prefix}-x{index}"
+        if not underlay.exists(name):
+            underlay.create(name)
+            underlay.attach(self.lan_ns, underlay.Port(name, f"x{index}",
+                                                       f"{UNDERLAY_NET}.{index}",
+                                                       UNDERLAY_PREFIXLEN))
+        return name
 
     # --- faults -----------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ A ``PeerConnection`` goes CONNECTING (outbound only, while the TCP connect is in
 HANDSHAKE, then ESTABLISHED, and is closed from any phase. It holds what the gossip actor needs
 between two socket events: the incremental ``Decoder`` for what the remote sends, the ``Handshake``
 it drives, the out-buffer of bytes the socket has not taken yet, the deadlines, and, once the
-handshake is accepted, who the remote is and the sealer that seals everything after the proofs.
+handshake is accepted, who the remote is, the sealer that seals everything after the proofs,
+and the control keys that bind the sleeve's heartbeats and probes to this connection
+(:mod:`weavenet.dataplane.control_auth`; the forwarder gets them in the routes event).
 
 The actor owns the socket: it feeds received bytes to ``received``, writes ``out`` and reports
 what the socket took with ``sent``, and closes the connection when a method says so (an
@@ -21,6 +23,7 @@ from typing import Any
 
 from weavenet.crypto.keys import KeyExchange, Password
 from weavenet.crypto.seal import StreamSealer
+from weavenet.dataplane.control_auth import ControlKeys, connection_keys
 from weavenet.mesh.handshake import (
     DUPLICATE_CONNECTION,
     Accepted,
@@ -94,6 +97,7 @@ class PeerConnection:
     heartbeats: int = 0
     closed: bool = False
     sealer: StreamSealer | None = None  # set once the password proofs checked
+    control_keys: ControlKeys | None = None  # bind the UDP path's control datagrams to us
     epoch: int | None = None  # the crypto actor holds UDP keys for this connection under it
     data_path: bool = False  # its UDP path answers heartbeats: it may carry traffic
     path_state: str | None = None  # the forwarder's last word on that path
@@ -114,6 +118,7 @@ class PeerConnection:
         """The handshake accepted the remote: from here on, both ways, the stream is sealed if
         the handshake made keys (a duplicate's goodbye included)."""
         self.remote, self.connection_id = accepted.remote, accepted.connection_id
+        self.control_keys = connection_keys(accepted.connection_id, accepted.keys)
         self.decoder.end_handshake()
         if accepted.keys is not None:
             self.sealer = accepted.keys.stream_sealer()

@@ -127,7 +127,8 @@ class Router(Generic[C]):
     def routes_event(self, force: bool = False) -> dict[str, Any] | None:
         """The "routes" event if the forwarder's view changed (or ``force``), else None."""
         udp = {name: c.udp for name, c in self.by_peer.items() if c.udp}
-        snap = forwarder_snapshot(self.peers, self.routes, udp)
+        keys = {name: c.control_keys for name, c in self.by_peer.items() if c.control_keys}
+        snap = forwarder_snapshot(self.peers, self.routes, udp, keys)
         old = self._snapshot
         if snap != old:
             self.routes_version += 1

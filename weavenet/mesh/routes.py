@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from weavenet.dataplane.control_auth import ControlKeys, encode_keys
 from weavenet.mesh.peer import PeerName
 from weavenet.mesh.topology import PeerRecord, Peers
 
@@ -107,22 +108,23 @@ class Routes:
 
 
 def forwarder_snapshot(
-    peers: Peers, routes: Routes, udp_addrs: Mapping[PeerName, str] | None = None
+    peers: Peers, routes: Routes, udp_addrs: Mapping[PeerName, str] | None = None,
+    control_keys: Mapping[PeerName, ControlKeys] | None = None,
 ) -> dict[str, Any]:
     """The plain-dict view the gossip actor publishes to the forwarder.
 
     ``udp_addrs`` are the sleeve addresses of direct neighbours, which only the gossip actor knows
     (each connection's remote IP with the UDP port its hello advertised); other peers are reached
-    through ``unicast``/``broadcast``.
+    through ``unicast``/``broadcast``. ``control_keys`` are the control keys of each direct
+    neighbour's connection (``control``, see ``weavenet.dataplane.control_auth``).
     """
     udp = udp_addrs or {}
+    keys = control_keys or {}
     reach = peers.reachable()
-    return {
-        "local": str(peers.local_name),
-        "peers": {
-            str(name): {"nickname": rec.nickname, "uid": rec.uid, "udp": udp.get(name)}
-            for name, rec in sorted(peers.records().items())
-            if name in reach
-        },
-        **routes.as_dict(),
-    }
+    out: dict[str, Any] = {}
+    for name, rec in sorted(peers.records().items()):
+        if name in reach:
+            out[str(name)] = {"nickname": rec.nickname, "uid": rec.uid, "udp": udp.get(name)}
+            if name in keys:
+                out[str(name)]["control"] = encode_keys(keys[name])
+    return {"local": str(peers.local_name), "peers": out, **routes.as_dict()}
