@@ -21,9 +21,10 @@ from typing import Any, NoReturn
 import msgpack
 
 import weavenet
-from weavenet.cli import client
+from weavenet.cli import client, router_container
 from weavenet.cli.containers import check_spec, docker_remove, docker_run, resolve
 from weavenet.cli.statusview import format_ps, format_status
+from weavenet.mesh import peerlist
 from weavenet.mesh.peer import PeerIdentityError, PeerName
 from weavenet.runtime import bus, log
 from weavenet.runtime.address import shown
@@ -46,6 +47,7 @@ from weavenet.runtime.launch import LaunchConfig
 from weavenet.runtime.request import Request, UsageError
 
 LAUNCH_TIMEOUT = 40.0
+ROUTER_MODES = ("container", "process")
 STOP_TIMEOUT = 30.0
 
 
@@ -102,12 +104,12 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     p.add_argument("--no-fastdp", action="store_true",
                    help="accepted for compatibility: the kernel fast datapath is not built yet, "
                    "frames always take the sleeve")
-    p.add_argument("--router", choices=("process", "container"), default="process",
-                   help="process (default): the supervisor runs as a daemon on the host")
+    p.add_argument("--router", choices=ROUTER_MODES, default=default_router(),
+                   help="container (default; WEAVE_ROUTER sets another): the router container "
+                   f"{router_container.NAME} from {router_container.image()}; process: the "
+                   "supervisor as a daemon on the host (development, tests)")
     # intermixed: the seed writes `weave launch IP -password PW PEER`, options between positionals
     a = p.parse_intermixed_args(normalise_single_dash(argv))
-    if a.router == "container":
-        raise UsageError("weave launch: --router container is not supported yet; use process")
     rest = list(a.args)
     ip = rng = None
     if rest and "/" in rest[0]:
@@ -124,7 +126,10 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
         ip=ip, range=rng, peers=peers, port=a.port,
         # A full-size frame must fit one datagram on a 1500-byte underlay; sealing costs 16 bytes.
         mtu=a.mtu or container_mtu(bool(password)),
-        name=a.name, nickname=a.nickname, fastdp=not a.no_fastdp,
+        name=a.name, fastdp=not a.no_fastdp,
+        # the container has no environment of ours: the nickname is settled here
+        nickname=a.nickname if a.router == "process" else
+        a.nickname or os.environ.get("WEAVE_NICKNAME"),
         debug=a.debug, state_dir=str(ctx.state_dir), encryption=password is not None,
     )
     try:
@@ -134,7 +139,17 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     pid = ctx.running_pid()
     if pid is not None:
         raise BusError(FAILED, f"weave is already running (pid {pid}); `weave stop` first")
+    if a.router == "container":
+        return start_router_container(ctx, config, password)
     return start_router(ctx, config, password)
+
+
+def default_router() -> str:
+    mode = os.environ.get("WEAVE_ROUTER") or "container"
+    if mode not in ROUTER_MODES:
+        raise UsageError(f"weave launch: WEAVE_ROUTER={shown(mode)} is not one of "
+                         f"{', '.join(ROUTER_MODES)}")
+    return mode
 
 
 def read_password(given: str | None, path: str | None) -> bytes | None:
@@ -181,11 +196,38 @@ def start_router(ctx: Ctx, config: LaunchConfig, password: bytes | None = None) 
     if password and proc.stdin is not None:
         with proc.stdin:
             proc.stdin.write(password)
+
+    def exited() -> str | None:
+        if proc.poll() is None:
+            return None
+        return (f"the router exited at start (status {proc.returncode}); "
+                f"see {ctx.state_dir / 'supervisor.stderr'}")
+
+    return wait_ready(ctx, exited)
+
+
+def start_router_container(ctx: Ctx, config: LaunchConfig, password: bytes | None) -> int:
+    """The router container (``weavenet.cli.router_container``), then the same readiness wait
+    as a router process."""
+    bus.Endpoints(ctx.run_dir).prepare()
+    ctx.state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(ctx.state_dir, 0o700)
+    # the supervisor of a container Docker restarts must not undo a `weave forget` made since
+    peerlist.record_launch(ctx.state_dir, config.peers)
+    spec = router_container.run_spec(
+        config, ctx.run_dir, ctx.state_dir, os.environ.get("DOCKER_HOST"),
+        router_container.write_password(ctx.state_dir, password))
+    container = router_container.start(spec)
+    return wait_ready(ctx, lambda: router_container.exit_reason(container))
+
+
+def wait_ready(ctx: Ctx, exited: Callable[[], str | None]) -> int:
+    """Until every actor runs (0), one failed, or the router exited (``exited``'s reason)."""
     deadline = time.monotonic() + LAUNCH_TIMEOUT
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BusError(FAILED, f"the router exited at start (status {proc.returncode}); "
-                           f"see {ctx.state_dir / 'supervisor.stderr'}")
+        reason = exited()
+        if reason is not None:
+            raise BusError(FAILED, reason)
         try:
             st = ctx.call(Status(), timeout=2)
         except BusError:
@@ -319,6 +361,10 @@ def cmd_logs(ctx: Ctx, argv: list[str]) -> int:
 
 
 def stop_router(ctx: Ctx) -> bool:
+    container = router_container.find()
+    if container is not None and container.status in ("running", "restarting"):
+        router_container.stop(container)
+        return True
     pid = ctx.running_pid()
     if pid is None:
         return False
@@ -344,6 +390,9 @@ def cmd_stop(ctx: Ctx, argv: list[str]) -> int:
 def cmd_reset(ctx: Ctx, argv: list[str]) -> int:
     Parser(prog="weave reset").parse_args(argv)
     stop_router(ctx)
+    container = router_container.find()
+    if container is not None:
+        router_container.remove(container)  # the image stays
     from weavenet.host import bridge, exposenat
 
     exposenat.remove_all()
@@ -354,7 +403,8 @@ def cmd_reset(ctx: Ctx, argv: list[str]) -> int:
 
 
 COMMANDS: dict[str, tuple[Callable[[Ctx, list[str]], int], str]] = {
-    "launch": (cmd_launch, "[IP/CIDR] [PEER...] [-password PW] [-debug]  start the router"),
+    "launch": (cmd_launch, "[IP/CIDR] [PEER...] [-password PW] [-debug]  start the router"
+               " (its container; --router process: host processes)"),
     "run": (cmd_run, "IP/CIDR[,...] <docker run args>  docker run -d, then attach"),
     "attach": (cmd_attach, "IP/CIDR[,...] CONTAINER  put a running container on a network"),
     "detach": (cmd_detach, "IP/CIDR[,...] CONTAINER  take it off again"),
@@ -367,14 +417,16 @@ COMMANDS: dict[str, tuple[Callable[[Ctx, list[str]], int], str]] = {
     "ps": (cmd_ps, "containers on the weave network, with MACs and addresses"),
     "version": (cmd_version, "versions of this script and the running router"),
     "logs": (cmd_logs, "[-f]  the router's JSON logs (filter with jq)"),
-    "stop": (cmd_stop, "stop the router; local containers keep talking"),
-    "reset": (cmd_reset, "stop and remove every trace: bridge, veths, NAT rules, state"),
+    "stop": (cmd_stop, "stop the router (its container too); local containers keep talking"),
+    "reset": (cmd_reset, "stop and remove every trace: the router container (not its image),"
+              " bridge, veths, NAT rules, state"),
 }
 
 CONTAINER_HELP = """\
 CONTAINER is a Docker id or name, or pid:N / netns:/path for namespaces outside Docker.
 Environment: WEAVE_RUN_DIR (default /run/weave), WEAVE_STATE_DIR (default /var/lib/weave),
-DOCKER_HOST, WEAVE_PASSWORD. Exit status: 0 ok, 1 failure, 2 usage error."""
+DOCKER_HOST, WEAVE_PASSWORD, WEAVE_ROUTER (`weave launch`'s default: container or process).
+Exit status: 0 ok, 1 failure, 2 usage error."""
 
 
 def usage() -> str:

@@ -75,10 +75,16 @@ class Lab:
         lan_ip = f"{UNDERLAY_NET}.{i}"
         if i not in self.nat:
             return Host(i, f"{self.prefix}-h{i}", lan_ip, self.base_dir / f"h{i}", self.docker,
-                        self._track)
+                        self._track, router=self.router_mode)
         private = NAT_INSIDE_NET.format(index=i).rsplit(".", 1)[0] + ".2"
         return Host(i, f"{self.prefix}-h{i}", private, self.base_dir / f"h{i}", self.docker,
-                    self._track, nat=(f"{self.prefix}-r{i}", lan_ip))
+                    self._track, nat=(f"{self.prefix}-r{i}", lan_ip), router=self.router_mode)
+
+    @property
+    def router_mode(self) -> str:
+        """How `weave launch` runs the router on the hosts: in its container where the image
+        was loaded, else as host processes (there is no image to run)."""
+        return "container" if self.router_image is not None else "process"
 
     # --- state ------------------------------------------------------------------------------
 
