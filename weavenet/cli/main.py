@@ -172,10 +172,14 @@ def read_password(given: str | None, path: str | None) -> bytes | None:
     return data
 
 
-def start_router(ctx: Ctx, config: LaunchConfig, password: bytes | None = None) -> int:
+def prepare_dirs(ctx: Ctx) -> None:
     bus.Endpoints(ctx.run_dir).prepare()
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ctx.state_dir, 0o700)
+
+
+def start_router(ctx: Ctx, config: LaunchConfig, password: bytes | None = None) -> int:
+    prepare_dirs(ctx)
     fd, cfg_path = tempfile.mkstemp(prefix="launch-", dir=ctx.run_dir)
     with os.fdopen(fd, "wb") as f:
         f.write(msgpack.packb(config.to_body()))
@@ -209,15 +213,16 @@ def start_router(ctx: Ctx, config: LaunchConfig, password: bytes | None = None) 
 def start_router_container(ctx: Ctx, config: LaunchConfig, password: bytes | None) -> int:
     """The router container (``weavenet.cli.router_container``), then the same readiness wait
     as a router process."""
-    bus.Endpoints(ctx.run_dir).prepare()
-    ctx.state_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(ctx.state_dir, 0o700)
+    docker_client = router_container.client()
+    # before anything is written: a missing image leaves no trace
+    router_container.ensure_image(docker_client, router_container.image())
+    prepare_dirs(ctx)
     # the supervisor of a container Docker restarts must not undo a `weave forget` made since
     peerlist.record_launch(ctx.state_dir, config.peers)
     spec = router_container.run_spec(
         config, ctx.run_dir, ctx.state_dir, os.environ.get("DOCKER_HOST"),
         router_container.write_password(ctx.state_dir, password))
-    container = router_container.start(spec)
+    container = router_container.start(docker_client, spec)
     return wait_ready(ctx, lambda: router_container.exit_reason(container))
 
 

@@ -153,13 +153,11 @@ def ensure_image(docker_client: Any, tag: str) -> None:
                        "`docker load -i weave.tar` (or `weave launch --router process`)") from None
 
 
-def start(spec: dict[str, Any]) -> Any:
+def start(c: Any, spec: dict[str, Any]) -> Any:
     """Create and start the router container (a stopped one of an earlier launch is replaced,
     since its arguments may differ from this launch's)."""
     import docker.errors
 
-    c = client()
-    ensure_image(c, spec["image"])
     old = find(c)
     if old is not None:
         if old.status in ("running", "restarting"):
@@ -176,12 +174,14 @@ def start(spec: dict[str, Any]) -> Any:
 
 
 def exit_reason(container: Any) -> str | None:
-    """Why the container is not running, or None while it is (or is being restarted)."""
+    """Why a container just started is not becoming ready, or None while it may: it exited,
+    or it did and Docker is restarting it (its restart policy would retry forever)."""
     container.reload()
     state = container.attrs.get("State", {})
-    if state.get("Running") or state.get("Restarting"):
+    if state.get("Running") and not container.attrs.get("RestartCount"):
         return None
-    return f"the router container exited (status {state.get('ExitCode')}); see `docker logs weave`"
+    return (f"the router container exited (status {state.get('ExitCode')}); "
+            "see `docker logs weave`")
 
 
 def stop(container: Any) -> None:
