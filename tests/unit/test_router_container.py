@@ -48,7 +48,7 @@ def test_the_spec_runs_weave_supervisor_on_the_hosts_network_with_named_capabili
     assert spec["name"] == "weave"
     assert (spec["network_mode"], spec["pid_mode"]) == ("host", "host")
     assert "privileged" not in spec
-    assert set(spec["cap_add"]) == {"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"}
+    assert set(spec["cap_add"]) == {"NET_ADMIN", "NET_RAW", "SYS_ADMIN"}
     assert spec["devices"] == ["/dev/net/tun:/dev/net/tun:rwm"]
     assert spec["restart_policy"] == {"Name": "unless-stopped"}
     # the same paths inside and out, so the CLI on the host finds the control socket

@@ -7,9 +7,9 @@ with the same settings. It shares the host's network (the bridge, the router's T
 the host's) and PID namespace (``/proc/PID/ns/net`` of an application container, as the CLI
 resolves it, names the same namespace inside), and gets only the capabilities the actors use:
 NET_ADMIN and NET_RAW for links, addresses, conntrack and the capture socket, SYS_ADMIN for
-setns(2) into a container's namespace, SYS_PTRACE to open another process's namespace file,
-and /dev/net/tun. ``--privileged`` is not used: runc refuses it in nested setups such as the
-lab, and it grants far more. The run and state directories and the Docker socket are mounted at
+setns(2) into a container's namespace (attach fails without it), and /dev/net/tun.
+``--privileged`` is not used: runc refuses it in nested setups such as the lab, and it grants
+far more. The run and state directories and the Docker socket are mounted at
 the same paths, so every other command talks to the supervisor over the same control socket in
 either mode.
 
@@ -32,7 +32,7 @@ from weavenet.runtime.launch import LaunchConfig
 
 NAME = "weave"
 IMAGE_REPO = "weavenet/weave"
-CAPABILITIES = ("NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE")
+CAPABILITIES = ("NET_ADMIN", "NET_RAW", "SYS_ADMIN")
 TUN = "/dev/net/tun"
 RESTART_POLICY = "unless-stopped"  # back after a reboot, unless `weave stop` stopped it
 PASSWORD_FILE = "password"
