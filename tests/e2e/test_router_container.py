@@ -133,10 +133,18 @@ def test_the_password_is_never_shown_and_a_restarted_container_is_still_encrypte
     eventually_pings(h1, c1, "10.0.1.2", timeout=15)
 
 
+def on_weave(host: Host, cidr: str) -> str:
+    """The id of the host's container that has ``cidr`` on ethwe."""
+    for cid in host.run(["docker", "ps", "-q", "--no-trunc"]).stdout.split():
+        r = host.exec_in_container(cid, "ip -o -4 addr show ethwe", check=False)
+        if f"inet {cidr} " in r.stdout:
+            return cid
+    raise AssertionError(f"no container of {host.name} has {cidr}")
+
+
 def test_a_killed_supervisor_is_restarted_by_docker(lab: Lab) -> None:
     h1, h2 = lab.hosts
-    c2 = h2.run(["docker", "ps", "-q", "--no-trunc", "--filter", "ancestor=busybox"]
-                ).stdout.split()[0]
+    c2 = on_weave(h2, "10.0.1.2/24")
     pid = status(h1)["pid"]
     restarts = int(inspect(h1, "{{.RestartCount}}"))
     os.kill(pid, signal.SIGKILL)
@@ -151,8 +159,7 @@ def test_a_killed_supervisor_is_restarted_by_docker(lab: Lab) -> None:
 def test_stop_stops_the_container_local_traffic_flows_and_launch_starts_it_again(
         lab: Lab) -> None:
     h1, h2 = lab.hosts
-    c1 = h1.run(["docker", "ps", "-q", "--no-trunc", "--filter", "ancestor=busybox"]
-                ).stdout.split()[0]
+    c1 = on_weave(h1, "10.0.1.1/24")
     local = weave(h1, "run", "10.0.1.5/24", "-t", "-i", "busybox")
     weave(h1, "stop")
     assert inspect(h1, "{{.State.Status}}") == "exited"
@@ -161,6 +168,41 @@ def test_stop_stops_the_container_local_traffic_flows_and_launch_starts_it_again
     weave(h1, "launch", "10.0.0.1/16", "-password", PASSWORD)
     assert inspect(h1, "{{.State.Status}}") == "running"
     eventually_pings(h1, c1, "10.0.1.2", timeout=30)
+
+
+def ethwe(host: Host, container: str) -> tuple[str, str] | None:
+    """The container's weave address and MAC, None while it has no ethwe."""
+    r = host.exec_in_container(container, "ip -o -4 addr show ethwe && "
+                               "cat /sys/class/net/ethwe/address", check=False)
+    if r.returncode != 0 or "inet " not in r.stdout:
+        return None
+    lines = r.stdout.splitlines()
+    return lines[0].split("inet ")[1].split()[0], lines[-1].strip()
+
+
+def test_a_restarted_application_container_is_reattached_and_a_removed_one_forgotten(
+        lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    c1, c2 = on_weave(h1, "10.0.1.1/24"), on_weave(h2, "10.0.1.2/24")
+    before = ethwe(h1, c1)
+    assert before is not None and before[0] == "10.0.1.1/24"
+    # `docker restart`, then stop and start: a new namespace each time, re-attached from
+    # Docker's events with the same address and MAC (2 s is the target, 5 s the bound here)
+    for cmds in ([["docker", "restart", "-t", "1", c1]],
+                 [["docker", "stop", "-t", "1", c1], ["docker", "start", c1]]):
+        for cmd in cmds:
+            h1.run(cmd, timeout=60)
+        assert wait_for(lambda: ethwe(h1, c1), 5, "the container to be re-attached") == before
+        eventually_pings(h2, c2, "10.0.1.1", timeout=15)
+    assert c1[:12] in weave(h1, "ps")
+    # removed: forgotten at once, its address free for another container
+    h1.run(["docker", "rm", "-f", c1], timeout=60)
+    wait_for(lambda: c1[:12] not in weave(h1, "ps") and
+             c1 not in (h1.state_dir / "attachments.json").read_text(), 5,
+             "the removed container to be forgotten")
+    c3 = weave(h1, "run", "10.0.1.1/24", "-t", "-i", "busybox")
+    eventually_pings(h2, c2, "10.0.1.1", timeout=15)
+    assert ethwe(h1, c3) is not None
 
 
 def test_reset_removes_the_container_and_every_trace_but_the_image(lab: Lab) -> None:
