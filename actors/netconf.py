@@ -44,7 +44,8 @@ class Netconf(Actor):
         bridge.ensure_router_port(BRIDGE, mtu=self.mtu)
         self._clear_conntrack(self.launch.port)
         self._reconcile_exposed()
-        self.watching = False  # Docker's event stream is subscribed
+        # Docker's event stream: subscribed (True), unreachable (False), not known yet (None)
+        self.watching: bool | None = None
         self._docker: Any = None  # a client for inspecting containers, made when needed
         self.docker_events = dockerwatch.DockerEvents()
         self.add_reader(self.docker_events.fd, self._on_docker_events)
@@ -81,15 +82,17 @@ class Netconf(Actor):
             self.attachments.save()
 
     def _kept(self, a: Attachment) -> bool:
-        """A stopped Docker container keeps its addresses while its events are watched."""
-        return self.watching and a.container_id is not None
+        """A stopped Docker container keeps its addresses while its events are watched, and
+        until it is known whether they can be (after a reboot every namespace is gone, and the
+        first sync re-attaches the containers Docker restarted)."""
+        return self.watching is not False and a.container_id is not None
 
     # -- Docker's events ---------------------------------------------------------------------
     def _on_docker_events(self) -> None:
         for ev in self.docker_events.read():
             action = ev.get("action")
             if action == "sync":
-                if not self.watching:
+                if self.watching is not True:
                     self.log.info("docker_events_watched")
                 self.watching = True
                 for a in self.attachments:

@@ -42,6 +42,13 @@ def inspect(host: Host, fmt: str, what: str = "weave") -> str:
     return host.run(["docker", "inspect", "-f", fmt, what]).stdout.strip()
 
 
+def ready(host: Host, not_pid: int | None = None) -> dict | None:
+    """The host's status once every actor runs (under a supervisor other than ``not_pid``)."""
+    st = status(host)
+    ok = st["pid"] != not_pid and all(a["state"] == "running" for a in st["actors"])
+    return st if ok else None
+
+
 def bridge_ports(host: Host) -> list[str]:
     """Index and name of every port of the weave bridge: what a router restart must keep."""
     out = host.run(["ip", "-o", "link", "show", "master", "weave"]).stdout
@@ -124,9 +131,7 @@ def test_the_password_is_never_shown_and_a_restarted_container_is_still_encrypte
     name = status(h1)["peer"]["name"]
     old_pid = status(h1)["pid"]
     h1.run(["docker", "restart", "weave"], timeout=60)
-    st = wait_for(lambda: (s := status(h1))["pid"] != old_pid and
-                  all(a["state"] == "running" for a in s["actors"]) and s, 30,
-                  "host1's restarted router to be ready")
+    st = wait_for(lambda: ready(h1, not_pid=old_pid), 30, "host1's restarted router to be ready")
     assert st["peer"]["name"] == name and st["encryption"] is True
     assert bridge_ports(h1) == ports  # the bridge, the TAP and the veths were left alone
     eventually_pings(h2, c2, "10.0.1.1", timeout=15)
@@ -150,8 +155,7 @@ def test_a_killed_supervisor_is_restarted_by_docker(lab: Lab) -> None:
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: int(inspect(h1, "{{.RestartCount}}")) == restarts + 1, 30,
              "Docker to restart the router container")
-    wait_for(lambda: all(a["state"] == "running" for a in status(h1)["actors"]), 30,
-             "the restarted router's actors")
+    wait_for(lambda: ready(h1, not_pid=pid), 30, "the restarted router's actors")
     assert status(h1)["encryption"] is True
     eventually_pings(h2, c2, "10.0.1.1", timeout=15)
 
@@ -203,6 +207,22 @@ def test_a_restarted_application_container_is_reattached_and_a_removed_one_forgo
     c3 = weave(h1, "run", "10.0.1.1/24", "-t", "-i", "busybox")
     eventually_pings(h2, c2, "10.0.1.1", timeout=15)
     assert ethwe(h1, c3) is not None
+
+
+def test_after_a_reboot_the_router_and_containers_with_a_restart_policy_come_back(
+        lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    c2 = on_weave(h2, "10.0.1.2/24")
+    app = weave(h1, "run", "10.0.1.7/24", "--restart", "always", "-t", "-i", "busybox")
+    eventually_pings(h2, c2, "10.0.1.7")
+    before = ethwe(h1, app)
+    name = status(h1)["peer"]["name"]
+    lab.reboot(h1)  # dockerd stopped, bridge, veths and the run directory gone, dockerd started
+    st = wait_for(lambda: ready(h1), 60, "the router container to come back by its restart "
+                  "policy")
+    assert st["peer"]["name"] == name and st["encryption"] is True
+    assert wait_for(lambda: ethwe(h1, app), 30, "the container to be re-attached") == before
+    eventually_pings(h2, c2, "10.0.1.7", timeout=30)
 
 
 def test_reset_removes_the_container_and_every_trace_but_the_image(lab: Lab) -> None:

@@ -295,7 +295,22 @@ def cmd_run(ctx: Ctx, argv: list[str]) -> int:
 def cmd_expose(ctx: Ctx, argv: list[str]) -> int:
     p = Parser(prog="weave expose")
     p.add_argument("cidr", metavar="IP/CIDR")
-    ctx.call(Expose(str(app_cidr(p.parse_args(argv).cidr))))
+    cidr = str(app_cidr(p.parse_args(argv).cidr))
+    try:
+        ctx.call(Expose(cidr))
+    except BusError as exc:
+        from weavenet.host import exposenat  # late: pyroute2 is slow to import
+
+        # The router container's /proc/sys is read-only (Docker's rule; no --sysctl is allowed
+        # with the host's network): the CLI, on the same host and network, switches forwarding
+        # on and asks again (expose is idempotent). Only then: a refusal changes nothing.
+        if exposenat.FORWARDING_ERROR not in exc.reason:
+            raise
+        try:
+            exposenat.enable_forwarding()
+        except exposenat.HostNetError as err:
+            raise BusError(FAILED, str(err)) from None
+        ctx.call(Expose(cidr))
     return 0
 
 
