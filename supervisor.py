@@ -15,6 +15,12 @@ class names (``REQUEST_ROUTES``), whose reply goes back to the CLI. On actors.so
 ``actor.ready``, ``actor.heartbeat``, ``event``, ``request`` (one actor asking another) and
 ``secret.get`` (``ACTOR_MESSAGES``), and replies to relayed requests. The launch configuration
 (``weavenet.runtime.launch.LaunchConfig``) is written to config.msgpack for the actors.
+
+How it is started: `weave launch --router process` runs it as a daemon with a config file and
+the password on stdin; the router container (``weavenet.cli.router_container``) runs it as the
+entrypoint with the launch options as arguments and ``--password-file``, so Docker can restart
+it as it was. It waits for orphans too (``reap_orphans``), so as PID 1 of a PID namespace it
+leaves no zombies, and it stops its actors on SIGTERM (`docker stop`).
 """
 
 from __future__ import annotations
