@@ -80,3 +80,28 @@ def test_the_docker_socket_comes_from_docker_host():
     spec = router_container.run_spec(LaunchConfig(), Path("/r"), Path("/s"), "tcp://h:2375", None)
     assert list(spec["volumes"]) == ["/r", "/s"]
     assert "--password-file" not in spec["command"]
+
+
+def test_weave_router_picks_launchs_default_and_a_bad_one_is_a_usage_error(
+        capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch) -> None:
+    from weavenet.cli import main as cli
+
+    monkeypatch.delenv("WEAVE_ROUTER", raising=False)
+    assert cli.default_router() == "container"
+    monkeypatch.setenv("WEAVE_ROUTER", "process")
+    assert cli.default_router() == "process"
+    monkeypatch.setenv("WEAVE_ROUTER", "vm\n")
+    monkeypatch.setenv("WEAVE_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("WEAVE_STATE_DIR", str(tmp_path / "state"))
+    assert cli.main(["launch", "10.0.0.1/16"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "WEAVE_ROUTER" in err and "container, process" in err, err
+    assert not (tmp_path / "state").exists()  # refused before anything was written
+
+
+def test_weave_status_says_which_mode_runs() -> None:
+    from weavenet.cli.statusview import format_status
+
+    assert "Router: container (docker logs weave)" in format_status({"router": "container"})
+    assert "Router: process (on the host)" in format_status({"router": "process"})
+    assert "Router: process" in format_status({})  # a router from before the field
