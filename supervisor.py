@@ -17,6 +17,12 @@ class names (``REQUEST_ROUTES``), whose reply goes back to the CLI. On actors.so
 ``actor.ready``, ``actor.heartbeat``, ``event``, ``request`` (one actor asking another) and
 ``secret.get`` (``ACTOR_MESSAGES``), and replies to relayed requests. The launch configuration
 (``weavenet.runtime.launch.LaunchConfig``) is written to config.msgpack for the actors.
+
+How it is started: `weave launch --router process` runs it as a daemon with a config file and
+the password on stdin; the router container (``weavenet.cli.router_container``) runs it as the
+entrypoint with the launch options as arguments and ``--password-file``, so Docker can restart
+it as it was. It waits for orphans too (``reap_orphans``), so as PID 1 of a PID namespace it
+leaves no zombies, and it stops its actors on SIGTERM (`docker stop`).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from weavenet.mesh import peerlist
 from weavenet.mesh.peer import Peer
 from weavenet.runtime import bus, control, log
 from weavenet.runtime.bus import Envelope
-from weavenet.runtime.launch import LaunchConfig
+from weavenet.runtime.launch import LaunchConfig, add_launch_options, body_from_options
 from weavenet.runtime.request import Request, UsageError
 from weavenet.runtime.restart import RestartPolicy, RestartSettings
 from weavenet.web.server import StatusServer
@@ -56,6 +62,7 @@ REQUEST_TIMEOUT = 15.0
 STOP_GRACE = 5.0
 
 SECRET_HOLDERS = ("gossip",)
+ROUTER_MODES = ("process", "container")
 
 # Which actor answers which CLI request, from the request classes; the supervisor relays, it
 # does not interpret.
@@ -102,8 +109,10 @@ class Pending:
 
 class Supervisor:
     def __init__(self, run_dir: Path, config: LaunchConfig,
-                 settings: RestartSettings | None = None, secret: bytes | None = None) -> None:
+                 settings: RestartSettings | None = None, secret: bytes | None = None,
+                 router: str = "process") -> None:
         self.run_dir = run_dir
+        self.router = router
         self.secret = secret
         self.config = config
         self.endpoints = bus.Endpoints(run_dir)
@@ -221,6 +230,21 @@ class Supervisor:
                 # A wedged actor is as bad as a dead one; kill it so the restart path takes over.
                 self.log.error("actor_silent", name=a.name)
                 a.proc.kill()
+
+    def reap_orphans(self) -> None:
+        """Orphans become ours when this is PID 1 (a container with a PID namespace of its own)
+        or a subreaper, e.g. the tool a killed actor was running: wait for them, so none stays
+        a zombie. Our actors are left to Popen, which reaps them with their exit status."""
+        ours = {a.proc.pid for a in self.actors.values() if a.proc is not None}
+        while True:
+            try:
+                # WNOWAIT: look first, so an actor's status is never taken from Popen
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid in ours:
+                return
+            os.waitpid(info.si_pid, os.WNOHANG)
 
     def schedule(self) -> None:
         now = time.monotonic()
@@ -393,6 +417,7 @@ class Supervisor:
         return {
             "version": weavenet.__version__,
             "pid": os.getpid(),
+            "router": self.router,
             "uptime": round(now - self.started, 1),
             "range": self.config.range,
             "ip": self.config.ip,
@@ -421,6 +446,7 @@ class Supervisor:
                     else:
                         self.on_actor_message()
                 self.reap()
+                self.reap_orphans()
                 self.schedule()
                 self.expire_pending()
         finally:
@@ -460,15 +486,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="weave-supervisor", description=__doc__.splitlines()[0])
     p.add_argument("--run-dir", default=str(bus.run_dir_from_env()))
     p.add_argument("--state-dir", default=str(bus.state_dir_from_env()))
-    p.add_argument("--config", help="msgpack launch config written by `weave launch`")
-    p.add_argument("--foreground", action="store_true", help="also log to stderr")
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--status-addr", metavar="HOST:PORT",
-                   help="the read-only HTTP server's address (default: the launch config's, "
-                   "127.0.0.1:6782); empty: none")
+    p.add_argument("--config", help="msgpack launch config written by `weave launch` (deleted "
+                   "once read); the options below override its fields")
+    p.add_argument("--foreground", action="store_true",
+                   help="also log to stderr (every actor too: `docker logs weave`)")
+    p.add_argument("--router", choices=ROUTER_MODES, default="process",
+                   help="how `weave launch` runs this router, for `weave status`")
     p.add_argument("--password-stdin", action="store_true",
                    help="read the network password from standard input")
+    p.add_argument("--password-file", help="read the network password from this file (kept: "
+                   "a restarted router container reads it again)")
+    add_launch_options(p)
     return p.parse_args(argv)
+
+
+def read_password(args: argparse.Namespace) -> bytes | None:
+    if args.password_file:
+        try:
+            raw = Path(args.password_file).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            sys.exit(f"weave-supervisor: cannot read the password file: {exc.strerror}")
+    elif args.password_stdin:
+        raw = sys.stdin.buffer.read().rstrip(b"\r\n")
+    else:
+        return None
+    if not raw:
+        sys.exit("weave-supervisor: the password is empty")
+    return raw
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -479,33 +523,25 @@ def main(argv: list[str] | None = None) -> int:
             body = msgpack.unpackb(f.read(), raw=False)
         os.unlink(args.config)
     body.setdefault("state_dir", args.state_dir)
-    if args.status_addr is not None:
-        body["status_addr"] = args.status_addr
+    body.update(body_from_options(args))
     try:
         config = LaunchConfig.from_body(body)
     except UsageError as exc:
         sys.exit(f"weave-supervisor: bad launch config: {exc.reason}")
-    secret = None
-    if args.password_stdin:
-        raw = sys.stdin.buffer.read().rstrip(b"\r\n")
-        if not raw:
-            sys.exit("weave-supervisor: empty password on standard input")
-        # Stretched once here; actors only ever see the derived value, over the bus.
-        secret = Password(raw).derived_secret()
+    raw = read_password(args)
+    # Stretched once here; actors only ever see the derived value, over the bus.
+    secret = Password(raw).derived_secret() if raw is not None else None
     Path(config.state_dir).mkdir(parents=True, exist_ok=True)
     os.chmod(config.state_dir, 0o700)
     # The identity is settled once, before any actor starts, so they all agree on it.
     me = Peer.create(config.state_dir, name=config.name,
                      nickname=config.nickname or os.environ.get("WEAVE_NICKNAME"))
-    # Peers this launch names are wanted, even if an earlier `weave forget` dropped them.
-    peers_file = Path(config.state_dir) / peerlist.FILE_NAME
-    known = peerlist.PeerList.load(peers_file)
-    known.launched(config.peers)
-    known.save(peers_file)
+    if args.router == "process":  # the router container's CLI records its launch itself
+        peerlist.record_launch(config.state_dir, config.peers)
     config = dataclasses.replace(
-        config, debug=config.debug or args.debug, foreground=args.foreground,
+        config, foreground=args.foreground,
         encryption=secret is not None, peer_name=str(me.name), nickname=me.nickname)
-    return Supervisor(Path(args.run_dir), config, secret=secret).run()
+    return Supervisor(Path(args.run_dir), config, secret=secret, router=args.router).run()
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ operation is an idempotent ensure, so a restarted netconf changes nothing that i
 nothing is torn down when it stops (that is `weave reset`'s job).
 
 Attachments are recorded in WEAVE_STATE_DIR/attachments.json (``weavenet.host.attachments``) so
-`weave ps` and the in-use check know them; entries whose namespace is gone are dropped.
-Sockets: only the actor runtime's bus DEALER.
+`weave ps` and the in-use check know them; entries whose namespace is gone are dropped, but a
+Docker container's while Docker's events are watched (``weavenet.host.dockerwatch``): a
+restarted container is re-attached with the addresses and MAC it had, a removed one forgotten.
+Sockets: the actor runtime's bus DEALER; the pipe of the Docker events thread.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from weavenet.host import arp, bridge, conntrack, exposenat, veth
+from weavenet.host import arp, bridge, conntrack, dockerwatch, exposenat, veth
 from weavenet.host.attachments import FILE_NAME, Attachment, Attachments, ns_inode
 from weavenet.host.netns import HostNetError
 from weavenet.runtime.actor import Actor, handles, main
@@ -42,6 +44,12 @@ class Netconf(Actor):
         bridge.ensure_router_port(BRIDGE, mtu=self.mtu)
         self._clear_conntrack(self.launch.port)
         self._reconcile_exposed()
+        # Docker's event stream: subscribed (True), unreachable (False), not known yet (None)
+        self.watching: bool | None = None
+        self._docker: Any = None  # a client for inspecting containers, made when needed
+        self.docker_events = dockerwatch.DockerEvents()
+        self.add_reader(self.docker_events.fd, self._on_docker_events)
+        self.docker_events.start()
         self.every(PRUNE_INTERVAL, self._prune)
         self.log.info("bridge_ready", bridge=BRIDGE, mtu=self.mtu,
                       attachments=len(self.attachments))
@@ -67,11 +75,79 @@ class Netconf(Actor):
         self.log.info("conntrack_cleared", port=port, flows=cleared)
 
     def _prune(self) -> None:
-        gone = self.attachments.prune()
+        gone = self.attachments.prune(keep=self._kept)
         for k in gone:
             self.log.info("container_gone", key=k)
         if gone:
             self.attachments.save()
+
+    def _kept(self, a: Attachment) -> bool:
+        """A stopped Docker container keeps its addresses while its events are watched, and
+        until it is known whether they can be (after a reboot every namespace is gone, and the
+        first sync re-attaches the containers Docker restarted)."""
+        return self.watching is not False and a.container_id is not None
+
+    # -- Docker's events ---------------------------------------------------------------------
+    def _on_docker_events(self) -> None:
+        for ev in self.docker_events.read():
+            action = ev.get("action")
+            if action == "sync":
+                if self.watching is not True:
+                    self.log.info("docker_events_watched")
+                self.watching = True
+                for a in self.attachments:
+                    if a.container_id is not None:
+                        self._heal(a)
+            elif action == "lost":
+                if self.watching:
+                    self.log.warning("docker_events_lost", reason=ev.get("reason"))
+                self.watching = False
+                self._docker = None
+            elif action in dockerwatch.ACTIONS:
+                a = self.attachments.get(str(ev.get("id")))
+                if a is not None:
+                    self._heal(a)
+
+    def _heal(self, a: Attachment) -> None:
+        """Re-attach a restarted container, forget a removed one (``dockerwatch.plan``)."""
+        assert a.container_id is not None
+        try:
+            self._docker = self._docker or dockerwatch.connect()
+            state = dockerwatch.container_state(self._docker, a.container_id)
+        except Exception as exc:  # the SDK raises many kinds; the next sync retries
+            self._docker = None
+            self.log.warning("docker_inspect_failed", key=a.key, reason=str(exc)[:200])
+            return
+        step = dockerwatch.plan(a, state, ns_inode)
+        if isinstance(step, dockerwatch.Forget):
+            self.attachments.remove(a.key)
+            self.attachments.save()
+            self.log.info("container_forgotten", key=a.key, cidrs=list(a.cidrs))
+        elif isinstance(step, dockerwatch.Reattach):
+            try:
+                info = self._plug(a.key, step.netns, a.cidrs, mac=a.mac)
+            except (HostNetError, NetlinkError, OSError) as exc:
+                self.log.warning("container_reattach_failed", key=a.key, reason=str(exc))
+                return
+            rec = dataclasses.replace(
+                a, pid=step.pid, netns=step.netns, ino=ns_inode(step.netns),
+                mac=info.get("mac", a.mac), host_ifname=info.get("host_ifname"),
+                cidrs=tuple(info.get("addresses", a.cidrs)))
+            self.attachments.put(rec)
+            self.attachments.save()
+            self.log.info("container_reattached", key=a.key, cidrs=list(rec.cidrs), mac=rec.mac)
+
+    def _plug(self, key: str, netns: str, cidrs: tuple[str, ...],
+              mac: str | None = None) -> dict[str, Any]:
+        """The veth and every address, each announced by ARP; the last ``veth.attach`` info."""
+        info: dict[str, Any] = {}
+        for c in cidrs:
+            info = veth.attach(netns, c, bridge=BRIDGE, mtu=self.mtu, mac=mac)
+            try:
+                arp.announce(netns, info["ifname"], c)
+            except OSError as exc:  # an announcement is an optimisation, not a requirement
+                self.log.warning("arp_announce_failed", key=key, reason=str(exc))
+        return info
 
     # -- checks ------------------------------------------------------------------------------
     def _check(self, cidrs: tuple[str, ...], key: str | None) -> None:
@@ -94,13 +170,7 @@ class Netconf(Actor):
         self._check(req.cidrs, target.key if target is not None else None)
         if req.check_only or target is None:
             return {}
-        info: dict[str, Any] = {}
-        for c in req.cidrs:
-            info = veth.attach(target.netns, c, bridge=BRIDGE, mtu=self.mtu)
-            try:
-                arp.announce(target.netns, info["ifname"], c)
-            except OSError as exc:  # an announcement is an optimisation, not a requirement
-                self.log.warning("arp_announce_failed", key=target.key, reason=str(exc))
+        info = self._plug(target.key, target.netns, req.cidrs)
         rec = Attachment(
             key=target.key, label=target.label or target.key,
             container_id=target.container_id, pid=target.pid, netns=target.netns,

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -119,6 +120,24 @@ def _module_lab(n_hosts: int, **lab_args: Any) -> Iterator[Lab]:
         yield lab
     finally:
         stop_lab(lab)
+
+
+@pytest.fixture(scope="session")
+def router_image() -> Path:
+    """The router image's `docker save` archive, built once per run (a cache hit when the source
+    has not changed since the last build; a cold build takes a minute or two)."""
+    if shutil.which("apt-get") is None:
+        pytest.skip("the offline base of the router image needs apt")
+    from weavenet.lab import router_image as weave_image
+
+    return weave_image.build_offline().archive
+
+
+@pytest.fixture(scope="module")
+def lab2_container(router_image: Path) -> Iterator[Lab]:
+    """Two hosts with dockerd and the router image: `weave launch` starts the router
+    container there (WEAVE_ROUTER=container), shared by the module's tests."""
+    yield from _module_lab(2, router_image=router_image)
 
 
 @pytest.fixture(scope="module")

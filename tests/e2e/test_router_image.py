@@ -30,9 +30,8 @@ MAX_SIZE = 150 * 10**6  # bytes, as `docker images` counts them
 
 
 @pytest.fixture(scope="module")
-def built() -> weave_image.Built:
-    # A cold build (base from .debs, wheels, image) takes a minute or two; a warm one is a
-    # cache lookup.
+def built(router_image: Path) -> weave_image.Built:
+    # the session's build (conftest's router_image); this is the cache hit it left
     return weave_image.build_offline()
 
 

@@ -1,11 +1,14 @@
-"""One lab host with its own dockerd: the single-host weave session, every line checked."""
+"""One lab host with its own dockerd: the single-host weave session, every line checked, with the
+router as host processes and as its container."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.conftest import start_lab, stop_lab
 from tests.support import container_pings, host_pings, weave, weave_result
 from weavenet.lab import Host
 
@@ -24,11 +27,18 @@ def one_line_error(r, code: int, *needles: str) -> None:
         assert n in lines[0], lines[0]
 
 
-@pytest.fixture(scope="module")
-def host(lab1) -> Host:
-    h = lab1.hosts[0]
-    yield h
-    h.run(["weave", "reset"], check=False)
+@pytest.fixture(scope="module", params=["process", "container"])
+def host(request: pytest.FixtureRequest) -> Iterator[Host]:
+    """The host, its router run either way (`weave launch`'s default follows the image)."""
+    image = request.getfixturevalue("router_image") if request.param == "container" else None
+    lab = start_lab(1, router_image=image)
+    try:
+        h = lab.hosts[0]
+        assert h.router == request.param
+        yield h
+        h.run(["weave", "reset"], check=False)
+    finally:
+        stop_lab(lab)
 
 
 @pytest.fixture(scope="module")

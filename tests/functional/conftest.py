@@ -42,7 +42,7 @@ class Router:
     @property
     def env(self) -> dict[str, str]:
         return dict(os.environ, WEAVE_RUN_DIR=str(self.run_dir),
-                    WEAVE_STATE_DIR=str(self.state_dir),
+                    WEAVE_STATE_DIR=str(self.state_dir), WEAVE_ROUTER="process",
                     PATH=f"{BIN}:{os.environ.get('PATH', '')}")
 
     def nsenter(self, *cmd: str, **kw) -> subprocess.CompletedProcess[str]:

@@ -75,10 +75,20 @@ def test_user_of_finds_the_other_container_with_the_address(tmp_path: Path):
 
 
 def test_summaries_are_what_weave_ps_shows(tmp_path: Path):
-    record = Attachments(tmp_path / FILE_NAME, inode=Namespaces())
+    record = Attachments(tmp_path / FILE_NAME, inode=Namespaces(a=1))
     record.put(attachment("a", "/ns/a", 1, "10.0.1.1/24"))
+    record.put(attachment("stopped", "/ns/stopped", 2, "10.0.1.2/24"))  # kept, not shown
     assert record.summaries() == [{"key": "a", "label": "label-a", "container_id": "a",
                                    "mac": "02:00:00:00:00:01", "cidrs": ["10.0.1.1/24"]}]
     record.remove("a")
     record.remove("a")  # removing twice is fine
     assert record.summaries() == [] and record.get("a") is None
+
+
+def test_prune_keeps_what_it_is_told_to_keep(tmp_path: Path):
+    record = Attachments(tmp_path / FILE_NAME, inode=Namespaces())
+    record.put(attachment("docker", "/ns/docker", 1, "10.0.1.1/24"))
+    record.put(attachment("netns", "/ns/netns", 2, "10.0.1.2/24"))
+    assert record.prune(keep=lambda a: a.key == "docker") == ["netns"]
+    assert record.get("docker") is not None  # its address stays reserved
+    assert record.user_of(ipaddress.ip_address("10.0.1.1")) is not None

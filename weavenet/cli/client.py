@@ -20,11 +20,15 @@ class NotRunning(BusError):
 
 
 def router_pid(run_dir: Path) -> int | None:
-    """The supervisor's pid if its pid file names a live process (a zombie is dead: a killed
-    router whose parent, e.g. a container's init, does not reap it, must not block launch)."""
+    """The supervisor's pid if its pid file names a live process. A zombie is dead (a killed
+    router whose parent, e.g. a container's init, does not reap it, must not block launch); a
+    supervisor that is PID 1 of a PID namespace of its own writes 1, which here is init: never
+    one to signal."""
     try:
         pid = int(bus.Endpoints(run_dir).pidfile.read_text().strip())
     except (OSError, ValueError):
+        return None
+    if pid <= 1:
         return None
     try:
         os.kill(pid, 0)

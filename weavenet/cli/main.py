@@ -21,10 +21,11 @@ from typing import Any, NoReturn
 import msgpack
 
 import weavenet
-from weavenet.cli import client
+from weavenet.cli import client, router_container
 from weavenet.cli.containers import check_spec, docker_remove, docker_run, resolve
 from weavenet.cli.report import build_report
 from weavenet.cli.statusview import VIEWS, format_ps, format_status
+from weavenet.mesh import peerlist
 from weavenet.mesh.peer import PeerIdentityError, PeerName
 from weavenet.runtime import bus, log
 from weavenet.runtime.address import shown
@@ -47,6 +48,7 @@ from weavenet.runtime.launch import LaunchConfig
 from weavenet.runtime.request import Request, UsageError
 
 LAUNCH_TIMEOUT = 40.0
+ROUTER_MODES = ("container", "process")
 STOP_TIMEOUT = 30.0
 
 
@@ -106,12 +108,12 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     p.add_argument("--status-addr", default=STATUS_ADDR, metavar="HOST:PORT",
                    help=f"the read-only HTTP server: metrics, status, report, topology page "
                    f"(default {STATUS_ADDR}; empty: none)")
-    p.add_argument("--router", choices=("process", "container"), default="process",
-                   help="process (default): the supervisor runs as a daemon on the host")
+    p.add_argument("--router", choices=ROUTER_MODES, default=default_router(),
+                   help="container (default; WEAVE_ROUTER sets another): the router container "
+                   f"{router_container.NAME} from {router_container.image()}; process: the "
+                   "supervisor as a daemon on the host (development, tests)")
     # intermixed: the seed writes `weave launch IP -password PW PEER`, options between positionals
     a = p.parse_intermixed_args(normalise_single_dash(argv))
-    if a.router == "container":
-        raise UsageError("weave launch: --router container is not supported yet; use process")
     rest = list(a.args)
     ip = rng = None
     if rest and "/" in rest[0]:
@@ -128,7 +130,10 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
         ip=ip, range=rng, peers=peers, port=a.port,
         # A full-size frame must fit one datagram on a 1500-byte underlay; sealing costs 16 bytes.
         mtu=a.mtu or container_mtu(bool(password)),
-        name=a.name, nickname=a.nickname, fastdp=not a.no_fastdp,
+        name=a.name, fastdp=not a.no_fastdp,
+        # the container has no environment of ours: the nickname is settled here
+        nickname=a.nickname if a.router == "process" else
+        a.nickname or os.environ.get("WEAVE_NICKNAME"),
         debug=a.debug, state_dir=str(ctx.state_dir), encryption=password is not None,
         status_addr=a.status_addr,
     )
@@ -139,7 +144,17 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     pid = ctx.running_pid()
     if pid is not None:
         raise BusError(FAILED, f"weave is already running (pid {pid}); `weave stop` first")
+    if a.router == "container":
+        return start_router_container(ctx, config, password)
     return start_router(ctx, config, password)
+
+
+def default_router() -> str:
+    mode = os.environ.get("WEAVE_ROUTER") or "container"
+    if mode not in ROUTER_MODES:
+        raise UsageError(f"weave launch: WEAVE_ROUTER={shown(mode)} is not one of "
+                         f"{', '.join(ROUTER_MODES)}")
+    return mode
 
 
 def read_password(given: str | None, path: str | None) -> bytes | None:
@@ -162,10 +177,14 @@ def read_password(given: str | None, path: str | None) -> bytes | None:
     return data
 
 
-def start_router(ctx: Ctx, config: LaunchConfig, password: bytes | None = None) -> int:
+def prepare_dirs(ctx: Ctx) -> None:
     bus.Endpoints(ctx.run_dir).prepare()
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ctx.state_dir, 0o700)
+
+
+def start_router(ctx: Ctx, config: LaunchConfig, password: bytes | None = None) -> int:
+    prepare_dirs(ctx)
     fd, cfg_path = tempfile.mkstemp(prefix="launch-", dir=ctx.run_dir)
     with os.fdopen(fd, "wb") as f:
         f.write(msgpack.packb(config.to_body()))
@@ -186,11 +205,39 @@ def start_router(ctx: Ctx, config: LaunchConfig, password: bytes | None = None) 
     if password and proc.stdin is not None:
         with proc.stdin:
             proc.stdin.write(password)
+
+    def exited() -> str | None:
+        if proc.poll() is None:
+            return None
+        return (f"the router exited at start (status {proc.returncode}); "
+                f"see {ctx.state_dir / 'supervisor.stderr'}")
+
+    return wait_ready(ctx, exited)
+
+
+def start_router_container(ctx: Ctx, config: LaunchConfig, password: bytes | None) -> int:
+    """The router container (``weavenet.cli.router_container``), then the same readiness wait
+    as a router process."""
+    docker_client = router_container.client()
+    # before anything is written: a missing image leaves no trace
+    router_container.ensure_image(docker_client, router_container.image())
+    prepare_dirs(ctx)
+    # the supervisor of a container Docker restarts must not undo a `weave forget` made since
+    peerlist.record_launch(ctx.state_dir, config.peers)
+    spec = router_container.run_spec(
+        config, ctx.run_dir, ctx.state_dir, os.environ.get("DOCKER_HOST"),
+        router_container.write_password(ctx.state_dir, password))
+    container = router_container.start(docker_client, spec)
+    return wait_ready(ctx, lambda: router_container.exit_reason(container))
+
+
+def wait_ready(ctx: Ctx, exited: Callable[[], str | None]) -> int:
+    """Until every actor runs (0), one failed, or the router exited (``exited``'s reason)."""
     deadline = time.monotonic() + LAUNCH_TIMEOUT
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BusError(FAILED, f"the router exited at start (status {proc.returncode}); "
-                           f"see {ctx.state_dir / 'supervisor.stderr'}")
+        reason = exited()
+        if reason is not None:
+            raise BusError(FAILED, reason)
         try:
             st = ctx.call(Status(), timeout=2)
         except BusError:
@@ -253,7 +300,22 @@ def cmd_run(ctx: Ctx, argv: list[str]) -> int:
 def cmd_expose(ctx: Ctx, argv: list[str]) -> int:
     p = Parser(prog="weave expose")
     p.add_argument("cidr", metavar="IP/CIDR")
-    ctx.call(Expose(str(app_cidr(p.parse_args(argv).cidr))))
+    cidr = str(app_cidr(p.parse_args(argv).cidr))
+    try:
+        ctx.call(Expose(cidr))
+    except BusError as exc:
+        from weavenet.host import exposenat  # late: pyroute2 is slow to import
+
+        # The router container's /proc/sys is read-only (Docker's rule; no --sysctl is allowed
+        # with the host's network): the CLI, on the same host and network, switches forwarding
+        # on and asks again (expose is idempotent). Only then: a refusal changes nothing.
+        if exposenat.FORWARDING_ERROR not in exc.reason:
+            raise
+        try:
+            exposenat.enable_forwarding()
+        except exposenat.HostNetError as err:
+            raise BusError(FAILED, str(err)) from None
+        ctx.call(Expose(cidr))
     return 0
 
 
@@ -338,6 +400,10 @@ def cmd_logs(ctx: Ctx, argv: list[str]) -> int:
 
 
 def stop_router(ctx: Ctx) -> bool:
+    container = router_container.find()
+    if container is not None and container.status in ("running", "restarting"):
+        router_container.stop(container)
+        return True
     pid = ctx.running_pid()
     if pid is None:
         return False
@@ -363,6 +429,9 @@ def cmd_stop(ctx: Ctx, argv: list[str]) -> int:
 def cmd_reset(ctx: Ctx, argv: list[str]) -> int:
     Parser(prog="weave reset").parse_args(argv)
     stop_router(ctx)
+    container = router_container.find()
+    if container is not None:
+        router_container.remove(container)  # the image stays
     from weavenet.host import bridge, exposenat
 
     exposenat.remove_all()
@@ -373,7 +442,8 @@ def cmd_reset(ctx: Ctx, argv: list[str]) -> int:
 
 
 COMMANDS: dict[str, tuple[Callable[[Ctx, list[str]], int], str]] = {
-    "launch": (cmd_launch, "[IP/CIDR] [PEER...] [-password PW] [-debug]  start the router"),
+    "launch": (cmd_launch, "[IP/CIDR] [PEER...] [-password PW] [-debug]  start the router"
+               " (its container; --router process: host processes)"),
     "run": (cmd_run, "IP/CIDR[,...] <docker run args>  docker run -d, then attach"),
     "attach": (cmd_attach, "IP/CIDR[,...] CONTAINER  put a running container on a network"),
     "detach": (cmd_detach, "IP/CIDR[,...] CONTAINER  take it off again"),
@@ -388,14 +458,16 @@ COMMANDS: dict[str, tuple[Callable[[Ctx, list[str]], int], str]] = {
     "ps": (cmd_ps, "containers on the weave network, with MACs and addresses"),
     "version": (cmd_version, "versions of this script and the running router"),
     "logs": (cmd_logs, "[-f]  the router's JSON logs (filter with jq)"),
-    "stop": (cmd_stop, "stop the router; local containers keep talking"),
-    "reset": (cmd_reset, "stop and remove every trace: bridge, veths, NAT rules, state"),
+    "stop": (cmd_stop, "stop the router (its container too); local containers keep talking"),
+    "reset": (cmd_reset, "stop and remove every trace: the router container (not its image),"
+              " bridge, veths, NAT rules, state"),
 }
 
 CONTAINER_HELP = """\
 CONTAINER is a Docker id or name, or pid:N / netns:/path for namespaces outside Docker.
 Environment: WEAVE_RUN_DIR (default /run/weave), WEAVE_STATE_DIR (default /var/lib/weave),
-DOCKER_HOST, WEAVE_PASSWORD. Exit status: 0 ok, 1 failure, 2 usage error."""
+DOCKER_HOST, WEAVE_PASSWORD, WEAVE_ROUTER (`weave launch`'s default: container or process).
+Exit status: 0 ok, 1 failure, 2 usage error."""
 
 
 def usage() -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+ROUTER_MODES = {"container": "container (docker logs weave)", "process": "process (on the host)"}
+
 
 def _actor(st: dict[str, Any], name: str) -> dict[str, Any]:
     for a in st.get("actors", []):
@@ -34,6 +36,7 @@ def format_status(st: dict[str, Any]) -> str:
     lines.append(f"  Encryption: {'on' if st.get('encryption') else 'off'}")
     lines.append(f"        Port: {st.get('port')} (TCP and UDP)")
     lines.append(f"  Supervisor: pid {st.get('pid')}, up {st.get('uptime')}s")
+    lines.append(f"      Router: {ROUTER_MODES.get(st.get('router'), 'process')}")
     lines += ["", "Actors:"]
     rows = [["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"]]
     for a in st.get("actors", []):

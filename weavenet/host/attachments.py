@@ -121,9 +121,11 @@ class Attachments:
         ino = self.inode(a.netns)
         return ino is not None and (a.ino is None or ino == a.ino)
 
-    def prune(self) -> list[str]:
-        """Drop the entries whose namespace is gone; their keys (the caller saves if any)."""
-        gone = [k for k, a in self._entries.items() if not self.alive(a)]
+    def prune(self, keep: Callable[[Attachment], bool] = lambda a: False) -> list[str]:
+        """Drop the entries whose namespace is gone, but those ``keep`` holds on to (a stopped
+        Docker container's, while Docker's events say when it starts again or is removed);
+        their keys (the caller saves if any)."""
+        gone = [k for k, a in self._entries.items() if not self.alive(a) and not keep(a)]
         for k in gone:
             del self._entries[k]
         return gone
@@ -137,4 +139,6 @@ class Attachments:
         return None
 
     def summaries(self) -> list[dict[str, Any]]:
-        return [a.summary() for a in self._entries.values()]
+        """What `weave ps` shows: the attachments whose namespace is there (a stopped
+        container's kept record is not)."""
+        return [a.summary() for a in self._entries.values() if self.alive(a)]

@@ -100,6 +100,10 @@ def remove_all() -> int:
     return removed
 
 
+FORWARDING_ERROR = "cannot enable IPv4 forwarding"  # the CLI recognises it (a container's
+# /proc/sys is read-only: the CLI on the host does it then)
+
+
 def enable_forwarding() -> bool:
     """Turn IPv4 forwarding on in this namespace; True when it was off."""
     try:
@@ -107,5 +111,5 @@ def enable_forwarding() -> bool:
             return False
         IP_FORWARD.write_text("1\n")
     except OSError as exc:
-        raise HostNetError(f"cannot enable IPv4 forwarding: {exc.strerror or exc}") from None
+        raise HostNetError(f"{FORWARDING_ERROR}: {exc.strerror or exc}") from None
     return True

@@ -69,14 +69,15 @@ def _host_side(ipr: IPRoute, ns: Namespace, container_link: Any) -> Any:
     return peer
 
 
-def _create_veth(ipr: IPRoute, ns: Namespace, host: str, ifname: str, mtu: int) -> None:
+def _create_veth(ipr: IPRoute, ns: Namespace, host: str, ifname: str, mtu: int,
+                 mac: str | None = None) -> None:
     if get_link(ipr, host) is not None:
         raise HostNetError(f"host interface {host} already exists")
+    peer: dict[str, Any] = {"ifname": ifname, "mtu": mtu, "net_ns_fd": ns.fd}
+    if mac is not None:
+        peer["address"] = mac
     try:
-        ipr.link(
-            "add", ifname=host, kind="veth", mtu=mtu,
-            peer={"ifname": ifname, "mtu": mtu, "net_ns_fd": ns.fd},
-        )
+        ipr.link("add", ifname=host, kind="veth", mtu=mtu, peer=peer)
     except NetlinkError as exc:
         raise HostNetError(f"cannot create veth {host}/{ifname}: {exc.args[-1]}") from exc
 
@@ -112,12 +113,14 @@ def attach(
     mtu: int = DEFAULT_MTU,
     ifname: str = CONTAINER_IFNAME,
     host_ifname: str | None = None,
+    mac: str | None = None,
 ) -> dict[str, Any]:
     """Connect the namespace at `netns_path` to `bridge` with address `cidr` on `ifname`.
 
     Creates the veth on first use; later calls (another CIDR, or a replay after a netconf
-    restart) only ensure it is enslaved and up and add the address. `mtu` applies when the
-    veth is created. Returns {host_ifname, ifname, mac, addresses}.
+    restart) only ensure it is enslaved and up and add the address. `mtu` and `mac` (the
+    container side's; a re-attached container keeps the one it had, so its peers' ARP caches
+    stay right) apply when the veth is created. Returns {host_ifname, ifname, mac, addresses}.
     """
     parse_cidr(cidr)
     check_ifname(ifname)
@@ -127,7 +130,7 @@ def attach(
         created: str | None = None
         if link is None:
             created = check_ifname(host_ifname or host_veth_name(ns.inode))
-            _create_veth(ipr, ns, created, ifname, mtu)
+            _create_veth(ipr, ns, created, ifname, mtu, mac)
         try:
             link = get_link(ns.ipr, ifname)
             if link is None:

@@ -13,6 +13,7 @@ import contextlib
 import sys
 import time
 
+from weavenet.lab import router_image as weave_image
 from weavenet.lab.host import Host
 from weavenet.lab.lab import Lab, unique_prefix
 from weavenet.runtime.defaults import STATUS_ADDR
@@ -160,9 +161,17 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="weave-lab demo", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="show every command's output")
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    p.add_argument("--router", choices=("container", "process"), default="container",
+                   help="container (default): `weave launch` starts the router image, built "
+                   "offline (or cached) and loaded into every host; process: host processes")
     a = p.parse_args(argv)
-    lab = Lab(3, prefix=unique_prefix("wd"))
-    print(f"building a lab of 3 hosts ({lab.base_dir}) ...", flush=True)
+    archive = None
+    if a.router == "container":
+        print("building the router image (cached after the first time) ...", flush=True)
+        archive = weave_image.build_offline().archive
+    lab = Lab(3, prefix=unique_prefix("wd"), router_image=archive)
+    print(f"building a lab of 3 hosts ({lab.base_dir}), the router as a {a.router} ...",
+          flush=True)
     demo = Demo(lab, a.verbose)
     try:
         lab.up()

@@ -52,7 +52,7 @@ class Host:
 
     def __init__(self, index: int, ns: str, ip: str, directory: Path, docker_enabled: bool,
                  track: Callable[[subprocess.Popen[Any], str], None],
-                 nat: tuple[str, str] | None = None):
+                 nat: tuple[str, str] | None = None, router: str = "process"):
         self.index = index
         self.name = f"host{index}"
         self.ns = ns
@@ -62,6 +62,7 @@ class Host:
         self.router_ns, self.lan_ip = nat if nat is not None else (None, ip)
         self.dir = directory
         self.docker_enabled = docker_enabled
+        self.router = router  # `weave launch`'s default here (WEAVE_ROUTER)
         self._track = track
         self._client: docker.DockerClient | None = None
 
@@ -96,6 +97,7 @@ class Host:
         env["WEAVE_NICKNAME"] = self.name
         # Set even without docker: an unset DOCKER_HOST would mean the machine's own daemon.
         env["DOCKER_HOST"] = self.docker_host
+        env["WEAVE_ROUTER"] = self.router
         return env
 
     def argv(self, cmd: Command) -> list[str]:

@@ -75,10 +75,16 @@ class Lab:
         lan_ip = f"{UNDERLAY_NET}.{i}"
         if i not in self.nat:
             return Host(i, f"{self.prefix}-h{i}", lan_ip, self.base_dir / f"h{i}", self.docker,
-                        self._track)
+                        self._track, router=self.router_mode)
         private = NAT_INSIDE_NET.format(index=i).rsplit(".", 1)[0] + ".2"
         return Host(i, f"{self.prefix}-h{i}", private, self.base_dir / f"h{i}", self.docker,
-                    self._track, nat=(f"{self.prefix}-r{i}", lan_ip))
+                    self._track, nat=(f"{self.prefix}-r{i}", lan_ip), router=self.router_mode)
+
+    @property
+    def router_mode(self) -> str:
+        """How `weave launch` runs the router on the hosts: in its container where the image
+        was loaded, else as host processes (there is no image to run)."""
+        return "container" if self.router_image is not None else "process"
 
     # --- state ------------------------------------------------------------------------------
 
@@ -352,6 +358,30 @@ class Lab:
             self._faults.remove(fault)
         if self.state_file.exists():
             self._save()
+
+    def reboot(self, which: HostRef) -> None:
+        """A host's reboot, as far as weave can tell: its dockerd stops (stopping its containers
+        as a shutdown does), the kernel state a reboot loses goes (the weave bridge and every
+        veth; ``/run``, so the host's run directory), and dockerd starts again, restarting the
+        containers whose restart policy says so. The namespace, its underlay address and the
+        state directory stay, as a disk does."""
+        host = self.host(which)
+        host.close()
+        dockerds = [r for r in self._refs(f"dockerd {host.name}") if procs.alive(r)]
+        procs.signal_all(dockerds, signal.SIGTERM)
+        if procs.wait_gone(dockerds, DOCKERD_STOP_GRACE):
+            raise LabError(f"dockerd of {host.name} did not stop in {DOCKERD_STOP_GRACE:.0f}s")
+        self._procs = [p for p in self._procs if p["what"] != f"dockerd {host.name}"]
+        links = host.run(["ip", "-o", "link", "show"]).stdout
+        for line in links.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            if name == "weave" or name.startswith("veth"):
+                host.run(["ip", "link", "del", name], check=False)
+        shutil.rmtree(host.run_dir, ignore_errors=True)
+        host.run_dir.mkdir(parents=True)
+        proc = dockerd.start(host.ns, host.docker_paths, host.ns)
+        self._track(proc, f"dockerd {host.name}")
+        dockerd.wait_ready(proc, host.docker_paths, host.name)
 
     def cut(self, a: HostRef, b: HostRef) -> None:
         """Drop all underlay traffic between two hosts (both directions, silently)."""

@@ -63,6 +63,16 @@ class PeerList:
         write_atomic(path, json.dumps({"connected": self.connected, "forgotten": self.forgotten}))
 
 
+def record_launch(state_dir: str | Path, peers: Iterable[str]) -> None:
+    """A fresh `weave launch` names ``peers``: recorded once per launch (by the supervisor in
+    process mode, by the CLI before it creates the router container, whose restarts by Docker
+    replay the same arguments and must not undo a `weave forget` made since)."""
+    path = Path(state_dir) / FILE_NAME
+    known = PeerList.load(path)
+    known.launched(peers)
+    known.save(path)
+
+
 def _strings(value: object) -> list[str]:
     if not isinstance(value, list):
         return []

@@ -89,6 +89,7 @@ class Actor:
         self.started = time.time()
         self.log = log.configure(
             actor=self.NAME, inc=self.inc, state_dir=self.state_dir, debug=launch.debug,
+            stderr=launch.foreground,  # the router container's `docker logs` shows every actor
         )
         self.ctx = zmq.Context()
         self.running = True

@@ -10,6 +10,7 @@ usage error (the CLI's own checks of ``--port`` and ``--mtu`` are these).
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,6 +77,26 @@ class LaunchConfig:
             "status_addr": self.status_addr,
         }
 
+    def to_args(self) -> list[str]:
+        """What `weave launch` chose, as weave-supervisor's options (``add_launch_options``):
+        the router container's arguments, replayed as they are whenever Docker restarts it."""
+        args = ["--port", str(self.port), "--mtu", str(self.mtu)]
+        if self.ip is not None and self.range is not None:
+            args += ["--ip", self.ip, "--range", self.range]
+        for p in self.peers:
+            args += ["--peer", p]
+        if self.name is not None:
+            args += ["--name", self.name]
+        if self.nickname is not None:
+            args += ["--nickname", self.nickname]
+        if not self.fastdp:
+            args.append("--no-fastdp")
+        if self.debug:
+            args.append("--debug")
+        if self.status_addr != defaults.STATUS_ADDR:
+            args += ["--status-addr", self.status_addr]
+        return args
+
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Self:
         d = cls()
@@ -108,6 +129,35 @@ class LaunchConfig:
             peer_name=optional_text(body, "peer_name", MAX_NAME),
             status_addr=check_status_addr(body.get("status_addr", d.status_addr)),
         )
+
+
+def add_launch_options(p: argparse.ArgumentParser) -> None:
+    """weave-supervisor's options for the fields ``to_args`` writes."""
+    p.add_argument("--ip", help="the router's address on the weave network")
+    p.add_argument("--range", help="the weave network (CIDR)")
+    p.add_argument("--peer", action="append", dest="peers", metavar="HOST[:PORT]",
+                   help="a peer to dial (repeat)")
+    p.add_argument("--port", type=int)
+    p.add_argument("--mtu", type=int)
+    p.add_argument("--name", help="peer name")
+    p.add_argument("--nickname")
+    p.add_argument("--no-fastdp", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--status-addr", metavar="HOST:PORT",
+                   help="the read-only HTTP server's address (default: the launch config's, "
+                   f"{defaults.STATUS_ADDR}); empty: none")
+
+
+def body_from_options(a: argparse.Namespace) -> dict[str, Any]:
+    """The fields given as options, as a body ``from_body`` checks (absent ones stay absent)."""
+    body: dict[str, Any] = {k: getattr(a, k) for k in ("ip", "range", "peers", "port", "mtu",
+                                                       "name", "nickname", "status_addr")
+                            if getattr(a, k) is not None}
+    if a.no_fastdp:
+        body["fastdp"] = False
+    if a.debug:
+        body["debug"] = True
+    return body
 
 
 def check_port(value: object) -> int:
