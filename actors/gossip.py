@@ -42,10 +42,12 @@ from typing import Any
 
 from weavenet.crypto.keys import Password
 from weavenet.crypto.protocol import ForgetKeys, Install
+from weavenet.dataplane.resync import PathsQuery, RoutesQuery
 from weavenet.mesh import peerlist
 from weavenet.mesh.admission import Admission, RefusalLog
 from weavenet.mesh.connection import (
     HANDSHAKE_TIMEOUT,
+    LINGER,
     OUT_BUFFER_FULL,
     PATH_DOWN_REASON,
     SILENCE_REASON,
@@ -75,7 +77,12 @@ from weavenet.mesh.wire import (
 )
 from weavenet.runtime import tcp
 from weavenet.runtime.actor import Actor, handles, main
-from weavenet.runtime.address import format_host_port, normalize, parse_host_port
+from weavenet.runtime.address import (
+    format_host_port,
+    normalize,
+    parse_host_port,
+    parse_ipv4_endpoint,
+)
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.control import Connect, Forget
 from weavenet.runtime.events import on_events
@@ -94,6 +101,10 @@ MAX_CONNECTIONS = 512  # handshaking and established together; more are refused 
 SHUTDOWN_REASON = "peer shutting down"
 SECRET_TIMEOUT = 5.0  # waiting for the supervisor's answer to "secret.get" at setup
 RENEGOTIATE_REASON = "crypto actor restarted; renegotiating keys"
+# After a restart, routes are held until the neighbours whose UDP path works are routed to again
+# (see weavenet.mesh.router.RouteHold), at most this long: the remote side keeps our routes as
+# long (weavenet.mesh.connection.LINGER).
+ROUTE_HOLD = LINGER
 
 
 @dataclass(eq=False)
@@ -132,6 +143,12 @@ class Gossip(Actor):
 
         self.events = on_ready(self, {"forwarder": lambda: self._publish_routes(force=True),
                                       "crypto": self._renegotiate})
+        # A restart of this actor: the forwarder still forwards on our previous incarnation's
+        # routes. Ask it which neighbours' paths work; publish no routes until they are
+        # reconnected (weavenet.mesh.router.RouteHold), so a gossip restart costs no traffic.
+        self.router.hold_routes(time.monotonic() + ROUTE_HOLD)
+        self.forwarder: Relay[None] = Relay(self, "forwarder")
+        self.forwarder.send(PathsQuery(), None)
         # Launch peers less those forgotten since, plus those connected since (weave connect
         # and forget outlive restarts of this actor and of the router).
         self.peers_file = self.state_dir / peerlist.FILE_NAME
@@ -174,6 +191,10 @@ class Gossip(Actor):
                 conn.target = None  # nothing left to report to
                 self._close(conn, "forgotten", goodbye="forgotten by remote")
         return {"peers": sorted(forgotten)}
+
+    @handles(RoutesQuery)
+    def on_routes_query(self, req: RoutesQuery) -> dict[str, Any]:
+        return self._publish_routes(force=True) or {}
 
     def _remember(self, change: Callable[[], None]) -> None:
         change()
@@ -258,7 +279,7 @@ class Gossip(Actor):
             if not conn.closed:
                 self._read(conn)
         except tcp.StreamError as exc:  # the connect or a read failed
-            self._close(conn, str(exc))
+            self._close(conn, str(exc), abrupt=True)
         except WireError as exc:
             self._close(conn, f"protocol error: {exc}")
         except Exception as exc:  # a bug must cost one connection, not the router
@@ -269,7 +290,7 @@ class Gossip(Actor):
         for data in conn.stream.reads(RECV_SIZE, MAX_READS_PER_WAKEUP):
             if not data:
                 conn.decoder.close()  # raises TruncatedInput if it stopped mid-message
-                self._close(conn, "connection closed by remote")
+                self._close(conn, "connection closed by remote", abrupt=True)
                 return
             for item in conn.received(data, time.monotonic()):
                 self._on_item(conn, item)
@@ -312,7 +333,8 @@ class Gossip(Actor):
         elif isinstance(item, Heartbeat):
             pass  # last_rx is already updated; UDP path state is the forwarder's
         elif isinstance(item, Goodbye):
-            self._close(conn, f"remote said goodbye: {item.reason}", event="connection_lost")
+            self._close(conn, f"remote said goodbye: {item.reason}", event="connection_lost",
+                        relaunching=item.reason == SHUTDOWN_REASON)
         else:
             self._close(conn, f"unexpected {type(item).__name__} after the handshake")
 
@@ -343,6 +365,10 @@ class Gossip(Actor):
         if conn.target is not None:
             self.maker.connected(conn.target, remote.name)
         old = self.by_peer.get(remote.name)
+        if old is not None and old.lingering:
+            # the peer is back: its new connection takes the lingering one's place
+            del self.by_peer[remote.name]
+            old = None
         if conn.loses_to(old, self.me):
             conn.target = None  # the target is settled (connected), not failed
             self._close(conn, DUPLICATE_CONNECTION, goodbye=DUPLICATE_CONNECTION)
@@ -369,6 +395,9 @@ class Gossip(Actor):
         paths = data.get("paths")
         if not isinstance(paths, dict):
             return
+        self._paths_changed(paths)
+
+    def _paths_changed(self, paths: dict[str, Any]) -> None:
         # each event is the forwarder's whole view
         self.path_states = {str(name): str(view.get("state")) for name, view in paths.items()
                             if isinstance(view, dict)}
@@ -406,9 +435,12 @@ class Gossip(Actor):
     # -- closing ----------------------------------------------------------------------------
     def _close(self, conn: SocketConnection, reason: str, *, event: str = "connection_closed",
                goodbye: str | None = None, permanent: bool = False, replaced: bool = False,
-               logged: bool = False) -> None:
+               logged: bool = False, abrupt: bool = False, relaunching: bool = False) -> None:
         """Close one connection and account for it: the topology if it was the peer's link,
-        the ConnectionMaker if it was a dial that did not make it."""
+        the ConnectionMaker if it was a dial that did not make it. ``abrupt``: the TCP
+        connection broke without a goodbye; the peer's link then lingers while its UDP path
+        works (``PeerConnection.linger``). ``relaunching``: it said it is shutting down, so
+        it is redialled quickly (``ConnectionMaker.peer_disconnected``)."""
         if conn.closed:
             return
         if goodbye is not None and conn.phase is not Phase.CONNECTING:
@@ -428,19 +460,34 @@ class Gossip(Actor):
             if replaced:
                 del self.by_peer[remote.name]
                 return  # the new connection's keys replace these in the crypto actor
-            if conn.epoch is not None:
-                self._crypto_request(ForgetKeys(str(remote.name)), conn.epoch)
-            self.log.info("peer_disconnected", remote=str(remote.name),
-                          nickname=remote.nickname, reason=reason)
-            self._gossip(self.router.lost(conn, reason))
+            if abrupt and conn.linger(time.monotonic()):
+                self.log.info("peer_lingering", remote=str(remote.name), reason=reason,
+                              seconds=LINGER)
+                # redial it as if it were gone: it may not be able to dial us (NAT)
+                self.maker.peer_disconnected(remote.name, reason)
+                return
+            self._lose(conn, reason, relaunching)
         elif not conn.established and conn.target is not None:
             self.maker.failed(conn.target, reason, permanent=permanent)
+
+    def _lose(self, conn: SocketConnection, reason: str, relaunching: bool = False) -> None:
+        """The peer's established link is gone for good: its keys, its place in the topology."""
+        remote = conn.remote
+        assert remote is not None
+        if conn.epoch is not None:
+            self._crypto_request(ForgetKeys(str(remote.name)), conn.epoch)
+        self.log.info("peer_disconnected", remote=str(remote.name),
+                      nickname=remote.nickname, reason=reason)
+        self._gossip(self.router.lost(conn, reason, relaunching))
 
     # -- keys in the crypto actor -----------------------------------------------------------
     def _crypto_request(self, req: Install | ForgetKeys, epoch: int | None) -> None:
         self.crypto.send(req, (req.TYPE, req.peer, epoch))
 
     def on_reply(self, env: Envelope) -> None:
+        if self.forwarder.answer(env) is not None:
+            self._on_paths_reply(env)
+            return
         answer = self.crypto.answer(env)
         if answer is None:
             return
@@ -454,6 +501,33 @@ class Gossip(Actor):
             # without keys in the crypto actor no frame can flow: make a new connection
             self._close(conn, f"session keys not installed: {reason}", goodbye=RENEGOTIATE_REASON,
                         event="connection_lost")
+
+    def _on_paths_reply(self, env: Envelope) -> None:
+        """The forwarder's paths at our start: reconnect to the neighbours whose path works
+        before routes are published, and dial them now rather than wait for them to redial."""
+        paths = env.body.get("paths") if env.ok else None
+        if not isinstance(paths, dict):
+            self.router.reconnect_to(())  # no forwarder (yet): nothing to wait for
+            return
+        live = {name: view for name, view in paths.items()
+                if isinstance(view, dict) and view.get("state") == "ok"}
+        try:
+            self.router.reconnect_to(PeerName(name) for name in live)
+        except ValueError:
+            self.router.reconnect_to(())
+        addresses = []
+        for view in live.values():
+            # the address the peer's heartbeats come from; its TCP port is its UDP port (both
+            # are the one `--port` it was launched with) unless NAT mapped it, then the dial
+            # fails once and the peer's own redial reconnects
+            endpoint = parse_ipv4_endpoint(view.get("addr"))
+            if endpoint is not None:
+                addresses.append(format_host_port(*endpoint))
+        if addresses:
+            self.log.info("reconnecting", peers=sorted(live), addresses=addresses)
+            self._add_targets(addresses, Source.DISCOVERED)
+        self._paths_changed(paths)
+        self._publish_routes()
 
     def _renegotiate(self) -> None:
         """The crypto actor restarted empty: every encrypted connection gets fresh keys by being
@@ -473,6 +547,12 @@ class Gossip(Actor):
             expired = conn.expired(now)
             if expired is not None:
                 self._close(conn, expired)
+        for conn in [c for c in self.by_peer.values() if c.lingering]:
+            over = conn.linger_over(now)
+            if over is not None:
+                self._lose(conn, over)
+        if self.router.hold is not None:
+            self._publish_routes()  # released when its time is up
         self.dialer.poll()
         if len(self.conns) < MAX_CONNECTIONS:
             for address in self.maker.due(now):
@@ -486,10 +566,11 @@ class Gossip(Actor):
             else:
                 self._send_body(conn, conn.heartbeat())
 
-    def _publish_routes(self, force: bool = False) -> None:
-        event = self.router.routes_event(force)
+    def _publish_routes(self, force: bool = False) -> dict[str, Any] | None:
+        event = self.router.routes_event(time.monotonic(), force)
         if event is not None:
             self.publish("routes", event)
+        return event
 
     # -- status and shutdown ----------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -497,6 +578,7 @@ class Gossip(Actor):
         connection stands for."""
         now = time.monotonic()
         rows = [c.status_row() for c in sorted(self.conns.values(), key=lambda c: c.address)]
+        rows += [c.status_row() for c in self.by_peer.values() if c.lingering]
         rows += [r.status_row(now) for r in self.refusals.recent(now)]
         rows += [{"address": address, "peer": None, "nickname": None, "state": "connecting",
                   "info": "resolving"} for address in self.dialer.resolving]

@@ -8,6 +8,9 @@ from weavenet.crypto.keys import Password
 from weavenet.mesh.connection import (
     CONNECT_TIMEOUT,
     HANDSHAKE_TIMEOUT,
+    LINGER,
+    LINGER_PATH_DOWN,
+    LINGER_TIMEOUT,
     MAX_OUT_BUFFER,
     REMOTE_RESTARTED,
     SILENCE_TIMEOUT,
@@ -277,3 +280,33 @@ def test_only_the_forwarders_verdicts_change_whether_a_connection_carries_traffi
     row = conn.status_row()
     assert row["state"] == "connected" and "UDP path down" in row["info"]
     assert conn.path_seen("unreachable") is None  # no change, nothing to gossip
+
+
+def established(path: str | None = "ok") -> PeerConnection:
+    conn = connection(ALICE, outbound=True)
+    conn.establish(T0, None)
+    conn.remote = BOB
+    conn.path_seen(path)
+    return conn
+
+
+def test_a_broken_link_whose_udp_path_works_lingers_until_the_peer_is_back_or_time_is_up() -> None:
+    conn = established()
+    assert conn.linger(T0) and conn.lingering
+    assert conn.linger_over(T0 + LINGER - 0.1) is None
+    row = conn.status_row()
+    assert row["state"] == "connected" and "waiting for the peer to reconnect" in row["info"]
+    assert conn.linger_over(T0 + LINGER) == LINGER_TIMEOUT
+
+
+def test_a_lingering_link_is_lost_as_soon_as_its_udp_path_goes_down() -> None:
+    conn = established()
+    conn.linger(T0)
+    conn.path_seen("unreachable")
+    assert conn.linger_over(T0 + 0.1) == LINGER_PATH_DOWN
+
+
+@pytest.mark.parametrize("path", [None, "unreachable"])
+def test_a_broken_link_without_a_working_udp_path_is_lost_at_once(path: str | None) -> None:
+    conn = established(path)
+    assert not conn.linger(T0) and not conn.lingering and conn.linger_over(T0 + 100) is None

@@ -54,6 +54,12 @@ SILENCE_REASON = f"no data for {SILENCE_TIMEOUT:.0f}s"
 MAX_OUT_BUFFER = 2 * MAX_MESSAGE_SIZE
 OUT_BUFFER_FULL = "remote is not reading (send buffer full)"
 REMOTE_RESTARTED = "remote restarted"
+# A peer whose TCP connection broke without a goodbye while its UDP path still answers
+# heartbeats keeps its routes this long: its gossip actor is most likely restarting (a new
+# incarnation redials within a second or two) and its forwarder still carries the frames.
+LINGER = 5.0
+LINGER_PATH_DOWN = "UDP path down while waiting for the peer to reconnect"
+LINGER_TIMEOUT = f"not reconnected within {LINGER:.0f}s"
 
 
 class Phase(enum.Enum):
@@ -97,6 +103,7 @@ class PeerConnection:
     epoch: int | None = None  # the crypto actor holds UDP keys for this connection under it
     data_path: bool = False  # its UDP path answers heartbeats: it may carry traffic
     path_state: str | None = None  # the forwarder's last word on that path
+    linger_until: float | None = None  # TCP gone, routes kept until then (see ``linger``)
 
     # -- phases -------------------------------------------------------------------------------
     def connecting(self, now: float) -> None:
@@ -218,6 +225,29 @@ class PeerConnection:
         self.data_path = up
         return up
 
+    # -- a broken TCP connection whose UDP path works ----------------------------------------------
+    def linger(self, now: float) -> bool:
+        """The TCP connection broke without a goodbye. If this was the peer's established link
+        and its UDP path works, it keeps its place (topology, routes, keys) for ``LINGER``
+        seconds, for the peer to reconnect: True. Otherwise it is lost at once: False."""
+        if not (self.established and self.data_path):
+            return False
+        self.linger_until = now + LINGER
+        return True
+
+    @property
+    def lingering(self) -> bool:
+        return self.linger_until is not None
+
+    def linger_over(self, now: float) -> str | None:
+        """Why a lingering connection is now lost (its path went down, or the peer did not
+        reconnect in time), or None while it may still be replaced by a new one."""
+        if self.linger_until is None:
+            return None
+        if not self.data_path:
+            return LINGER_PATH_DOWN
+        return LINGER_TIMEOUT if now >= self.linger_until else None
+
     # -- status ---------------------------------------------------------------------------------
     def status_row(self) -> dict[str, Any]:
         established = self.established
@@ -230,7 +260,10 @@ class PeerConnection:
                     else self.phase.value,
             "encrypted": self.sealer is not None,
         }
-        if established and not self.data_path:
+        if self.lingering:
+            row["state"] = "connected"  # UDP only, for a few seconds: traffic still flows
+            row["info"] += "; TCP connection lost, UDP path up: waiting for the peer to reconnect"
+        elif established and not self.data_path:
             row["state"] = "connected"  # TCP only: no traffic goes this way
             row["info"] += "; " + (PATH_DOWN_REASON if self.path_state == PATH_DOWN
                                    else "waiting for UDP heartbeats to be answered")
