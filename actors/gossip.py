@@ -16,8 +16,11 @@ Encryption (``launch.encryption``): at setup the stretched password comes from t
 ("secret.get", answered only to gossip). Every connection gets a fresh ``KeyExchange``; the
 handshake checks both sides agree and exchanges password proofs; then the TCP stream is sealed
 and the connection's UDP keys go to the crypto actor ("crypto.install" through the supervisor,
-"crypto.forget" when the connection goes). A restarted crypto actor has no keys, so every
-encrypted connection is then closed and re-made: fresh exchanges, fresh keys, no nonce reused.
+"crypto.forget" when the connection goes). A restarted crypto actor has lost its keys, its
+sealers' counters and its replay windows: every encrypted connection then moves to fresh UDP keys
+without being remade (a random salt sent sealed in a ``Rekey`` message, folded into the keys on
+both ends, ``weavenet.crypto.keys.rekeyed_udp_keys``), so no nonce is reused and no replay
+accepted, and traffic resumes as soon as the keys are installed.
 
 The protocol is sans-IO in weavenet.mesh: ``router`` (topology, routes, connection maker, gossip
 rules), ``connection`` (one connection's decoder, handshake, out-buffer), ``refusals``; this
@@ -32,6 +35,7 @@ the decoder refused ("refused_records").
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import sys
@@ -40,7 +44,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from weavenet.crypto.keys import Password
+from weavenet.crypto.keys import REKEY_SALT_SIZE, Password
 from weavenet.crypto.protocol import ForgetKeys, Install
 from weavenet.dataplane.resync import PathsQuery, RoutesQuery
 from weavenet.mesh import peerlist
@@ -72,8 +76,10 @@ from weavenet.mesh.wire import (
     Heartbeat,
     Message,
     ProtocolHeader,
+    Rekey,
     TopologyUpdate,
     WireError,
+    encode_body,
 )
 from weavenet.runtime import tcp
 from weavenet.runtime.actor import Actor, handles, main
@@ -100,7 +106,7 @@ ACCEPTS_PER_WAKEUP = 64
 MAX_CONNECTIONS = 512  # handshaking and established together; more are refused at accept
 SHUTDOWN_REASON = "peer shutting down"
 SECRET_TIMEOUT = 5.0  # waiting for the supervisor's answer to "secret.get" at setup
-RENEGOTIATE_REASON = "crypto actor restarted; renegotiating keys"
+KEYS_NOT_INSTALLED = "session keys not installed"
 # After a restart, routes are held until the neighbours whose UDP path works are routed to again
 # (see weavenet.mesh.router.RouteHold), at most this long: the remote side keeps our routes as
 # long (weavenet.mesh.connection.LINGER).
@@ -142,7 +148,7 @@ class Gossip(Actor):
         self.add_reader(self.listener.fileno(), self._accept)
 
         self.events = on_ready(self, {"forwarder": lambda: self._publish_routes(force=True),
-                                      "crypto": self._renegotiate})
+                                      "crypto": self._rekey_all})
         # A restart of this actor: the forwarder still forwards on our previous incarnation's
         # routes. Ask it which neighbours' paths work; publish no routes until they are
         # reconnected (weavenet.mesh.router.RouteHold), so a gossip restart costs no traffic.
@@ -332,6 +338,8 @@ class Gossip(Actor):
             self._on_gossip(conn, item.records)
         elif isinstance(item, Heartbeat):
             pass  # last_rx is already updated; UDP path state is the forwarder's
+        elif isinstance(item, Rekey) and conn.udp_keys is not None:
+            self._install_keys(conn, conn.rekey(item.salt))
         elif isinstance(item, Goodbye):
             self._close(conn, f"remote said goodbye: {item.reason}", event="connection_lost",
                         relaunching=item.reason == SHUTDOWN_REASON)
@@ -377,12 +385,9 @@ class Gossip(Actor):
             # The peer stays connected throughout: the new connection takes over the old one.
             reason = conn.replaces_reason(old)
             self._close(old, reason, goodbye=reason, replaced=True)
-        epoch = None
-        if acc.keys is not None:
-            epoch = acc.connection_id
-            self._crypto_request(Install(str(remote.name), epoch, acc.keys.udp_send,
-                                         acc.keys.udp_recv), epoch)
-        conn.establish(time.monotonic(), epoch)
+        conn.establish(time.monotonic(), acc.connection_id if acc.keys is not None else None)
+        if conn.udp_keys is not None:
+            self._install_keys(conn, conn.udp_keys)
         self.refusals.forget(conn.host, str(remote.name))
         self.log.info("peer_connected", remote=str(remote.name), nickname=remote.nickname,
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
@@ -499,7 +504,7 @@ class Gossip(Actor):
         conn = self.by_peer.get(PeerName(peer))
         if type_ == Install.TYPE and conn is not None and conn.epoch == epoch:
             # without keys in the crypto actor no frame can flow: make a new connection
-            self._close(conn, f"session keys not installed: {reason}", goodbye=RENEGOTIATE_REASON,
+            self._close(conn, f"{KEYS_NOT_INSTALLED}: {reason}", goodbye=KEYS_NOT_INSTALLED,
                         event="connection_lost")
 
     def _on_paths_reply(self, env: Envelope) -> None:
@@ -529,16 +534,20 @@ class Gossip(Actor):
         self._paths_changed(paths)
         self._publish_routes()
 
-    def _renegotiate(self) -> None:
-        """The crypto actor restarted empty: every encrypted connection gets fresh keys by being
-        closed and re-made (both ends redial after a short random delay). Without encryption
-        there is none."""
-        conns = [c for c in self.by_peer.values() if c.sealer is not None]
+    def _install_keys(self, conn: SocketConnection, keys: tuple[bytes, bytes]) -> None:
+        assert conn.remote is not None and conn.epoch is not None
+        self._crypto_request(Install(str(conn.remote.name), conn.epoch, *keys), conn.epoch)
+
+    def _rekey_all(self) -> None:
+        """The crypto actor restarted empty: every encrypted connection moves to fresh UDP keys,
+        here and (told by a ``Rekey``) at the remote. Without encryption there is none."""
+        conns = [c for c in self.by_peer.values() if c.udp_keys is not None and not c.closed]
         if conns:
-            self.log.info("renegotiating_keys", connections=len(conns))
+            self.log.info("rekeying", connections=len(conns))
         for conn in conns:
-            self._close(conn, RENEGOTIATE_REASON, goodbye=RENEGOTIATE_REASON,
-                        event="connection_lost")
+            salt = os.urandom(REKEY_SALT_SIZE)
+            self._install_keys(conn, conn.rekey(salt))
+            self._send_body(conn, encode_body(Rekey(salt)))
 
     # -- timers -----------------------------------------------------------------------------
     def _tick(self) -> None:

@@ -310,3 +310,24 @@ def test_a_lingering_link_is_lost_as_soon_as_its_udp_path_goes_down() -> None:
 def test_a_broken_link_without_a_working_udp_path_is_lost_at_once(path: str | None) -> None:
     conn = established(path)
     assert not conn.linger(T0) and not conn.lingering and conn.linger_over(T0 + 100) is None
+
+
+def test_rekeys_that_cross_on_the_wire_leave_both_ends_with_mirrored_fresh_keys() -> None:
+    a = connection(ALICE, outbound=True, password=PW)
+    b = connection(BOB, outbound=False, password=PW)
+    handshake(a, b)
+    assert a.udp_keys is not None and b.udp_keys is not None
+    first = a.udp_keys
+    salt_a, salt_b = b"a" * 32, b"b" * 32
+    a.rekey(salt_a)  # both crypto actors restarted at once: each side sends a salt
+    b.rekey(salt_b)
+    a_keys, b_keys = a.rekey(salt_b), b.rekey(salt_a)  # then each gets the other's
+    assert a_keys == (b_keys[1], b_keys[0])
+    assert not set(a_keys) & set(first)  # no key is used again
+
+
+def test_a_clear_connection_has_no_keys_to_rekey() -> None:
+    a, b = connection(ALICE, outbound=True), connection(BOB, outbound=False)
+    handshake(a, b)
+    with pytest.raises(ValueError):
+        a.rekey(b"a" * 32)

@@ -19,7 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from weavenet.crypto.keys import KeyExchange, Password
+from weavenet.crypto.keys import (
+    REKEY_SALT_SIZE,
+    KeyExchange,
+    Password,
+    combine_salts,
+    rekeyed_udp_keys,
+)
 from weavenet.crypto.seal import StreamSealer
 from weavenet.mesh.handshake import (
     DUPLICATE_CONNECTION,
@@ -104,6 +110,9 @@ class PeerConnection:
     data_path: bool = False  # its UDP path answers heartbeats: it may carry traffic
     path_state: str | None = None  # the forwarder's last word on that path
     linger_until: float | None = None  # TCP gone, routes kept until then (see ``linger``)
+    # the handshake's UDP keys (send, receive) and the combined salt of the re-keys since
+    udp_keys: tuple[bytes, bytes] | None = field(default=None, repr=False)
+    rekey_salt: bytes = field(default=bytes(REKEY_SALT_SIZE), repr=False)
 
     # -- phases -------------------------------------------------------------------------------
     def connecting(self, now: float) -> None:
@@ -125,6 +134,7 @@ class PeerConnection:
         if accepted.keys is not None:
             self.sealer = accepted.keys.stream_sealer()
             self.decoder.open_with(accepted.keys.stream_opener().open)
+            self.udp_keys = (accepted.keys.udp_send, accepted.keys.udp_recv)
 
     def establish(self, now: float, epoch: int | None) -> None:
         self.phase = Phase.ESTABLISHED
@@ -224,6 +234,16 @@ class PeerConnection:
             return None
         self.data_path = up
         return up
+
+    # -- re-keying the UDP path ------------------------------------------------------------------
+    def rekey(self, salt: bytes) -> tuple[bytes, bytes]:
+        """Fold a re-key salt (ours, sent in a ``Rekey``, or the remote's) into the connection's
+        UDP keys; the new (send, receive) keys, for the crypto actor. Both ends fold in the same
+        salts in whatever order, so they end with mirrored keys."""
+        if self.udp_keys is None:
+            raise ValueError("a connection without encryption has no keys to re-key")
+        self.rekey_salt = combine_salts(self.rekey_salt, salt)
+        return rekeyed_udp_keys(*self.udp_keys, self.rekey_salt)
 
     # -- a broken TCP connection whose UDP path works ----------------------------------------------
     def linger(self, now: float) -> bool:
