@@ -1,7 +1,10 @@
 """weave-supervisor: the router's root process.
 
-It spawns the actors (netconf, capture, crypto, forwarder, gossip) as separate processes, in
-that order, each after the previous said ``actor.ready``; watches their heartbeats; restarts a
+It spawns the actors (netconf, capture, crypto, forwarder, gossip) as separate processes:
+netconf first (the bridge and the TAP the others use), the others together once it said
+``actor.ready`` (each copes with a neighbour that is not up yet: ZeroMQ connects before the
+other side binds, and gossip and the forwarder ask each other for their state when the other
+becomes ready), so a launch takes two start-up times, not five; watches their heartbeats; restarts a
 crashed or silent actor under a RestartPolicy; owns the CLI's control socket and the single
 event PUB socket. Kernel state (bridge, veths, addresses) belongs to no process, so nothing
 here tears it down: a restart of any actor, or of the whole router, leaves containers alone.
@@ -44,7 +47,8 @@ from weavenet.runtime.launch import LaunchConfig
 from weavenet.runtime.request import Request, UsageError
 from weavenet.runtime.restart import RestartPolicy, RestartSettings
 
-ACTOR_ORDER = ("netconf", "capture", "crypto", "forwarder", "gossip")
+ACTOR_ORDER = ("netconf", "capture", "crypto", "forwarder", "gossip")  # stopped in reverse
+START_STAGES = (("netconf",), ("capture", "crypto", "forwarder", "gossip"))
 READY_TIMEOUT = 20.0
 HEARTBEAT_TIMEOUT = 6.0
 REQUEST_TIMEOUT = 15.0
@@ -108,7 +112,7 @@ class Supervisor:
         self.log = log.configure(actor="supervisor", inc=self.inc, state_dir=self.state_dir,
                                  debug=config.debug, stderr=config.foreground)
         self.actors = {n: ActorProc(n, RestartPolicy(settings)) for n in ACTOR_ORDER}
-        self.start_queue = list(ACTOR_ORDER)
+        self.start_queue = [list(stage) for stage in START_STAGES]
         self.pending: dict[str, Pending] = {}
         self.stopping = False
         self.ctx = zmq.Context()
@@ -174,8 +178,9 @@ class Supervisor:
             self.log.error("actor_failed", name=a.name, reason=reason,
                            restarts=a.policy.restarts)
             self.emit("actor.failed", {"name": a.name, "reason": reason})
-            if a.name in self.start_queue:
-                self.start_queue.remove(a.name)
+            for stage in self.start_queue:
+                if a.name in stage:
+                    stage.remove(a.name)
             return
         a.state = "restarting"
         a.restart_at = time.monotonic() + delay
@@ -206,9 +211,10 @@ class Supervisor:
                 self.spawn(a)
         # Ordered first start: the next actor starts once the previous one is ready.
         if self.start_queue and not any(a.state == "starting" for a in self.actors.values()):
-            a = self.actors[self.start_queue.pop(0)]
-            if a.state == "stopped":
-                self.spawn(a)
+            for name in self.start_queue.pop(0):
+                a = self.actors[name]
+                if a.state == "stopped":
+                    self.spawn(a)
 
     # -- messages ---------------------------------------------------------------------------
     def on_actor_message(self) -> None:

@@ -117,10 +117,11 @@ class ForwarderActor(Actor):
         self.add_reader(self.udp.fileno(), self._on_udp)
         self.add_reader(self.frames_out, self._on_captured)
         # A restarted gossip knows nothing of the paths: tell it now, not at the next change.
-        self.ready_events = on_ready(self, {"gossip": self._republish_paths})
-        # After a restart: the routes now, not at gossip's next event (see resync).
+        # After a restart: the routes now, not at gossip's next event (see resync); and again
+        # when gossip comes up (it may start after us).
         self.gossip: Relay[None] = Relay(self, "gossip")
         self.gossip.send(RoutesQuery(), None)
+        self.ready_events = on_ready(self, {"gossip": self._gossip_ready})
         self.every(HEARTBEAT_INTERVAL, self._heartbeats, first=0.0)
         self.every(PMTU_POLL, self._poll_pmtu)
         self.every(STATS_INTERVAL, self._stats)
@@ -375,9 +376,11 @@ class ForwarderActor(Actor):
             self.publish("paths", {"paths": view})
             self.log.info("paths_changed", paths=view)
 
-    def _republish_paths(self) -> None:
+    def _gossip_ready(self) -> None:
+        """A (re)started gossip: tell it the paths, ask it for the routes."""
         self.published_paths = None
         self._publish_paths(time.monotonic())
+        self.gossip.send(RoutesQuery(), None)
 
     def _stats(self) -> None:
         snap = self.counters.snapshot()

@@ -250,15 +250,21 @@ class ConnectionMaker:
         self._connected_peers.discard(peer)
         now = self._clock()
         for target in self._targets.values():
-            if target.peer == peer and target.state is TargetState.CONNECTED:
+            if target.peer != peer:
+                continue
+            if relaunching:  # a dial in progress that fails is retried quickly too
+                target.quick_until = now + QUICK_FOR
+            # a WAITING one was not dialled while another connection (inbound) reached the
+            # peer: it is due already, unless the peer is relaunching (then: not before it
+            # listens again)
+            if target.state is TargetState.CONNECTED or (
+                    relaunching and target.state is TargetState.WAITING):
                 target.state = TargetState.WAITING
                 target.last_error = reason
                 target.interval = 0.0
-                target.next_try = now + self._jitter(self.initial_interval)
+                target.next_try = now + (QUICK_RETRY if relaunching
+                                         else self._jitter(self.initial_interval))
                 target.since = now
-                if relaunching:
-                    target.quick_until = now + QUICK_FOR
-                    target.next_try = now + QUICK_RETRY
 
     def _reset(self, target: Target, now: float) -> None:
         target.state = TargetState.WAITING
