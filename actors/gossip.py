@@ -41,6 +41,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ from weavenet.dataplane.resync import PathsQuery, RoutesQuery
 from weavenet.mesh import peerlist
 from weavenet.mesh.admission import Admission, RefusalLog
 from weavenet.mesh.connection import (
+    DIALBACK_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     LINGER,
     OUT_BUFFER_FULL,
@@ -144,6 +146,9 @@ class Gossip(Actor):
         self.crypto: Relay[tuple[str, str, int | None]] = Relay(self, "crypto")
         self.conns: dict[int, SocketConnection] = {}
         self.dialer = tcp.Dialer(self._dialed, self._dial_failed)
+        # whether inbound peers can be dialled back (status: inbound-only); blocking connects
+        self.dialbacks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dialback")
+        self.pending_dialbacks: dict[Future[bool], SocketConnection] = {}
         self.listener = tcp.listen(self.port)
         self.add_reader(self.listener.fileno(), self._accept)
 
@@ -392,6 +397,10 @@ class Gossip(Actor):
         self.log.info("peer_connected", remote=str(remote.name), nickname=remote.nickname,
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
                       udp=conn.udp, encrypted=conn.sealer is not None)
+        if conn.dialback_address is not None:
+            future = self.dialbacks.submit(tcp.can_connect, conn.dialback_address,
+                                           DIALBACK_TIMEOUT)
+            self.pending_dialbacks[future] = conn
         conn.path_seen(self.path_states.get(str(remote.name)))
         self._gossip(self.router.established(conn, conn.data_path))
 
@@ -563,6 +572,13 @@ class Gossip(Actor):
         if self.router.hold is not None:
             self._publish_routes()  # released when its time is up
         self.dialer.poll()
+        for future in [f for f in self.pending_dialbacks if f.done()]:
+            conn = self.pending_dialbacks.pop(future)
+            conn.dialback = future.result()
+            if not conn.dialback and not conn.closed:
+                self.log.info("peer_inbound_only", address=conn.dialback_address,
+                              remote=str(conn.remote.name) if conn.remote else None,
+                              reason="cannot dial it back (behind NAT or a firewall?)")
         if len(self.conns) < MAX_CONNECTIONS:
             for address in self.maker.due(now):
                 self.dialer.dial(address)
@@ -604,6 +620,7 @@ class Gossip(Actor):
         self.conns.clear()
         self.listener.close()
         self.dialer.close()
+        self.dialbacks.shutdown(wait=False, cancel_futures=True)
 
 
 if __name__ == "__main__":

@@ -331,3 +331,16 @@ def test_a_clear_connection_has_no_keys_to_rekey() -> None:
     handshake(a, b)
     with pytest.raises(ValueError):
         a.rekey(b"a" * 32)
+
+
+def test_an_inbound_link_whose_peer_cannot_be_dialled_back_is_inbound_only() -> None:
+    a, b = connection(ALICE, outbound=True), connection(BOB, outbound=False)
+    handshake(a, b)
+    b.udp = "198.18.0.1:6783"  # the remote's address with the port it said it listens on
+    assert a.dialback_address is None and b.dialback_address == "198.18.0.1:6783"
+    b.path_seen("ok")
+    assert b.status_row()["info"] == "inbound"  # not known yet
+    b.dialback = True
+    assert b.status_row()["info"] == "inbound"
+    b.dialback = False
+    assert b.status_row()["info"] == "inbound-only"

@@ -196,3 +196,14 @@ def test_a_reset_connection_is_a_stream_error(listener: socket.socket) -> None:
     with pytest.raises(tcp.StreamError, match="receive failed: "):
         list(stream.reads(4, 8))
     stream.close()
+
+
+def test_can_connect_says_whether_a_port_takes_connections(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    assert tcp.can_connect(f"127.0.0.1:{port}", 2.0)
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    closed_port = free.getsockname()[1]
+    free.close()  # nobody listens there now
+    assert not tcp.can_connect(f"127.0.0.1:{closed_port}", 2.0)
+    assert not tcp.can_connect("not an address", 2.0)

@@ -66,6 +66,9 @@ REMOTE_RESTARTED = "remote restarted"
 LINGER = 5.0
 LINGER_PATH_DOWN = "UDP path down while waiting for the peer to reconnect"
 LINGER_TIMEOUT = f"not reconnected within {LINGER:.0f}s"
+# An inbound connection's peer is dialled back once (a bare TCP connect to the port it listens
+# on, closed at once): a peer behind NAT cannot be, and status says the link is inbound-only.
+DIALBACK_TIMEOUT = 3.0
 
 
 class Phase(enum.Enum):
@@ -110,6 +113,7 @@ class PeerConnection:
     data_path: bool = False  # its UDP path answers heartbeats: it may carry traffic
     path_state: str | None = None  # the forwarder's last word on that path
     linger_until: float | None = None  # TCP gone, routes kept until then (see ``linger``)
+    dialback: bool | None = None  # inbound: whether we could dial the peer back (None: unknown)
     # the handshake's UDP keys (send, receive) and the combined salt of the re-keys since
     udp_keys: tuple[bytes, bytes] | None = field(default=None, repr=False)
     rekey_salt: bytes = field(default=bytes(REKEY_SALT_SIZE), repr=False)
@@ -235,6 +239,12 @@ class PeerConnection:
         self.data_path = up
         return up
 
+    @property
+    def dialback_address(self) -> str | None:
+        """Where to dial an inbound connection's peer back: the address it came from with the
+        port it listens on (its UDP port is its TCP port); None for an outbound one."""
+        return None if self.outbound else self.udp
+
     # -- re-keying the UDP path ------------------------------------------------------------------
     def rekey(self, salt: bytes) -> tuple[bytes, bytes]:
         """Fold a re-key salt (ours, sent in a ``Rekey``, or the remote's) into the connection's
@@ -276,8 +286,9 @@ class PeerConnection:
             "peer": str(self.remote.name) if self.remote else None,
             "nickname": self.remote.nickname if self.remote else None,
             "state": "established" if established else "connecting",
-            "info": ("outbound" if self.outbound else "inbound") if established
-                    else self.phase.value,
+            "info": ("outbound" if self.outbound
+                     else "inbound-only" if self.dialback is False else "inbound")
+                    if established else self.phase.value,
             "encrypted": self.sealer is not None,
         }
         if self.lingering:

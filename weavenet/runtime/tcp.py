@@ -34,6 +34,17 @@ def connect_failure(err: int) -> str:
     return f"connect: {errno.errorcode.get(err, err)}"
 
 
+def can_connect(address: str, timeout: float) -> bool:
+    """Whether a TCP connect to ``address`` (``ip:port``) succeeds within ``timeout``; the
+    connection is closed at once. Blocking: run it off the loop (a thread pool)."""
+    try:
+        host, port = parse_host_port(address)
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def listen(port: int, backlog: int = 128) -> socket.socket:
     """A non-blocking listener on every IPv4 address of ``port``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
