@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support import (  # noqa: E402
-    GapPinger,
-    actor,
+    disruption_gap,
     eventually_pings,
-    wait_for,
+    kill_actor,
     weave,
     weave_result,
 )
@@ -55,32 +54,15 @@ def disrupt(lab: Lab, host: Host, what: str, password: str | None) -> None:
     if what == RESTART:
         weave(host, "stop")
         weave(host, *launch_args(lab, host, password))
-        return
-    pid = actor(host, what)["pid"]
-    os.kill(pid, signal.SIGKILL)  # a process of the lab's router, started by this script
-    wait_for(lambda: (a := actor(host, what))["state"] == "running" and a["pid"] != pid, 20,
-             f"{host.name}'s {what} actor to be back")
-
-
-def measure(lab: Lab, c1: str, host: Host, what: str, password: str | None,
-            timeout: float) -> float:
-    with GapPinger(lab.hosts[0], c1, "10.0.1.2") as ping:
-        wait_for(lambda: ping.steady_since(0, 1.0), 20, "a steady ping before the disruption")
-        start = time.time()
-        disrupt(lab, host, what, password)
-        try:
-            wait_for(lambda: ping.steady_since(start, STEADY), timeout,
-                     "a steady ping after the disruption")
-        except AssertionError:
-            return timeout
-        return ping.longest_gap(start)
+    else:
+        kill_actor(host, what)  # a process of the lab's router, started by this script
 
 
 def run(lab: Lab, modes: list[str], on: list[Host], rounds: int,
         timeout: float) -> list[dict[str, Any]]:
     h1, h2 = lab.hosts
     rows: list[dict[str, Any]] = []
-    c1 = ""
+    c1 = ""  # host1's container; the ping goes from it to host2's
     for mode in modes:
         password = PASSWORD if mode == "password" else None
         for h in lab.hosts:
@@ -92,7 +74,9 @@ def run(lab: Lab, modes: list[str], on: list[Host], rounds: int,
         eventually_pings(h1, c1, "10.0.1.2", timeout=60)
         for host in on:
             for what in (*ACTORS, RESTART):
-                gaps = [measure(lab, c1, host, what, password, timeout) for _ in range(rounds)]
+                act = partial(disrupt, lab, host, what, password)
+                gaps = [disruption_gap(h1, c1, "10.0.1.2", act, STEADY, timeout)
+                        for _ in range(rounds)]
                 row = {"mode": mode, "host": host.name, "disruption": what,
                        "gaps_s": [round(g, 2) for g in gaps]}
                 print(f"{mode:9} {host.name:6} {what:12} longest gap "

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -197,6 +199,15 @@ def actor_status(host: LabHost, name: str) -> dict[str, Any]:
     return actor(host, name).get("status") or {}
 
 
+def kill_actor(host: LabHost, name: str) -> None:
+    """`kill -9` one actor of the host's router (a process the test started) and wait until
+    the supervisor has it running again."""
+    before = actor(host, name)["pid"]
+    os.kill(before, signal.SIGKILL)
+    wait_for(lambda: (a := actor(host, name))["state"] == "running"
+             and a["pid"] not in (None, before), 20, f"{host.name}'s {name} to be restarted")
+
+
 def log_events(host: LabHost, *events: str, of: str | None = None) -> list[dict[str, Any]]:
     """The host's log records with one of `events`, optionally only actor `of`'s, in order."""
     out = []
@@ -269,3 +280,21 @@ class GapPinger:
                 break
             start = a
         return times[-1] - start >= seconds
+
+
+def disruption_gap(host: LabHost, container: str, ip: str, disrupt: Callable[[], object],
+                   steady: float = 2.0, timeout: float = 15.0) -> float:
+    """What `disrupt()` costs a 50 ms ping from `container` (on `host`) to `ip`: the longest
+    gap between two replies, from just before the disruption until the ping has been steady
+    for `steady` seconds again (`timeout` at most after the disruption: then the gap is
+    reported as `timeout`)."""
+    with GapPinger(host, container, ip) as ping:
+        wait_for(lambda: ping.steady_since(0, 1.0), 20, "a steady ping before the disruption")
+        start = time.time()
+        disrupt()
+        try:
+            wait_for(lambda: ping.steady_since(start, steady), timeout,
+                     "a steady ping after the disruption")
+        except AssertionError:
+            return timeout
+        return ping.longest_gap(start)
