@@ -10,7 +10,16 @@ blocked or cut is routed around (``weavenet.mesh.router.Router.data_path``).
 
 Publishes the event "routes" (``weavenet.mesh.routes.forwarder_snapshot`` plus a version; the
 forwarder subscribes) on change, every 2 s as a backstop, and when the forwarder says it is
-ready. Handles the requests "connect" and "forget" ({"peers": [addr, ...]}).
+ready. Handles the requests "connect" and "forget" ({"peers": [addr, ...]}) and the forwarder's
+"routes.get" (``weavenet.dataplane.resync``).
+
+Restarts cost little traffic: at start it asks the forwarder for its paths ("paths.get") and
+holds its routes back until the neighbours whose path works are routed to again (dialling them
+at once), so the forwarder keeps the previous incarnation's routes meanwhile; a peer's TCP
+connection that breaks without a goodbye while its UDP path works lingers (routes and keys
+kept) for the peer to reconnect (``weavenet.mesh.connection.PeerConnection.linger``); a peer
+that says it is shutting down is redialled quickly. An inbound peer is dialled back once (a bare
+TCP connect, off the loop): when that fails, status calls the connection inbound-only.
 
 Encryption (``launch.encryption``): at setup the stretched password comes from the supervisor
 ("secret.get", answered only to gossip). Every connection gets a fresh ``KeyExchange``; the
@@ -41,7 +50,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,9 +154,8 @@ class Gossip(Actor):
         self.crypto: Relay[tuple[str, str, int | None]] = Relay(self, "crypto")
         self.conns: dict[int, SocketConnection] = {}
         self.dialer = tcp.Dialer(self._dialed, self._dial_failed)
-        # whether inbound peers can be dialled back (status: inbound-only); blocking connects
-        self.dialbacks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dialback")
-        self.pending_dialbacks: dict[Future[bool], SocketConnection] = {}
+        # whether inbound peers can be dialled back (status: inbound-only)
+        self.dialbacks: tcp.Probes[SocketConnection] = tcp.Probes(DIALBACK_TIMEOUT)
         self.listener = tcp.listen(self.port)
         self.add_reader(self.listener.fileno(), self._accept)
 
@@ -398,9 +405,7 @@ class Gossip(Actor):
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
                       udp=conn.udp, encrypted=conn.sealer is not None)
         if conn.dialback_address is not None:
-            future = self.dialbacks.submit(tcp.can_connect, conn.dialback_address,
-                                           DIALBACK_TIMEOUT)
-            self.pending_dialbacks[future] = conn
+            self.dialbacks.probe(conn.dialback_address, conn)
         conn.path_seen(self.path_states.get(str(remote.name)))
         self._gossip(self.router.established(conn, conn.data_path))
 
@@ -572,10 +577,9 @@ class Gossip(Actor):
         if self.router.hold is not None:
             self._publish_routes()  # released when its time is up
         self.dialer.poll()
-        for future in [f for f in self.pending_dialbacks if f.done()]:
-            conn = self.pending_dialbacks.pop(future)
-            conn.dialback = future.result()
-            if not conn.dialback and not conn.closed:
+        for conn, reachable in self.dialbacks.done():
+            conn.dialback = reachable
+            if not reachable and not conn.closed:
                 self.log.info("peer_inbound_only", address=conn.dialback_address,
                               remote=str(conn.remote.name) if conn.remote else None,
                               reason="cannot dial it back (behind NAT or a firewall?)")
@@ -620,7 +624,7 @@ class Gossip(Actor):
         self.conns.clear()
         self.listener.close()
         self.dialer.close()
-        self.dialbacks.shutdown(wait=False, cancel_futures=True)
+        self.dialbacks.close()
 
 
 if __name__ == "__main__":
