@@ -1,7 +1,10 @@
 """weave-supervisor: the router's root process.
 
-It spawns the actors (netconf, capture, crypto, forwarder, gossip) as separate processes, in
-that order, each after the previous said ``actor.ready``; watches their heartbeats; restarts a
+It spawns the actors (netconf, capture, crypto, forwarder, gossip) as separate processes:
+netconf first (the bridge and the TAP the others use), the others together once it said
+``actor.ready`` (each copes with a neighbour that is not up yet: ZeroMQ connects before the
+other side binds, and gossip and the forwarder ask each other for their state when the other
+becomes ready), so a launch takes two start-up times, not five; watches their heartbeats; restarts a
 crashed or silent actor under a RestartPolicy; owns the CLI's control socket and the single
 event PUB socket. Kernel state (bridge, veths, addresses) belongs to no process, so nothing
 here tears it down: a restart of any actor, or of the whole router, leaves containers alone.
@@ -28,9 +31,11 @@ leaves no zombies, and it stops its actors on SIGTERM (`docker stop`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,7 +59,8 @@ from weavenet.runtime.request import Request, UsageError
 from weavenet.runtime.restart import RestartPolicy, RestartSettings
 from weavenet.web.server import StatusServer
 
-ACTOR_ORDER = ("netconf", "capture", "crypto", "forwarder", "gossip")
+ACTOR_ORDER = ("netconf", "capture", "crypto", "forwarder", "gossip")  # stopped in reverse
+START_STAGES = (("netconf",), ("capture", "crypto", "forwarder", "gossip"))
 READY_TIMEOUT = 20.0
 HEARTBEAT_TIMEOUT = 6.0
 HTTP_STATUS_TIMEOUT = 5.0  # an HTTP request waiting for the control socket's status answer
@@ -122,7 +128,7 @@ class Supervisor:
         self.log = log.configure(actor="supervisor", inc=self.inc, state_dir=self.state_dir,
                                  debug=config.debug, stderr=config.foreground)
         self.actors = {n: ActorProc(n, RestartPolicy(settings)) for n in ACTOR_ORDER}
-        self.start_queue = list(ACTOR_ORDER)
+        self.start_queue = [list(stage) for stage in START_STAGES]
         self.pending: dict[str, Pending] = {}
         self.stopping = False
         self.ctx = zmq.Context()
@@ -206,8 +212,9 @@ class Supervisor:
             self.log.error("actor_failed", name=a.name, reason=reason,
                            restarts=a.policy.restarts)
             self.emit("actor.failed", {"name": a.name, "reason": reason})
-            if a.name in self.start_queue:
-                self.start_queue.remove(a.name)
+            for stage in self.start_queue:
+                if a.name in stage:
+                    stage.remove(a.name)
             return
         a.state = "restarting"
         a.restart_at = time.monotonic() + delay
@@ -253,9 +260,10 @@ class Supervisor:
                 self.spawn(a)
         # Ordered first start: the next actor starts once the previous one is ready.
         if self.start_queue and not any(a.state == "starting" for a in self.actors.values()):
-            a = self.actors[self.start_queue.pop(0)]
-            if a.state == "stopped":
-                self.spawn(a)
+            for name in self.start_queue.pop(0):
+                a = self.actors[name]
+                if a.state == "stopped":
+                    self.spawn(a)
 
     # -- messages ---------------------------------------------------------------------------
     def on_actor_message(self) -> None:
@@ -438,20 +446,41 @@ class Supervisor:
         poller = zmq.Poller()
         poller.register(self.ctl, zmq.POLLIN)
         poller.register(self.bus, zmq.POLLIN)
+        # A dead actor is noticed at once, not at the next poll timeout: SIGCHLD writes a byte
+        # (set_wakeup_fd) that wakes the poll; every moment the actor is down costs traffic.
+        wake_r, wake_w = socket.socketpair()
+        for s in (wake_r, wake_w):
+            s.setblocking(False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        poller.register(wake_r.fileno(), zmq.POLLIN)
         try:
             while not self.stopping:
-                for sock, _ in poller.poll(100):
+                for sock, _ in poller.poll(self._poll_timeout()):
                     if sock is self.ctl:
                         self.on_ctl()
-                    else:
+                    elif sock is self.bus:
                         self.on_actor_message()
+                    else:
+                        with contextlib.suppress(BlockingIOError):
+                            wake_r.recv(4096)
                 self.reap()
                 self.reap_orphans()
                 self.schedule()
                 self.expire_pending()
         finally:
+            signal.set_wakeup_fd(-1)
+            wake_r.close()
+            wake_w.close()
             self.shutdown()
         return 0
+
+    def _poll_timeout(self) -> float:
+        """Milliseconds until the next restart is due, at most 100 (the housekeeping tick)."""
+        due = [a.restart_at for a in self.actors.values() if a.restart_at is not None]
+        if not due:
+            return 100.0
+        return max(0.0, min(100.0, (min(due) - time.monotonic()) * 1000))
 
     def _on_signal(self, *_: Any) -> None:
         self.stopping = True

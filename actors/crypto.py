@@ -23,7 +23,9 @@ Bus requests (from gossip, through the supervisor; specified in ``weavenet.crypt
 
 The keys themselves live in a ``weavenet.crypto.keyring.KeyRing``; this module is its I/O.
 Keys live only in this process's memory and are never logged; a restarted crypto actor starts
-empty and gossip renegotiates when the supervisor announces ``actor.ready`` for "crypto".
+empty, and when the supervisor announces ``actor.ready`` for "crypto" gossip moves every
+encrypted connection to fresh keys (a re-key, ``weavenet.crypto.keys.rekeyed_udp_keys``) and
+installs them: the connections stay up.
 Status: {"peers": n, "counters": {"sealed", "opened", "no_keys", "forged", "replayed",
 "malformed", "exhausted", "bad_request", "reply_dropped"}}. Per-datagram logs only with --debug.
 """

@@ -9,10 +9,12 @@ Sockets:
 * PUSH ``Endpoints.frames_in``: batches of frames for capture to inject on our bridge.
 * SUB ``Endpoints.events``, topic "routes": the gossip actor's routes
   (:mod:`weavenet.dataplane.route_update`), and "actor.ready" (a restarted gossip is told the
-  paths at once). Publishes "paths" (each neighbour's UDP path: ok, probing or unreachable, PMTU)
-  on change: gossip lets a connection carry traffic only while its path is ok. A control
-  datagram (heartbeat, PMTU probe, frag test, acks) counts only if tagged with the control keys
-  of our TCP connection to its sender, which the routes event carries
+  paths at once). At start it asks gossip for the routes ("routes.get",
+  :mod:`weavenet.dataplane.resync`) rather than wait for the next event; it answers gossip's
+  "paths.get" with its paths. Publishes "paths" (each neighbour's UDP path: ok, probing or
+  unreachable, PMTU) on change: gossip lets a connection carry traffic only while its path is
+  ok. A control datagram (heartbeat, PMTU probe, frag test, acks) counts only if tagged with
+  the control keys of our TCP connection to its sender, which the routes event carries
   (:mod:`weavenet.dataplane.control_auth`): others are dropped and counted
   (``control_forged``, ``control_replayed``, ``control_no_key``), never answered.
 * DEALER ``Endpoints.crypto``, only with ``launch.encryption``: FRAMES bodies to seal and
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import zmq
@@ -47,6 +49,7 @@ from weavenet.dataplane.maccache import MacCache
 from weavenet.dataplane.outbound import pack_for_path
 from weavenet.dataplane.path import Addr, Path, ceiling_for, describe_paths, reconcile
 from weavenet.dataplane.queues import connect_queue, send_batches
+from weavenet.dataplane.resync import PathsQuery, RoutesQuery
 from weavenet.dataplane.route_update import decode_route_update
 from weavenet.dataplane.sealed import SEAL_EXTRA, sealed_prefix
 from weavenet.dataplane.sleeve import (
@@ -61,10 +64,12 @@ from weavenet.dataplane.sleeve import (
 )
 from weavenet.dataplane.udp import GRO_CMSG_SPACE, gro_size
 from weavenet.dataplane.udp_socket import UdpSocket, route_mtu
-from weavenet.runtime.actor import Actor, drain, main
+from weavenet.runtime.actor import Actor, drain, handles, main
+from weavenet.runtime.bus import Envelope
 from weavenet.runtime.counters import Counters
 from weavenet.runtime.events import on_events
 from weavenet.runtime.ready import on_ready
+from weavenet.runtime.relay import Relay
 
 DATAGRAMS_PER_WAKEUP = 256  # bound the work per poll so capture's queue and timers get a turn
 BATCHES_PER_WAKEUP = 16
@@ -116,7 +121,11 @@ class ForwarderActor(Actor):
         self.add_reader(self.udp.fileno(), self._on_udp)
         self.add_reader(self.frames_out, self._on_captured)
         # A restarted gossip knows nothing of the paths: tell it now, not at the next change.
-        self.ready_events = on_ready(self, {"gossip": self._republish_paths})
+        # After a restart: the routes now, not at gossip's next event (see resync); and again
+        # when gossip comes up (it may start after us).
+        self.gossip: Relay[None] = Relay(self, "gossip")
+        self.gossip.send(RoutesQuery(), None)
+        self.ready_events = on_ready(self, {"gossip": self._gossip_ready})
         self.every(HEARTBEAT_INTERVAL, self._heartbeats, first=0.0)
         self.every(PMTU_POLL, self._poll_pmtu)
         self.every(STATS_INTERVAL, self._stats)
@@ -140,7 +149,11 @@ class ForwarderActor(Actor):
         for name in update.bad_names:
             self.log.warning("bad_peer_name", peer=name)
         self.core.set_table(update.table)
+        new = update.neighbours.keys() - self.paths.keys()
         reconcile(self.paths, update.neighbours, time.monotonic(), update.keys)
+        # A new neighbour's path is proven now, not at the next heartbeat round: a relaunched
+        # peer carries traffic half a second sooner.
+        self._send_heartbeats(self.paths[w] for w in new)
         for pid in self.peers.keys() - update.peers.keys():
             gone = self.macs.delete_peer(pid)
             self.log.info("peer_gone", peer=self.peers[pid], macs=len(gone))
@@ -148,6 +161,15 @@ class ForwarderActor(Actor):
         self.routes_data = dict(data)
         self.log.info("routes_applied", version=data.get("version"), peers=len(update.peers),
                       neighbours=len(self.paths))
+
+    def on_reply(self, env: Envelope) -> None:
+        answer = self.gossip.answer(env)
+        if answer is not None and answer[1] is None and env.body:  # {}: gossip holds them
+            self._on_routes("routes", env.body)
+
+    @handles(PathsQuery)
+    def on_paths_query(self, req: PathsQuery) -> dict[str, Any]:
+        return {"paths": describe_paths(self.paths.values(), time.monotonic(), with_addr=True)}
 
     # --- frames from our bridge ------------------------------------------------------------------
 
@@ -343,11 +365,14 @@ class ForwarderActor(Actor):
     # --- timers ------------------------------------------------------------------------------
 
     def _heartbeats(self) -> None:
-        for path in self.paths.values():
+        self._send_heartbeats(self.paths.values())
+        self._publish_paths(time.monotonic())
+
+    def _send_heartbeats(self, paths: Iterable[Path]) -> None:
+        for path in paths:
             key = path.send_key
             if path.addr is not None and key is not None:
                 self.udp.send_control(sleeve.HEARTBEAT, path.addr, self.token, key)
-        self._publish_paths(time.monotonic())
 
     def _poll_pmtu(self) -> None:
         now = time.monotonic()
@@ -370,9 +395,11 @@ class ForwarderActor(Actor):
             self.publish("paths", {"paths": view})
             self.log.info("paths_changed", paths=view)
 
-    def _republish_paths(self) -> None:
+    def _gossip_ready(self) -> None:
+        """A (re)started gossip: tell it the paths, ask it for the routes."""
         self.published_paths = None
         self._publish_paths(time.monotonic())
+        self.gossip.send(RoutesQuery(), None)
 
     def _stats(self) -> None:
         snap = self.counters.snapshot()

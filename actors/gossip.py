@@ -10,14 +10,26 @@ blocked or cut is routed around (``weavenet.mesh.router.Router.data_path``).
 
 Publishes the event "routes" (``weavenet.mesh.routes.forwarder_snapshot`` plus a version; the
 forwarder subscribes) on change, every 2 s as a backstop, and when the forwarder says it is
-ready. Handles the requests "connect" and "forget" ({"peers": [addr, ...]}).
+ready. Handles the requests "connect" and "forget" ({"peers": [addr, ...]}) and the forwarder's
+"routes.get" (``weavenet.dataplane.resync``).
+
+Restarts cost little traffic: at start it asks the forwarder for its paths ("paths.get") and
+holds its routes back until the neighbours whose path works are routed to again (dialling them
+at once), so the forwarder keeps the previous incarnation's routes meanwhile; a peer's TCP
+connection that breaks without a goodbye while its UDP path works lingers (routes and keys
+kept) for the peer to reconnect (``weavenet.mesh.connection.PeerConnection.linger``); a peer
+that says it is shutting down is redialled quickly. An inbound peer is dialled back once (a bare
+TCP connect, off the loop): when that fails, status calls the connection inbound-only.
 
 Encryption (``launch.encryption``): at setup the stretched password comes from the supervisor
 ("secret.get", answered only to gossip). Every connection gets a fresh ``KeyExchange``; the
 handshake checks both sides agree and exchanges password proofs; then the TCP stream is sealed
 and the connection's UDP keys go to the crypto actor ("crypto.install" through the supervisor,
-"crypto.forget" when the connection goes). A restarted crypto actor has no keys, so every
-encrypted connection is then closed and re-made: fresh exchanges, fresh keys, no nonce reused.
+"crypto.forget" when the connection goes). A restarted crypto actor has lost its keys, its
+sealers' counters and its replay windows: every encrypted connection then moves to fresh UDP keys
+without being remade (a random salt sent sealed in a ``Rekey`` message, folded into the keys on
+both ends, ``weavenet.crypto.keys.rekeyed_udp_keys``), so no nonce is reused and no replay
+accepted, and traffic resumes as soon as the keys are installed.
 
 The protocol is sans-IO in weavenet.mesh: ``router`` (topology, routes, connection maker, gossip
 rules), ``connection`` (one connection's decoder, handshake, out-buffer), ``refusals``; this
@@ -32,6 +44,7 @@ the decoder refused ("refused_records").
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 import socket
@@ -41,12 +54,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from weavenet.crypto.keys import Password
+from weavenet.crypto.keys import REKEY_SALT_SIZE, Password
 from weavenet.crypto.protocol import ForgetKeys, Install
+from weavenet.dataplane.resync import PathsQuery, RoutesQuery
 from weavenet.mesh import peerlist
 from weavenet.mesh.admission import Admission, RefusalLog
 from weavenet.mesh.connection import (
+    DIALBACK_TIMEOUT,
     HANDSHAKE_TIMEOUT,
+    LINGER,
     OUT_BUFFER_FULL,
     PATH_DOWN_REASON,
     SILENCE_REASON,
@@ -72,12 +88,19 @@ from weavenet.mesh.wire import (
     Heartbeat,
     Message,
     ProtocolHeader,
+    Rekey,
     TopologyUpdate,
     WireError,
+    encode_body,
 )
 from weavenet.runtime import tcp
 from weavenet.runtime.actor import Actor, handles, main
-from weavenet.runtime.address import format_host_port, normalize, parse_host_port
+from weavenet.runtime.address import (
+    format_host_port,
+    normalize,
+    parse_host_port,
+    parse_ipv4_endpoint,
+)
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.control import Connect, Forget
 from weavenet.runtime.events import on_events
@@ -95,7 +118,11 @@ ACCEPTS_PER_WAKEUP = 64
 MAX_CONNECTIONS = 512  # handshaking and established together; more are refused at accept
 SHUTDOWN_REASON = "peer shutting down"
 SECRET_TIMEOUT = 5.0  # waiting for the supervisor's answer to "secret.get" at setup
-RENEGOTIATE_REASON = "crypto actor restarted; renegotiating keys"
+KEYS_NOT_INSTALLED = "session keys not installed"
+# After a restart, routes are held until the neighbours whose UDP path works are routed to again
+# (see weavenet.mesh.router.RouteHold), at most this long: the remote side keeps our routes as
+# long (weavenet.mesh.connection.LINGER).
+ROUTE_HOLD = LINGER
 
 
 @dataclass(eq=False)
@@ -133,11 +160,19 @@ class Gossip(Actor):
         self.crypto: Relay[tuple[str, str, int | None]] = Relay(self, "crypto")
         self.conns: dict[int, SocketConnection] = {}
         self.dialer = tcp.Dialer(self._dialed, self._dial_failed)
+        # whether inbound peers can be dialled back (status: inbound-only)
+        self.dialbacks: tcp.Probes[SocketConnection] = tcp.Probes(DIALBACK_TIMEOUT)
         self.listener = tcp.listen(self.port)
         self.add_reader(self.listener.fileno(), self._accept)
 
         self.events = on_ready(self, {"forwarder": lambda: self._publish_routes(force=True),
-                                      "crypto": self._renegotiate})
+                                      "crypto": self._rekey_all})
+        # A restart of this actor: the forwarder still forwards on our previous incarnation's
+        # routes. Ask it which neighbours' paths work; publish no routes until they are
+        # reconnected (weavenet.mesh.router.RouteHold), so a gossip restart costs no traffic.
+        self.router.hold_routes(time.monotonic() + ROUTE_HOLD)
+        self.forwarder: Relay[None] = Relay(self, "forwarder")
+        self.forwarder.send(PathsQuery(), None)
         # Launch peers less those forgotten since, plus those connected since (weave connect
         # and forget outlive restarts of this actor and of the router).
         self.peers_file = self.state_dir / peerlist.FILE_NAME
@@ -180,6 +215,10 @@ class Gossip(Actor):
                 conn.target = None  # nothing left to report to
                 self._close(conn, "forgotten", goodbye="forgotten by remote", kind="forgotten")
         return {"peers": sorted(forgotten)}
+
+    @handles(RoutesQuery)
+    def on_routes_query(self, req: RoutesQuery) -> dict[str, Any]:
+        return self._publish_routes(force=True) or {}
 
     def _remember(self, change: Callable[[], None]) -> None:
         change()
@@ -267,7 +306,7 @@ class Gossip(Actor):
             if not conn.closed:
                 self._read(conn)
         except tcp.StreamError as exc:  # the connect or a read failed
-            self._close(conn, str(exc))
+            self._close(conn, str(exc), abrupt=True)
         except WireError as exc:
             self._close(conn, f"protocol error: {exc}")
         except Exception as exc:  # a bug must cost one connection, not the router
@@ -278,7 +317,7 @@ class Gossip(Actor):
         for data in conn.stream.reads(RECV_SIZE, MAX_READS_PER_WAKEUP):
             if not data:
                 conn.decoder.close()  # raises TruncatedInput if it stopped mid-message
-                self._close(conn, "connection closed by remote")
+                self._close(conn, "connection closed by remote", abrupt=True)
                 return
             for item in conn.received(data, time.monotonic()):
                 self._on_item(conn, item)
@@ -321,8 +360,11 @@ class Gossip(Actor):
             self._on_gossip(conn, item.records)
         elif isinstance(item, Heartbeat):
             pass  # last_rx is already updated; UDP path state is the forwarder's
+        elif isinstance(item, Rekey) and conn.udp_keys is not None:
+            self._install_keys(conn, conn.rekey(item.salt))
         elif isinstance(item, Goodbye):
-            self._close(conn, f"remote said goodbye: {item.reason}", event="connection_lost")
+            self._close(conn, f"remote said goodbye: {item.reason}", event="connection_lost",
+                        relaunching=item.reason == SHUTDOWN_REASON)
         else:
             self._close(conn, f"unexpected {type(item).__name__} after the handshake")
 
@@ -354,6 +396,10 @@ class Gossip(Actor):
         if conn.target is not None:
             self.maker.connected(conn.target, remote.name)
         old = self.by_peer.get(remote.name)
+        if old is not None and old.lingering:
+            # the peer is back: its new connection takes the lingering one's place
+            del self.by_peer[remote.name]
+            old = None
         if conn.loses_to(old, self.me):
             conn.target = None  # the target is settled (connected), not failed
             self._close(conn, DUPLICATE_CONNECTION, goodbye=DUPLICATE_CONNECTION)
@@ -362,16 +408,15 @@ class Gossip(Actor):
             # The peer stays connected throughout: the new connection takes over the old one.
             reason = conn.replaces_reason(old)
             self._close(old, reason, goodbye=reason, replaced=True)
-        epoch = None
-        if acc.keys is not None:
-            epoch = acc.connection_id
-            self._crypto_request(Install(str(remote.name), epoch, acc.keys.udp_send,
-                                         acc.keys.udp_recv), epoch)
-        conn.establish(time.monotonic(), epoch)
+        conn.establish(time.monotonic(), acc.connection_id if acc.keys is not None else None)
+        if conn.udp_keys is not None:
+            self._install_keys(conn, conn.udp_keys)
         self.refusals.forget(conn.host, str(remote.name))
         self.log.info("peer_connected", remote=str(remote.name), nickname=remote.nickname,
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
                       udp=conn.udp, encrypted=conn.sealer is not None)
+        if conn.dialback_address is not None:
+            self.dialbacks.probe(conn.dialback_address, conn)
         conn.path_seen(self.path_states.get(str(remote.name)))
         self._gossip(self.router.established(conn, conn.data_path))
 
@@ -380,6 +425,9 @@ class Gossip(Actor):
         paths = data.get("paths")
         if not isinstance(paths, dict):
             return
+        self._paths_changed(paths)
+
+    def _paths_changed(self, paths: dict[str, Any]) -> None:
         # each event is the forwarder's whole view
         self.path_states = {str(name): str(view.get("state")) for name, view in paths.items()
                             if isinstance(view, dict)}
@@ -418,9 +466,13 @@ class Gossip(Actor):
     # -- closing ----------------------------------------------------------------------------
     def _close(self, conn: SocketConnection, reason: str, *, event: str = "connection_closed",
                goodbye: str | None = None, permanent: bool = False, replaced: bool = False,
-               logged: bool = False, kind: str | None = None) -> None:
+               logged: bool = False, abrupt: bool = False, relaunching: bool = False,
+               kind: str | None = None) -> None:
         """Close one connection and account for it: the topology if it was the peer's link,
-        the ConnectionMaker if it was a dial that did not make it."""
+        the ConnectionMaker if it was a dial that did not make it. ``abrupt``: the TCP
+        connection broke without a goodbye; the peer's link then lingers while its UDP path
+        works (``PeerConnection.linger``). ``relaunching``: it said it is shutting down, so
+        it is redialled quickly (``ConnectionMaker.peer_disconnected``)."""
         if conn.closed:
             return
         self._count(self.terminations, kind or termination_kind(reason, replaced=replaced))
@@ -442,19 +494,34 @@ class Gossip(Actor):
             if replaced:
                 del self.by_peer[remote.name]
                 return  # the new connection's keys replace these in the crypto actor
-            if conn.epoch is not None:
-                self._crypto_request(ForgetKeys(str(remote.name)), conn.epoch)
-            self.log.info("peer_disconnected", remote=str(remote.name),
-                          nickname=remote.nickname, reason=reason)
-            self._gossip(self.router.lost(conn, reason))
+            if abrupt and conn.linger(time.monotonic()):
+                self.log.info("peer_lingering", remote=str(remote.name), reason=reason,
+                              seconds=LINGER)
+                # redial it as if it were gone: it may not be able to dial us (NAT)
+                self.maker.peer_disconnected(remote.name, reason)
+                return
+            self._lose(conn, reason, relaunching)
         elif not conn.established and conn.target is not None:
             self.maker.failed(conn.target, reason, permanent=permanent)
+
+    def _lose(self, conn: SocketConnection, reason: str, relaunching: bool = False) -> None:
+        """The peer's established link is gone for good: its keys, its place in the topology."""
+        remote = conn.remote
+        assert remote is not None
+        if conn.epoch is not None:
+            self._crypto_request(ForgetKeys(str(remote.name)), conn.epoch)
+        self.log.info("peer_disconnected", remote=str(remote.name),
+                      nickname=remote.nickname, reason=reason)
+        self._gossip(self.router.lost(conn, reason, relaunching))
 
     # -- keys in the crypto actor -----------------------------------------------------------
     def _crypto_request(self, req: Install | ForgetKeys, epoch: int | None) -> None:
         self.crypto.send(req, (req.TYPE, req.peer, epoch))
 
     def on_reply(self, env: Envelope) -> None:
+        if self.forwarder.answer(env) is not None:
+            self._on_paths_reply(env)
+            return
         answer = self.crypto.answer(env)
         if answer is None:
             return
@@ -466,19 +533,51 @@ class Gossip(Actor):
         conn = self.by_peer.get(PeerName(peer))
         if type_ == Install.TYPE and conn is not None and conn.epoch == epoch:
             # without keys in the crypto actor no frame can flow: make a new connection
-            self._close(conn, f"session keys not installed: {reason}", goodbye=RENEGOTIATE_REASON,
+            self._close(conn, f"{KEYS_NOT_INSTALLED}: {reason}", goodbye=KEYS_NOT_INSTALLED,
                         event="connection_lost", kind="rekeyed")
 
-    def _renegotiate(self) -> None:
-        """The crypto actor restarted empty: every encrypted connection gets fresh keys by being
-        closed and re-made (both ends redial after a short random delay). Without encryption
-        there is none."""
-        conns = [c for c in self.by_peer.values() if c.sealer is not None]
+    def _on_paths_reply(self, env: Envelope) -> None:
+        """The forwarder's paths at our start: reconnect to the neighbours whose path works
+        before routes are published, and dial them now rather than wait for them to redial."""
+        paths = env.body.get("paths") if env.ok else None
+        if not isinstance(paths, dict):
+            self.router.reconnect_to(())  # no forwarder (yet): nothing to wait for
+            return
+        live = {name: view for name, view in paths.items()
+                if isinstance(view, dict) and view.get("state") == "ok"}
+        try:
+            self.router.reconnect_to(PeerName(name) for name in live)
+        except ValueError:
+            self.router.reconnect_to(())
+        addresses = []
+        for view in live.values():
+            # the address the peer's heartbeats come from; its TCP port is its UDP port (both
+            # are the one `--port` it was launched with) unless NAT mapped it, then the dial
+            # fails once and the peer's own redial reconnects
+            endpoint = parse_ipv4_endpoint(view.get("addr"))
+            if endpoint is not None:
+                addresses.append(format_host_port(*endpoint))
+        if addresses:
+            self.log.info("reconnecting", peers=sorted(live), addresses=addresses)
+            self._add_targets(addresses, Source.DISCOVERED)
+        self._paths_changed(paths)
+        self._publish_routes()
+
+    def _install_keys(self, conn: SocketConnection, keys: tuple[bytes, bytes]) -> None:
+        assert conn.remote is not None and conn.epoch is not None
+        self._crypto_request(Install(str(conn.remote.name), conn.epoch, *keys), conn.epoch)
+
+    def _rekey_all(self) -> None:
+        """The crypto actor restarted empty: every encrypted connection moves to fresh UDP keys,
+        here and (told by a ``Rekey``) at the remote. Without encryption there is none."""
+        conns = [c for c in self.by_peer.values() if c.udp_keys is not None and not c.closed]
         if conns:
-            self.log.info("renegotiating_keys", connections=len(conns))
+            self.log.info("rekeying", connections=len(conns))
         for conn in conns:
-            self._close(conn, RENEGOTIATE_REASON, goodbye=RENEGOTIATE_REASON,
-                        event="connection_lost", kind="rekeyed")
+            salt = os.urandom(REKEY_SALT_SIZE)
+            self._install_keys(conn, conn.rekey(salt))
+            self._send_body(conn, encode_body(Rekey(salt)))
+            self._count(self.messages["tx"], Rekey.__name__)
 
     # -- timers -----------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -487,7 +586,19 @@ class Gossip(Actor):
             expired = conn.expired(now)
             if expired is not None:
                 self._close(conn, expired)
+        for conn in [c for c in self.by_peer.values() if c.lingering]:
+            over = conn.linger_over(now)
+            if over is not None:
+                self._lose(conn, over)
+        if self.router.hold is not None:
+            self._publish_routes()  # released when its time is up
         self.dialer.poll()
+        for conn, reachable in self.dialbacks.done():
+            conn.dialback = reachable
+            if not reachable and not conn.closed:
+                self.log.info("peer_inbound_only", address=conn.dialback_address,
+                              remote=str(conn.remote.name) if conn.remote else None,
+                              reason="cannot dial it back (behind NAT or a firewall?)")
         if len(self.conns) < MAX_CONNECTIONS:
             for address in self.maker.due(now):
                 self.dialer.dial(address)
@@ -501,10 +612,11 @@ class Gossip(Actor):
                 self._send_body(conn, conn.heartbeat())
                 self._count(self.messages["tx"], Heartbeat.__name__)
 
-    def _publish_routes(self, force: bool = False) -> None:
-        event = self.router.routes_event(force)
+    def _publish_routes(self, force: bool = False) -> dict[str, Any] | None:
+        event = self.router.routes_event(time.monotonic(), force)
         if event is not None:
             self.publish("routes", event)
+        return event
 
     # -- status and shutdown ----------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -512,6 +624,7 @@ class Gossip(Actor):
         connection stands for."""
         now = time.monotonic()
         rows = [c.status_row() for c in sorted(self.conns.values(), key=lambda c: c.address)]
+        rows += [c.status_row() for c in self.by_peer.values() if c.lingering]
         rows += [r.status_row(now) for r in self.refusals.recent(now)]
         rows += [{"address": address, "peer": None, "nickname": None, "state": "connecting",
                   "info": "resolving"} for address in self.dialer.resolving]
@@ -533,6 +646,7 @@ class Gossip(Actor):
         self.conns.clear()
         self.listener.close()
         self.dialer.close()
+        self.dialbacks.close()
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -203,6 +207,15 @@ def launch_mesh(hosts: list[Any]) -> dict[str, str]:
     return {h.name: status(h)["peer"]["name"] for h in hosts}
 
 
+def kill_actor(host: LabHost, name: str) -> None:
+    """`kill -9` one actor of the host's router (a process the test started) and wait until
+    the supervisor has it running again."""
+    before = actor(host, name)["pid"]
+    os.kill(before, signal.SIGKILL)
+    wait_for(lambda: (a := actor(host, name))["state"] == "running"
+             and a["pid"] not in (None, before), 20, f"{host.name}'s {name} to be restarted")
+
+
 def log_events(host: LabHost, *events: str, of: str | None = None) -> list[dict[str, Any]]:
     """The host's log records with one of `events`, optionally only actor `of`'s, in order."""
     out = []
@@ -213,3 +226,83 @@ def log_events(host: LabHost, *events: str, of: str | None = None) -> list[dict[
             if rec.get("event") in events and of in (None, rec.get("actor")):
                 out.append(rec)
     return out
+
+
+# --- disruption: the longest gap in a fast ping ------------------------------------------------
+
+
+class GapPinger:
+    """A ping every `interval` seconds from a container of a lab host, in the background, each
+    reply time-stamped (iputils `ping -D`, run in the container's namespace from the host). What
+    a disruption costs the container's traffic is the longest gap between two replies.
+
+    Use as a context manager; the ping is stopped (by its pid) on leaving. Replies go to a file,
+    not a pipe, so a long run never blocks on a full pipe.
+    """
+
+    def __init__(self, host: Any, container: str, ip: str, interval: float = 0.05) -> None:
+        self.host, self.container, self.ip, self.interval = host, container, ip, interval
+        self.proc: subprocess.Popen[Any] | None = None
+
+    def __enter__(self) -> GapPinger:
+        self.out = tempfile.TemporaryFile(mode="w+")
+        pid = self.host.container_pid(self.container)
+        # -W 1: a reply later than a second is as good as lost; -n: no reverse lookups.
+        self.proc = self.host.popen(["nsenter", "-t", str(pid), "-n", "ping", "-D", "-n",
+                                     "-W", "1", "-i", str(self.interval), self.ip],
+                                    stdout=self.out, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.out.close()
+
+    def times(self) -> list[float]:
+        """Wall-clock times (time.time()) of the replies so far."""
+        self.out.flush()
+        self.out.seek(0)
+        return [float(m.group(1)) for m in re.finditer(r"^\[(\d+\.\d+)\] \d+ bytes from",
+                                                        self.out.read(), re.M)]
+
+    def longest_gap(self, since: float) -> float:
+        """The longest time between two replies, counted from `since` (a reply just before
+        `since` starts the first gap, so a kill at `since` is inside it)."""
+        times = self.times()
+        before = [t for t in times if t < since]
+        after = [t for t in times if t >= since]
+        points = before[-1:] + after
+        return max((b - a for a, b in pairwise(points)), default=float("inf"))
+
+    def steady_since(self, since: float, seconds: float) -> bool:
+        """Whether replies came without a gap of three intervals for the last `seconds`, all
+        of them after `since`."""
+        times = [t for t in self.times() if t >= since]
+        if not times or time.time() - times[-1] > 3 * self.interval:
+            return False
+        start = times[-1]
+        for a, b in reversed(list(pairwise(times))):
+            if b - a > 3 * self.interval:
+                break
+            start = a
+        return times[-1] - start >= seconds
+
+
+def disruption_gap(host: LabHost, container: str, ip: str, disrupt: Callable[[], object],
+                   steady: float = 2.0, timeout: float = 15.0) -> float:
+    """What `disrupt()` costs a 50 ms ping from `container` (on `host`) to `ip`: the longest
+    gap between two replies, from just before the disruption until the ping has been steady
+    for `steady` seconds again (`timeout` at most after the disruption: then the gap is
+    reported as `timeout`)."""
+    with GapPinger(host, container, ip) as ping:
+        wait_for(lambda: ping.steady_since(0, 1.0), 20, "a steady ping before the disruption")
+        start = time.time()
+        disrupt()
+        try:
+            wait_for(lambda: ping.steady_since(start, steady), timeout,
+                     "a steady ping after the disruption")
+        except AssertionError:
+            return timeout
+        return ping.longest_gap(start)

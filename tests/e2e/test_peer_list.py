@@ -5,12 +5,9 @@ can only come from the recorded list."""
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 
-from tests.support import actor, actor_status, holds_for, wait_for, weave
+from tests.support import actor_status, holds_for, kill_actor, wait_for, weave
 from weavenet.lab import Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
@@ -23,13 +20,6 @@ def dialled(host, address: str) -> bool:
                and r.get("info") == "outbound" for r in rows)
 
 
-def kill_gossip(host) -> None:
-    before = actor(host, "gossip")["pid"]
-    os.kill(before, signal.SIGKILL)
-    wait_for(lambda: actor(host, "gossip")["pid"] not in (None, before)
-             and actor(host, "gossip")["state"] == "running", 20, "gossip to be restarted")
-
-
 def test_connect_and_forget_survive_restarts_of_gossip_and_of_the_router(lab2: Lab) -> None:
     h1, h2 = lab2.hosts
     target = f"{h2.ip}:6783"
@@ -38,7 +28,7 @@ def test_connect_and_forget_survive_restarts_of_gossip_and_of_the_router(lab2: L
     weave(h1, "connect", h2.ip)
     wait_for(lambda: dialled(h1, target), 30, "host1 to dial host2 after weave connect")
 
-    kill_gossip(h1)
+    kill_actor(h1, "gossip")
     wait_for(lambda: dialled(h1, target), 30, "host1's new gossip to dial host2 again")
 
     weave(h1, "stop")
@@ -46,7 +36,7 @@ def test_connect_and_forget_survive_restarts_of_gossip_and_of_the_router(lab2: L
     wait_for(lambda: dialled(h1, target), 30, "the relaunched router to dial host2 again")
 
     weave(h1, "forget", h2.ip)
-    kill_gossip(h1)
+    kill_actor(h1, "gossip")
     # Forgotten is forgotten after a restart too: host1 never dials host2 again.
     holds_for(lambda: not dialled(h1, target) and target not in str(actor_status(h1, "gossip")),
               8, "host1 to leave the forgotten host2 alone", interval=1.0)

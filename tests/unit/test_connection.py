@@ -8,6 +8,9 @@ from weavenet.crypto.keys import Password
 from weavenet.mesh.connection import (
     CONNECT_TIMEOUT,
     HANDSHAKE_TIMEOUT,
+    LINGER,
+    LINGER_PATH_DOWN,
+    LINGER_TIMEOUT,
     MAX_OUT_BUFFER,
     REMOTE_RESTARTED,
     SILENCE_TIMEOUT,
@@ -295,3 +298,67 @@ def test_both_ends_of_a_connection_get_mirrored_control_keys_and_the_next_connec
     d = connection(BOB, outbound=False, password=password, conn_id=9)
     handshake(c, d)
     assert c.control_keys is not None and c.control_keys.send != a.control_keys.send
+
+
+def established(path: str | None = "ok") -> PeerConnection:
+    conn = connection(ALICE, outbound=True)
+    conn.establish(T0, None)
+    conn.remote = BOB
+    conn.path_seen(path)
+    return conn
+
+
+def test_a_broken_link_whose_udp_path_works_lingers_until_the_peer_is_back_or_time_is_up() -> None:
+    conn = established()
+    assert conn.linger(T0) and conn.lingering
+    assert conn.linger_over(T0 + LINGER - 0.1) is None
+    row = conn.status_row()
+    assert row["state"] == "connected" and "waiting for the peer to reconnect" in row["info"]
+    assert conn.linger_over(T0 + LINGER) == LINGER_TIMEOUT
+
+
+def test_a_lingering_link_is_lost_as_soon_as_its_udp_path_goes_down() -> None:
+    conn = established()
+    conn.linger(T0)
+    conn.path_seen("unreachable")
+    assert conn.linger_over(T0 + 0.1) == LINGER_PATH_DOWN
+
+
+@pytest.mark.parametrize("path", [None, "unreachable"])
+def test_a_broken_link_without_a_working_udp_path_is_lost_at_once(path: str | None) -> None:
+    conn = established(path)
+    assert not conn.linger(T0) and not conn.lingering and conn.linger_over(T0 + 100) is None
+
+
+def test_rekeys_that_cross_on_the_wire_leave_both_ends_with_mirrored_fresh_keys() -> None:
+    a = connection(ALICE, outbound=True, password=PW)
+    b = connection(BOB, outbound=False, password=PW)
+    handshake(a, b)
+    assert a.udp_keys is not None and b.udp_keys is not None
+    first = a.udp_keys
+    salt_a, salt_b = b"a" * 32, b"b" * 32
+    a.rekey(salt_a)  # both crypto actors restarted at once: each side sends a salt
+    b.rekey(salt_b)
+    a_keys, b_keys = a.rekey(salt_b), b.rekey(salt_a)  # then each gets the other's
+    assert a_keys == (b_keys[1], b_keys[0])
+    assert not set(a_keys) & set(first)  # no key is used again
+
+
+def test_a_clear_connection_has_no_keys_to_rekey() -> None:
+    a, b = connection(ALICE, outbound=True), connection(BOB, outbound=False)
+    handshake(a, b)
+    with pytest.raises(ValueError):
+        a.rekey(b"a" * 32)
+
+
+def test_an_inbound_link_whose_peer_cannot_be_dialled_back_is_inbound_only() -> None:
+    a, b = connection(ALICE, outbound=True), connection(BOB, outbound=False)
+    handshake(a, b)
+    b.udp = "198.18.0.1:6783"  # the remote's address with the port it said it listens on
+    assert a.dialback_address is None and b.dialback_address == "198.18.0.1:6783"
+    b.path_seen("ok")
+    assert b.status_row()["info"] == "inbound"  # not known yet
+    b.dialback = True
+    assert b.status_row()["info"] == "inbound"
+    b.dialback = False
+    assert b.status_row()["info"] == "inbound-only"

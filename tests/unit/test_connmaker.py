@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 from weavenet.mesh.connmaker import (
+    QUICK_FOR,
+    QUICK_RETRY,
     ConnectionMaker,
     Source,
     TargetState,
@@ -93,6 +95,39 @@ def test_a_connected_target_redials_soon_after_its_peer_is_lost() -> None:
     assert cm.due() == []  # not in the same instant as the other end
     clock.now += 3.0
     assert cm.due() == ["host1:6783"]
+
+
+def test_a_peer_that_said_it_is_shutting_down_is_redialled_quickly_for_a_while() -> None:
+    cm, clock = maker()
+    cm.add(["host1"], Source.LAUNCH)
+    cm.due()
+    cm.connected("host1", P1)
+    start = clock.now
+    cm.peer_disconnected(P1, "remote said goodbye: peer shutting down", relaunching=True)
+    while clock.now < start + QUICK_FOR - 1:
+        clock.now += QUICK_RETRY
+        assert cm.due() == ["host1:6783"]  # refused while it is down, then
+        cm.failed("host1:6783", "connection refused")
+    clock.now = start + QUICK_FOR  # it did not come back: the usual backoff from 2 s
+    assert cm.due() == ["host1:6783"]
+    cm.failed("host1:6783", "connection refused")
+    assert 1.0 <= cm.next_due() - clock.now <= 3.0  # type: ignore[operator]
+
+
+def test_a_target_idle_while_the_peer_dialled_us_is_redialled_quickly_too() -> None:
+    cm, clock = maker()
+    cm.add(["host1"], Source.LAUNCH)
+    cm.due()
+    cm.connected("host1", P1)
+    cm.peer_disconnected(P1, "connection closed by remote")  # waiting for its redial, but
+    cm.peer_connected(P1)  # the peer dialled us first: the target stays idle
+    clock.now += 10
+    assert cm.due() == []
+    cm.peer_disconnected(P1, "remote said goodbye: peer shutting down", relaunching=True)
+    clock.now += QUICK_RETRY
+    assert cm.due() == ["host1:6783"]
+    cm.failed("host1:6783", "connection refused")
+    assert cm.next_due() == clock.now + QUICK_RETRY
 
 
 def test_forget_drops_a_user_target_but_not_what_the_topology_still_mentions() -> None:

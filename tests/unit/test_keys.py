@@ -18,8 +18,9 @@ from weavenet.crypto.keys import (
     Role,
     SessionKeys,
     derive_session_keys,
+    rekeyed_udp_keys,
 )
-from weavenet.crypto.seal import ForgedMessage
+from weavenet.crypto.seal import DatagramOpener, DatagramSealer, ForgedMessage
 
 FAST = {"opslimit": argon2id.OPSLIMIT_MIN, "memlimit": argon2id.MEMLIMIT_MIN}
 
@@ -241,3 +242,16 @@ def test_default_stretching_is_argon2id_interactive() -> None:
     )
     assert default.derived_secret() == expected
     assert default.derived_secret() != password("wEaVe").derived_secret()
+
+
+def test_rekeyed_udp_keys_are_mirrored_fresh_and_differ_per_salt() -> None:
+    a, b = both_sides()
+    salt = bytes(range(32))
+    a_send, a_recv = rekeyed_udp_keys(a.udp_send, a.udp_recv, salt)
+    b_send, b_recv = rekeyed_udp_keys(b.udp_send, b.udp_recv, salt)
+    assert (a_send, a_recv) == (b_recv, b_send)
+    assert {a_send, a_recv}.isdisjoint(all_keys(a))
+    assert rekeyed_udp_keys(a.udp_send, a.udp_recv, bytes(32))[0] != a_send
+    assert DatagramOpener(b_recv).open(DatagramSealer(a_send).seal(b"frame")) == b"frame"
+    with pytest.raises(ValueError):
+        rekeyed_udp_keys(a.udp_send, a.udp_recv, b"short")

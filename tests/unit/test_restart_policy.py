@@ -23,7 +23,7 @@ def test_backoff_grows_by_factor_from_base_without_jitter_at_midpoint():
         p.on_start()
         clock.t += 1
         delays.append(p.on_exit())
-    assert delays == pytest.approx([0.5, 0.75, 1.125, 1.6875])
+    assert delays == pytest.approx([0.05, 0.5, 0.75, 1.125])
 
 
 def test_backoff_is_capped():
@@ -40,6 +40,9 @@ def test_jitter_stays_within_bounds(rand, factor):
     p, clock = policy(rand=rand)
     p.on_start()
     clock.t += 1
+    assert p.on_exit() == pytest.approx(0.05 * factor)
+    p.on_start()
+    clock.t += 1
     assert p.on_exit() == pytest.approx(0.5 * factor)
 
 
@@ -51,7 +54,7 @@ def test_a_stable_run_resets_the_backoff():
         p.on_exit()
     p.on_start()
     clock.t += 11
-    assert p.on_exit() == pytest.approx(0.5)
+    assert p.on_exit() == pytest.approx(0.05)
 
 
 def test_too_many_restarts_in_the_window_marks_failed():
@@ -61,7 +64,7 @@ def test_too_many_restarts_in_the_window_marks_failed():
         p.on_start()
         clock.t += 1
         results.append(p.on_exit())
-    assert results[:3] == pytest.approx([0.5, 0.75, 1.125])
+    assert results[:3] == pytest.approx([0.05, 0.5, 0.75])
     assert results[3] is None and p.failed
     assert p.restarts == 3
 

@@ -96,7 +96,7 @@ def line_of_three() -> Mesh:
 def test_a_line_of_three_learns_routes_through_the_middle() -> None:
     one = line_of_three().routers[1]
     assert dict(one.routes.unicast) == {peer(2).name: peer(2).name, peer(3).name: peer(2).name}
-    event = one.routes_event()
+    event = one.routes_event(0.0)
     assert event is not None and event["unicast"] == {str(peer(2).name): str(peer(2).name),
                                                       str(peer(3).name): str(peer(2).name)}
     assert event["peers"][str(peer(2).name)]["udp"] == f"198.18.0.2:{PORT}"
@@ -119,13 +119,13 @@ def test_the_routes_event_is_new_only_when_the_forwarders_view_changed() -> None
     mesh = Mesh()
     one = mesh.add(1)
     mesh.add(2)
-    first = one.routes_event()
+    first = one.routes_event(0.0)
     assert first is not None and first["version"] == 1
-    assert one.routes_event() is None
-    assert one.routes_event(force=True) == first
+    assert one.routes_event(0.0) is None
+    assert one.routes_event(0.0, force=True) == first
     mesh.connect(1, 2)
     mesh.pump()
-    second = one.routes_event()
+    second = one.routes_event(0.0)
     assert second is not None and second["version"] == 2
 
 
@@ -211,3 +211,28 @@ def test_routes_use_a_link_only_while_its_udp_path_works_at_both_ends() -> None:
     assert r1.routes.next_hop(r3.me.name) == r2.me.name
     assert r3.routes.next_hop(r1.me.name) == r2.me.name
     assert r1.data_path(c13, True) == []  # no change: nothing to gossip
+
+
+def test_after_a_restart_routes_are_held_until_the_live_neighbours_are_routed_to_again() -> None:
+    mesh = Mesh()
+    one, _ = mesh.add(1, uid=2), mesh.add(2)  # host1's gossip restarted: a new incarnation
+    one.hold_routes(until=5.0)
+    assert one.routes_event(0.1) is None  # the forwarder has not said which paths work
+    one.reconnect_to([peer(2).name])
+    assert one.routes_event(0.2, force=True) is None  # nobody reconnected yet
+    mesh.connect(1, 2)
+    mesh.pump()
+    event = one.routes_event(0.3)
+    assert event is not None and str(peer(2).name) in event["unicast"]
+    assert one.hold is None
+
+
+def test_held_routes_are_released_when_the_hold_times_out_or_nothing_is_awaited() -> None:
+    mesh = Mesh()
+    one = mesh.add(1)
+    one.hold_routes(until=5.0)
+    assert one.routes_event(4.9) is None
+    assert one.routes_event(5.0) is not None  # a neighbour that never came back
+    one.hold_routes(until=5.0)
+    one.reconnect_to([])  # a first launch: the forwarder knows no paths
+    assert one.routes_event(0.0, force=True) is not None

@@ -196,3 +196,31 @@ def test_a_reset_connection_is_a_stream_error(listener: socket.socket) -> None:
     with pytest.raises(tcp.StreamError, match="receive failed: "):
         list(stream.reads(4, 8))
     stream.close()
+
+
+def test_can_connect_says_whether_a_port_takes_connections(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    assert tcp.can_connect(f"127.0.0.1:{port}", 2.0)
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    closed_port = free.getsockname()[1]
+    free.close()  # nobody listens there now
+    assert not tcp.can_connect(f"127.0.0.1:{closed_port}", 2.0)
+    assert not tcp.can_connect("not an address", 2.0)
+
+
+def test_probes_run_off_the_loop_and_report_each_with_its_context(
+        listener: socket.socket) -> None:
+    probes: tcp.Probes[str] = tcp.Probes(timeout=2.0)
+    try:
+        probes.probe(f"127.0.0.1:{port_of(listener)}", "open")
+        probes.probe("not an address", "bad")
+        results: dict[str, bool] = {}
+        deadline = time.monotonic() + 5
+        while len(results) < 2 and time.monotonic() < deadline:
+            results.update(probes.done())
+            time.sleep(0.01)
+        assert results == {"open": True, "bad": False}
+        assert probes.done() == []
+    finally:
+        probes.close()

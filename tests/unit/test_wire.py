@@ -22,6 +22,7 @@ from weavenet.mesh.wire import (
     MalformedMessage,
     OversizedMessage,
     ProtocolHeader,
+    Rekey,
     TopologyUpdate,
     TruncatedInput,
     UnknownMessageType,
@@ -40,6 +41,7 @@ MESSAGES = [
     TopologyUpdate((RECORD, RECORD)),
     TopologyUpdate(()),
     Heartbeat(3),
+    Rekey(b"s" * 32),
     Goodbye("remote peer requires encryption"),
 ]
 
@@ -319,3 +321,9 @@ def test_module_exports_one_error_root() -> None:
         "TruncatedInput",
     ):
         assert issubclass(getattr(wire, name), WireError)
+
+
+@pytest.mark.parametrize("salt", [b"short", b"s" * 33, "s" * 32, None])
+def test_a_rekey_without_a_32_byte_salt_is_malformed(salt: object) -> None:
+    with pytest.raises(MalformedMessage):
+        Decoder().feed(encode_header() + frame({"type": "rekey", "salt": salt}))

@@ -234,6 +234,30 @@ def derive_session_keys(
     )
 
 
+REKEY_SALT_SIZE = 32
+
+
+def combine_salts(a: bytes, b: bytes) -> bytes:
+    """Fold one more re-key salt into a connection's: XOR, so two re-keys that cross on the wire
+    (each side's crypto actor restarted at once) end in the same keys on both sides."""
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
+def rekeyed_udp_keys(udp_send: bytes, udp_recv: bytes, salt: bytes) -> tuple[bytes, bytes]:
+    """A connection's UDP keys (send, receive) after re-keys whose salts combine to ``salt``.
+
+    For a restarted crypto actor, which lost its sealers' counters and replay windows: keys
+    reinstalled as they were would reuse nonces and accept replays, so the connection moves to
+    fresh keys instead, without a new exchange. The salt is random and travels sealed over the
+    connection's TCP stream; each key is a PRF of the handshake's key and the salt, so the other
+    side's receive key follows our send key (mirrored, as in the handshake), and no key repeats
+    while salts do not.
+    """
+    if len(salt) != REKEY_SALT_SIZE:
+        raise ValueError(f"a re-key salt is {REKEY_SALT_SIZE} bytes")
+    return _prf(udp_send, b"udp rekey" + salt), _prf(udp_recv, b"udp rekey" + salt)
+
+
 class KeyExchange:
     """One side of one connection's exchange: a fresh X25519 key pair, used once."""
 

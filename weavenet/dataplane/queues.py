@@ -15,6 +15,7 @@ from weavenet.dataplane.batch import MAX_BATCH
 from weavenet.runtime.counters import Counters
 
 QUEUE_HWM = 1024  # batches
+RECONNECT_IVL_MS = 20  # redial an ipc peer that went away (a restarting actor) this often
 
 
 def connect_queue(ctx: zmq.Context, kind: int, endpoint: str) -> zmq.Socket:
@@ -24,6 +25,8 @@ def connect_queue(ctx: zmq.Context, kind: int, endpoint: str) -> zmq.Socket:
     sock.setsockopt(zmq.SNDHWM, QUEUE_HWM)
     sock.setsockopt(zmq.RCVHWM, QUEUE_HWM)
     sock.setsockopt(zmq.LINGER, 0)
+    # ZeroMQ redials a restarted peer every 100 ms by default; frames wait for it
+    sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
     sock.connect(endpoint)
     return sock
 

@@ -21,7 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from weavenet.crypto.keys import KeyExchange, Password
+from weavenet.crypto.keys import (
+    REKEY_SALT_SIZE,
+    KeyExchange,
+    Password,
+    combine_salts,
+    rekeyed_udp_keys,
+)
 from weavenet.crypto.seal import StreamSealer
 from weavenet.dataplane.control_auth import ControlKeys, connection_keys
 from weavenet.mesh.handshake import (
@@ -57,6 +63,15 @@ SILENCE_REASON = f"no data for {SILENCE_TIMEOUT:.0f}s"
 MAX_OUT_BUFFER = 2 * MAX_MESSAGE_SIZE
 OUT_BUFFER_FULL = "remote is not reading (send buffer full)"
 REMOTE_RESTARTED = "remote restarted"
+# A peer whose TCP connection broke without a goodbye while its UDP path still answers
+# heartbeats keeps its routes this long: its gossip actor is most likely restarting (a new
+# incarnation redials within a second or two) and its forwarder still carries the frames.
+LINGER = 5.0
+LINGER_PATH_DOWN = "UDP path down while waiting for the peer to reconnect"
+LINGER_TIMEOUT = f"not reconnected within {LINGER:.0f}s"
+# An inbound connection's peer is dialled back once (a bare TCP connect to the port it listens
+# on, closed at once): a peer behind NAT cannot be, and status says the link is inbound-only.
+DIALBACK_TIMEOUT = 3.0
 
 
 class Phase(enum.Enum):
@@ -101,6 +116,11 @@ class PeerConnection:
     epoch: int | None = None  # the crypto actor holds UDP keys for this connection under it
     data_path: bool = False  # its UDP path answers heartbeats: it may carry traffic
     path_state: str | None = None  # the forwarder's last word on that path
+    linger_until: float | None = None  # TCP gone, routes kept until then (see ``linger``)
+    dialback: bool | None = None  # inbound: whether we could dial the peer back (None: unknown)
+    # the handshake's UDP keys (send, receive) and the combined salt of the re-keys since
+    udp_keys: tuple[bytes, bytes] | None = field(default=None, repr=False)
+    rekey_salt: bytes = field(default=bytes(REKEY_SALT_SIZE), repr=False)
 
     # -- phases -------------------------------------------------------------------------------
     def connecting(self, now: float) -> None:
@@ -123,6 +143,7 @@ class PeerConnection:
         if accepted.keys is not None:
             self.sealer = accepted.keys.stream_sealer()
             self.decoder.open_with(accepted.keys.stream_opener().open)
+            self.udp_keys = (accepted.keys.udp_send, accepted.keys.udp_recv)
 
     def establish(self, now: float, epoch: int | None) -> None:
         self.phase = Phase.ESTABLISHED
@@ -223,6 +244,45 @@ class PeerConnection:
         self.data_path = up
         return up
 
+    @property
+    def dialback_address(self) -> str | None:
+        """Where to dial an inbound connection's peer back: the address it came from with the
+        port it listens on (its UDP port is its TCP port); None for an outbound one."""
+        return None if self.outbound else self.udp
+
+    # -- re-keying the UDP path ------------------------------------------------------------------
+    def rekey(self, salt: bytes) -> tuple[bytes, bytes]:
+        """Fold a re-key salt (ours, sent in a ``Rekey``, or the remote's) into the connection's
+        UDP keys; the new (send, receive) keys, for the crypto actor. Both ends fold in the same
+        salts in whatever order, so they end with mirrored keys."""
+        if self.udp_keys is None:
+            raise ValueError("a connection without encryption has no keys to re-key")
+        self.rekey_salt = combine_salts(self.rekey_salt, salt)
+        return rekeyed_udp_keys(*self.udp_keys, self.rekey_salt)
+
+    # -- a broken TCP connection whose UDP path works ----------------------------------------------
+    def linger(self, now: float) -> bool:
+        """The TCP connection broke without a goodbye. If this was the peer's established link
+        and its UDP path works, it keeps its place (topology, routes, keys) for ``LINGER``
+        seconds, for the peer to reconnect: True. Otherwise it is lost at once: False."""
+        if not (self.established and self.data_path):
+            return False
+        self.linger_until = now + LINGER
+        return True
+
+    @property
+    def lingering(self) -> bool:
+        return self.linger_until is not None
+
+    def linger_over(self, now: float) -> str | None:
+        """Why a lingering connection is now lost (its path went down, or the peer did not
+        reconnect in time), or None while it may still be replaced by a new one."""
+        if self.linger_until is None:
+            return None
+        if not self.data_path:
+            return LINGER_PATH_DOWN
+        return LINGER_TIMEOUT if now >= self.linger_until else None
+
     # -- status ---------------------------------------------------------------------------------
     def status_row(self) -> dict[str, Any]:
         established = self.established
@@ -231,12 +291,16 @@ class PeerConnection:
             "peer": str(self.remote.name) if self.remote else None,
             "nickname": self.remote.nickname if self.remote else None,
             "state": "established" if established else "connecting",
-            "info": ("outbound" if self.outbound else "inbound") if established
-                    else self.phase.value,
+            "info": ("outbound" if self.outbound
+                     else "inbound-only" if self.dialback is False else "inbound")
+                    if established else self.phase.value,
             "encrypted": self.sealer is not None,
             "direction": "outbound" if self.outbound else "inbound",
         }
-        if established and not self.data_path:
+        if self.lingering:
+            row["state"] = "connected"  # UDP only, for a few seconds: traffic still flows
+            row["info"] += "; TCP connection lost, UDP path up: waiting for the peer to reconnect"
+        elif established and not self.data_path:
             row["state"] = "connected"  # TCP only: no traffic goes this way
             row["reason"] = (PATH_DOWN_REASON if self.path_state == PATH_DOWN
                              else "waiting for UDP heartbeats to be answered")

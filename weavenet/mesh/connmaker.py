@@ -3,10 +3,12 @@
 Targets come from three sources: the ``weave launch`` arguments, ``weave connect`` at run time, and
 addresses discovered in the topology. A target is dialled at once, then after each failure again
 after a random delay in [i/2, 3i/2], where i starts at 2 s and grows x1.5 up to a cap (~2 min);
-the randomness keeps a mesh that lost a link from redialling in lockstep. Permanent failures
-(dialling ourselves, a name collision, a password or encryption mismatch) park the target until
-the user names it again. A target that leads to a peer we are already connected to (by whatever
-connection, inbound included) is not dialled.
+the randomness keeps a mesh that lost a link from redialling in lockstep. A peer that said it is
+shutting down is probably being relaunched (``weave stop`` + ``weave launch``): it is redialled
+every ``QUICK_RETRY`` seconds for ``QUICK_FOR`` seconds, so it is back as soon as it listens.
+Permanent failures (dialling ourselves, a name collision, a password or encryption mismatch) park
+the target until the user names it again. A target that leads to a peer we are already connected
+to (by whatever connection, inbound included) is not dialled.
 
 Sans-IO: the actor asks ``due(now)`` for addresses to dial on every tick, reports
 ``connected``/``failed``, and tells ``peer_connected``/``peer_disconnected``; ``next_due()`` says
@@ -30,6 +32,8 @@ from weavenet.runtime.defaults import PORT as DEFAULT_PORT
 INITIAL_INTERVAL = 2.0
 BACKOFF_FACTOR = 1.5
 MAX_INTERVAL = 120.0
+QUICK_RETRY = 0.25
+QUICK_FOR = 10.0
 
 
 class Source(enum.Enum):
@@ -57,6 +61,7 @@ class Target:
     last_error: str | None = None
     peer: PeerName | None = None  # who this address led to (or, if discovered, should lead to)
     since: float = 0.0  # when the state last changed
+    quick_until: float = 0.0  # redialled every QUICK_RETRY until then (a relaunching peer)
 
     def status_row(self, now: float) -> dict[str, Any]:
         """A ``weave status`` row for a target not (yet) backed by a live connection."""
@@ -209,6 +214,7 @@ class ConnectionMaker:
         target.state = TargetState.CONNECTED
         target.peer = peer
         target.interval = 0.0
+        target.quick_until = 0.0
         target.last_error = None
         target.since = self._clock()
 
@@ -223,6 +229,9 @@ class ConnectionMaker:
             target.state = TargetState.REFUSED
             return
         target.state = TargetState.FAILED
+        if now < target.quick_until:
+            target.next_try = now + QUICK_RETRY
+            return
         target.interval = (
             self.initial_interval
             if target.interval == 0
@@ -234,17 +243,28 @@ class ConnectionMaker:
         """Any connection to ``peer`` completed its handshake (inbound ones too)."""
         self._connected_peers.add(peer)
 
-    def peer_disconnected(self, peer: PeerName, reason: str = "connection lost") -> None:
+    def peer_disconnected(self, peer: PeerName, reason: str = "connection lost",
+                          relaunching: bool = False) -> None:
         """The last connection to ``peer`` is gone: addresses that led there are dialled again
-        after a short random delay, so both ends do not redial at the same instant."""
+        after a short random delay, so both ends do not redial at the same instant;
+        ``relaunching`` (it said it is shutting down): every QUICK_RETRY for a while."""
         self._connected_peers.discard(peer)
         now = self._clock()
         for target in self._targets.values():
-            if target.peer == peer and target.state is TargetState.CONNECTED:
+            if target.peer != peer:
+                continue
+            if relaunching:  # a dial in progress that fails is retried quickly too
+                target.quick_until = now + QUICK_FOR
+            # a WAITING one was not dialled while another connection (inbound) reached the
+            # peer: it is due already, unless the peer is relaunching (then: not before it
+            # listens again)
+            if target.state is TargetState.CONNECTED or (
+                    relaunching and target.state is TargetState.WAITING):
                 target.state = TargetState.WAITING
                 target.last_error = reason
                 target.interval = 0.0
-                target.next_try = now + self._jitter(self.initial_interval)
+                target.next_try = now + (QUICK_RETRY if relaunching
+                                         else self._jitter(self.initial_interval))
                 target.since = now
 
     def _reset(self, target: Target, now: float) -> None:

@@ -11,12 +11,17 @@ Gossip rules (as weave's mesh): a new neighbour gets our full topology; improved
 every neighbour but the one they came from (unless our own record improved: we outranked what it
 sent); a sender of outdated records is answered with ours; a few random neighbours get everything
 periodically as the backstop for lost updates.
+
+After a restart of the gossip actor the routes are held back (``hold_routes``): the forwarder
+keeps forwarding on the routes it has while the new incarnation reconnects, rather than getting
+empty routes from a topology that knows nobody yet (see ``RouteHold``).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from weavenet.mesh.connection import PeerConnection
@@ -31,6 +36,21 @@ FULL_EXCHANGE_FANOUT = 3
 C = TypeVar("C", bound=PeerConnection)  # the actor's connection type, socket included
 
 
+@dataclass
+class RouteHold:
+    """Routes held back until the neighbours whose UDP path worked before a restart are routed
+    to again, or until ``until``. ``waiting`` is None while we do not know them yet (the
+    forwarder has not answered): nothing is released before it answers or time runs out."""
+
+    until: float
+    waiting: frozenset[PeerName] | None = None
+
+    def released(self, routes: Routes, now: float) -> bool:
+        if now >= self.until:
+            return True
+        return self.waiting is not None and all(n in routes.unicast for n in self.waiting)
+
+
 class Router(Generic[C]):
     def __init__(self, me: Peer, *, port: int, rng: random.Random, log: Any) -> None:
         self.me = me
@@ -43,6 +63,18 @@ class Router(Generic[C]):
         self.by_peer: dict[PeerName, C] = {}  # the one established link per peer
         self.routes_version = 0
         self._snapshot: dict[str, Any] | None = None
+        self.hold: RouteHold | None = None
+
+    def hold_routes(self, until: float) -> None:
+        """Publish no routes until the neighbours named by ``reconnect_to`` are routed to again,
+        or until ``until``: the forwarder keeps the routes of our previous incarnation."""
+        self.hold = RouteHold(until)
+
+    def reconnect_to(self, neighbours: Iterable[PeerName]) -> None:
+        """The neighbours to be routed to before a held routing is released (the forwarder's
+        live paths). Without a hold, nothing to do."""
+        if self.hold is not None:
+            self.hold.waiting = frozenset(neighbours) - {self.me.name}
 
     # -- connections ----------------------------------------------------------------------------
     def established(self, conn: C, data_path: bool) -> list[tuple[C, bytes]]:
@@ -70,12 +102,13 @@ class Router(Generic[C]):
             return []
         return self.topology_changed({self.me.name}, source=None)
 
-    def lost(self, conn: C, reason: str) -> list[tuple[C, bytes]]:
-        """The link to ``conn``'s remote is gone (no other connection replaces it)."""
+    def lost(self, conn: C, reason: str, relaunching: bool = False) -> list[tuple[C, bytes]]:
+        """The link to ``conn``'s remote is gone (no other connection replaces it);
+        ``relaunching``: the remote said it is shutting down (see ConnectionMaker)."""
         remote = conn.remote
         assert remote is not None
         del self.by_peer[remote.name]
-        self.maker.peer_disconnected(remote.name, reason)
+        self.maker.peer_disconnected(remote.name, reason, relaunching)
         self.peers.remove_connection(remote.name)
         return self.topology_changed({self.me.name}, source=None)
 
@@ -124,8 +157,15 @@ class Router(Generic[C]):
         return [(conn, data) for conn in chosen]
 
     # -- routes to the forwarder ----------------------------------------------------------------
-    def routes_event(self, force: bool = False) -> dict[str, Any] | None:
-        """The "routes" event if the forwarder's view changed (or ``force``), else None."""
+    def routes_event(self, now: float, force: bool = False) -> dict[str, Any] | None:
+        """The "routes" event if the forwarder's view changed (or ``force``), else None; None
+        while the routes are held (see ``hold_routes``)."""
+        if self.hold is not None:
+            if not self.hold.released(self.routes, now):
+                return None
+            self.log.info("routes_released", waited_for=sorted(map(str, self.hold.waiting or ())),
+                          timed_out=now >= self.hold.until)
+            self.hold = None
         udp = {name: c.udp for name, c in self.by_peer.items() if c.udp}
         keys = {name: c.control_keys for name, c in self.by_peer.items() if c.control_keys}
         snap = forwarder_snapshot(self.peers, self.routes, udp, keys)

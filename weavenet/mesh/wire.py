@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from weavenet.crypto.keys import PROOF_SIZE
+from weavenet.crypto.keys import PROOF_SIZE, REKEY_SALT_SIZE
 from weavenet.crypto.seal import MAC_SIZE, CryptoError
 from weavenet.mesh.peer import MAX_NICKNAME_LEN, PeerIdentityError, PeerName
 from weavenet.mesh.topology import PeerRecord, TopologyDecodeError, decode_records, encode_record
@@ -128,6 +128,15 @@ class Heartbeat:
 
 
 @dataclass(frozen=True)
+class Rekey:
+    """Encrypted connections only: the sender's crypto actor restarted and the connection's UDP
+    keys move on with this random salt (``weavenet.crypto.keys.rekeyed_udp_keys``)."""
+
+    TYPE: ClassVar[str] = "rekey"
+    salt: bytes
+
+
+@dataclass(frozen=True)
 class Goodbye:
     """Why the sender is closing the connection (refused handshake, duplicate, shutdown)."""
 
@@ -135,7 +144,7 @@ class Goodbye:
     reason: str
 
 
-Message = Hello | Proof | TopologyUpdate | Heartbeat | Goodbye
+Message = Hello | Proof | TopologyUpdate | Heartbeat | Rekey | Goodbye
 
 # Retired types: no longer sent, skipped by the decoder when a peer still sends one, and never
 # reused for a different meaning. "established" ('your UDP heartbeats reach me') was never sent:
@@ -234,6 +243,13 @@ def _proof(obj: dict[str, Any]) -> Proof:
     return Proof(proof)
 
 
+def _rekey(obj: dict[str, Any]) -> Rekey:
+    salt = _get(obj, "salt", bytes)
+    if len(salt) != REKEY_SALT_SIZE:
+        raise MalformedMessage(f"salt must be {REKEY_SALT_SIZE} bytes")
+    return Rekey(salt)
+
+
 def _topology(obj: dict[str, Any]) -> TopologyUpdate:
     try:
         records, refused = decode_records(obj.get("records"))
@@ -247,6 +263,7 @@ _DECODERS = {
     Proof.TYPE: _proof,
     TopologyUpdate.TYPE: _topology,
     Heartbeat.TYPE: lambda o: Heartbeat(_uint(o, "seq", 64)),
+    Rekey.TYPE: _rekey,
     Goodbye.TYPE: lambda o: Goodbye(_short_str(o, "reason", MAX_REASON_LEN)),
 }
 

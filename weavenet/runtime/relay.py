@@ -36,7 +36,8 @@ class Relay(Generic[T]):
 
     def answer(self, env: Envelope) -> tuple[T, str | None] | None:
         """The context of the request that ``env`` replies to, and why that request failed
-        (None if it did not); None if ``env`` is no reply to a request of this relay."""
+        (None if it did not); None if ``env`` is no reply to a request of this relay. The
+        reply's body, when it matters, is ``env.body``."""
         if env.in_reply_to not in self._pending:
             return None
         context = self._pending.pop(env.in_reply_to)

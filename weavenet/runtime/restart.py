@@ -15,7 +15,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RestartSettings:
-    base: float = 0.5  # first delay, seconds
+    # The first restart after a stable run is quick: one crash is the common case, and every
+    # moment the actor is down costs traffic (a killed capture or forwarder stops the host's
+    # cross-host frames). Backoff only starts with the second exit in a row.
+    first: float = 0.05
+    base: float = 0.5  # the delay after the second exit, seconds
     factor: float = 1.5
     cap: float = 10.0
     jitter: float = 0.2  # delay is multiplied by a factor in [1 - jitter, 1 + jitter]
@@ -58,7 +62,8 @@ class RestartPolicy:
         if len(self._exits) > s.max_restarts:
             self.failed = True
             return None
-        delay = min(s.cap, s.base * s.factor**self._attempt)
+        delay = (s.first if self._attempt == 0
+                 else min(s.cap, s.base * s.factor ** (self._attempt - 1)))
         self._attempt += 1
         self.restarts += 1
         return delay * (1 - s.jitter + 2 * s.jitter * self._rand())

@@ -15,12 +15,13 @@ import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import zmq
 
 from weavenet.runtime.address import format_host_port, parse_host_port
 
+T = TypeVar("T")
 Opened = Callable[[str, socket.socket, bool], None]  # address, socket, whether already connected
 Failed = Callable[[str, str], None]  # address, reason
 
@@ -32,6 +33,37 @@ class StreamError(Exception):
 
 def connect_failure(err: int) -> str:
     return f"connect: {errno.errorcode.get(err, err)}"
+
+
+def can_connect(address: str, timeout: float) -> bool:
+    """Whether a TCP connect to ``address`` (``ip:port``) succeeds within ``timeout``; the
+    connection is closed at once. Blocking: run it off the loop (a thread pool)."""
+    try:
+        host, port = parse_host_port(address)
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+class Probes(Generic[T]):
+    """``can_connect`` checks run on a small thread pool, each with a context; ``done()``
+    returns the finished ones, for the loop to poll (e.g. on a timer)."""
+
+    def __init__(self, timeout: float, workers: int = 2) -> None:
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe")
+        self._pending: dict[Future[bool], T] = {}
+
+    def probe(self, address: str, context: T) -> None:
+        self._pending[self._pool.submit(can_connect, address, self.timeout)] = context
+
+    def done(self) -> list[tuple[T, bool]]:
+        finished = [f for f in self._pending if f.done()]
+        return [(self._pending.pop(f), f.result()) for f in finished]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def listen(port: int, backlog: int = 128) -> socket.socket:
