@@ -2,7 +2,10 @@
 
 It ensures the `weave` bridge and the router's TAP port at start, forgets conntrack's stale
 flows of the router's UDP port, and handles the control requests relayed by the supervisor
-(``weavenet.runtime.control``): ``Attach``, ``Detach``, ``Expose``, ``Hide`` and ``Ps``. Every
+(``weavenet.runtime.control``): ``Attach``, ``Detach``, ``Expose``, ``Hide`` and ``Ps``; and
+gossip's ``FastdpPeers`` (``weavenet.runtime.fastdp``). With fastdp (``launch.fastdp`` and no
+password) it also ensures the VXLAN device on the bridge (``weavenet.host.vxlan``); a kernel
+without VXLAN is logged and status says so (every peer then uses the sleeve). Every
 operation is an idempotent ensure, so a restarted netconf changes nothing that is already right;
 nothing is torn down when it stops (that is `weave reset`'s job).
 
@@ -20,13 +23,14 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from weavenet.host import arp, bridge, conntrack, exposenat, veth
+from weavenet.host import arp, bridge, conntrack, exposenat, veth, vxlan
 from weavenet.host.attachments import FILE_NAME, Attachment, Attachments, ns_inode
 from weavenet.host.netns import HostNetError
 from weavenet.runtime.actor import Actor, handles, main
 from weavenet.runtime.bus import FAILED, BusError
 from weavenet.runtime.control import Attach, Detach, Expose, Hide, Ps, Target
 from weavenet.runtime.defaults import BRIDGE
+from weavenet.runtime.fastdp import FastdpPeers
 
 PRUNE_INTERVAL = 5.0
 
@@ -41,10 +45,37 @@ class Netconf(Actor):
         bridge.ensure_bridge(BRIDGE, mtu=self.mtu)
         bridge.ensure_router_port(BRIDGE, mtu=self.mtu)
         self._clear_conntrack(self.launch.port)
+        self.fastdp = self._ensure_fastdp()
         self._reconcile_exposed()
         self.every(PRUNE_INTERVAL, self._prune)
         self.log.info("bridge_ready", bridge=BRIDGE, mtu=self.mtu,
                       attachments=len(self.attachments))
+
+    def _ensure_fastdp(self) -> str | None:
+        """The VXLAN device when fastdp can be used; None, or why not. Never flushed: a
+        restarted netconf keeps the entries of running peers (gossip re-sends the set)."""
+        if not self.launch.fastdp or self.launch.encryption:
+            return None
+        try:
+            vxlan.ensure_vxlan(vxlan.fastdp_port(self.launch.port), self.mtu, bridge=BRIDGE)
+        except (HostNetError, NetlinkError) as exc:
+            self.log.warning("fastdp_unavailable", reason=str(exc))
+            return f"unavailable: {exc}"
+        self.log.info("fastdp_ready", device=vxlan.VXLAN_NAME,
+                      port=vxlan.fastdp_port(self.launch.port))
+        return "ready"
+
+    @handles(FastdpPeers)
+    def fastdp_peers(self, req: FastdpPeers) -> dict[str, Any]:
+        if self.fastdp != "ready":
+            raise BusError(FAILED, f"fast datapath {self.fastdp or 'disabled'}")
+        try:
+            change = vxlan.set_peers(req.ips)
+        except (HostNetError, NetlinkError) as exc:
+            raise BusError(FAILED, str(exc)) from exc
+        if change["added"] or change["removed"]:
+            self.log.info("fastdp_entries", peers=list(req.ips), **change)
+        return change
 
     def _reconcile_exposed(self) -> None:
         """Addresses still on the bridge (a relaunch, a restarted netconf) keep their NAT rules;
@@ -166,6 +197,7 @@ class Netconf(Actor):
             "mtu": self.mtu,
             "exposed": bridge.bridge_addresses(BRIDGE),
             "attachments": self.attachments.summaries(),
+            "fastdp": self.fastdp,
         }
 
 

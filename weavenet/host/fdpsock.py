@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import socket
 
-from weavenet.mesh.fdpwire import ETHERTYPE
+from weavenet.runtime.fastdp import HEARTBEAT_ETHERTYPE as ETHERTYPE
 
 IP_MTU_DISCOVER = 10
 IP_PMTUDISC_DO = 2

@@ -49,9 +49,10 @@ from weavenet.host.bridge import delete_link, get_link, link_kind, require_bridg
 from weavenet.host.netns import HostNetError, rtnl
 from weavenet.host.tap import ROUTER_PORT
 from weavenet.runtime.defaults import BRIDGE, FASTDP_PORT_OFFSET, PORT
+from weavenet.runtime.fastdp import VNI, VXLAN_NAME
 
-VXLAN_NAME = "vxlan-6784"  # upstream Weave's name for its fast datapath device
-VNI = 0x574E  # "WN": any fixed id; both ends must agree, and the heartbeat uses it too
+__all__ = ["VNI", "VXLAN_NAME", "ZERO_MAC", "delete", "ensure_vxlan", "entries", "fastdp_port",
+           "present", "set_peers"]
 ZERO_MAC = "00:00:00:00:00:00"
 
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from weavenet.runtime.fastdp import HEARTBEAT_ETHERTYPE as ETHERTYPE
+
 VXLAN_FLAGS = 0x08  # "I" flag: the VNI is valid
-ETHERTYPE = 0x88B5
 DST_MAC = bytes.fromhex("0180c200000e")
 SRC_MAC = bytes.fromhex("0a5745415645")  # locally administered, unicast
 MAGIC = b"wnfd"
