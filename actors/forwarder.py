@@ -135,6 +135,9 @@ class ForwarderActor(Actor):
         for name in update.bad_names:
             self.log.warning("bad_peer_name", peer=name)
         self.core.set_table(update.table)
+        # the peers on the fast datapath (gossip adds them to the routes event)
+        ids = {name: pid for pid, name in update.peers.items()}
+        self.core.set_fastdp(ids[n] for n in data.get("fastdp") or () if n in ids)
         reconcile(self.paths, update.neighbours, time.monotonic())
         for pid in self.peers.keys() - update.peers.keys():
             gone = self.macs.delete_peer(pid)
