@@ -26,7 +26,7 @@ from weavenet.cli.containers import check_spec, docker_remove, docker_run, resol
 from weavenet.cli.report import build_report
 from weavenet.cli.statusview import VIEWS, format_ps, format_status
 from weavenet.mesh.peer import PeerIdentityError, PeerName
-from weavenet.runtime import bus, log
+from weavenet.runtime import bus, fastdp, log
 from weavenet.runtime.address import shown
 from weavenet.runtime.bus import FAILED, USAGE, BusError
 from weavenet.runtime.control import (
@@ -101,8 +101,8 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     p.add_argument("--mtu", type=int, help=f"container MTU (default {CONTAINER_MTU}; "
                    f"{container_mtu(True)} with a password)")
     p.add_argument("--no-fastdp", action="store_true",
-                   help="accepted for compatibility: the kernel fast datapath is not built yet, "
-                   "frames always take the sleeve")
+                   help="never use the kernel fast datapath (VXLAN on UDP port+1): every peer "
+                   "takes the sleeve (also WEAVE_NO_FASTDP=1)")
     p.add_argument("--status-addr", default=STATUS_ADDR, metavar="HOST:PORT",
                    help=f"the read-only HTTP server: metrics, status, report, topology page "
                    f"(default {STATUS_ADDR}; empty: none)")
@@ -128,7 +128,8 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
         ip=ip, range=rng, peers=peers, port=a.port,
         # A full-size frame must fit one datagram on a 1500-byte underlay; sealing costs 16 bytes.
         mtu=a.mtu or container_mtu(bool(password)),
-        name=a.name, nickname=a.nickname, fastdp=not a.no_fastdp,
+        name=a.name, nickname=a.nickname,
+        fastdp=not (a.no_fastdp or fastdp.env_disables(os.environ)),
         debug=a.debug, state_dir=str(ctx.state_dir), encryption=password is not None,
         status_addr=a.status_addr,
     )
@@ -353,10 +354,24 @@ def stop_router(ctx: Ctx) -> bool:
     return True
 
 
+def remove_fastdp() -> None:
+    """Cross-host traffic ends with the router: the kernel's VXLAN device (and every entry
+    towards a peer with it) goes; the bridge stays, so local containers keep talking. A
+    relaunch makes it again."""
+    from weavenet.host import vxlan
+    from weavenet.host.netns import HostNetError
+
+    try:
+        vxlan.delete()
+    except (HostNetError, OSError) as exc:
+        print(f"weave: could not remove the fast datapath device: {exc}", file=sys.stderr)
+
+
 def cmd_stop(ctx: Ctx, argv: list[str]) -> int:
     Parser(prog="weave stop").parse_args(argv)
     if not stop_router(ctx):
         raise client.NotRunning("weave is not running")
+    remove_fastdp()
     return 0
 
 
@@ -366,6 +381,7 @@ def cmd_reset(ctx: Ctx, argv: list[str]) -> int:
     from weavenet.host import bridge, exposenat
 
     exposenat.remove_all()
+    remove_fastdp()
     bridge.teardown()
     for d in (ctx.run_dir, ctx.state_dir):
         shutil.rmtree(d, ignore_errors=True)
