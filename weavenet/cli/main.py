@@ -43,7 +43,7 @@ from weavenet.runtime.control import (
     peer_address,
 )
 from weavenet.runtime.defaults import CONTAINER_MTU, PORT, STATUS_ADDR, container_mtu
-from weavenet.runtime.launch import LaunchConfig
+from weavenet.runtime.launch import MIN_MTU, LaunchConfig
 from weavenet.runtime.request import Request, UsageError
 
 LAUNCH_TIMEOUT = 40.0
@@ -98,7 +98,8 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     p.add_argument("--name", help="peer name (MAC-like); default: persisted in WEAVE_STATE_DIR")
     p.add_argument("--nickname", help="shown in status; default: WEAVE_NICKNAME or the hostname")
     p.add_argument("--port", type=int, default=PORT, help=f"TCP and UDP port ({PORT})")
-    p.add_argument("--mtu", type=int, help=f"container MTU (default {CONTAINER_MTU}; "
+    p.add_argument("--mtu", type=int, help="container MTU (default: the underlay's MTU - 50 "
+                   f"with the fast datapath; {CONTAINER_MTU} with --no-fastdp, "
                    f"{container_mtu(True)} with a password)")
     p.add_argument("--no-fastdp", action="store_true",
                    help="never use the kernel fast datapath (VXLAN on UDP port+1): every peer "
@@ -124,12 +125,15 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
         except PeerIdentityError as exc:
             raise UsageError(f"weave launch: {exc}") from None
     password = read_password(a.password, a.password_file)
+    fastdp_on = not (a.no_fastdp or fastdp.env_disables(os.environ))
     config = LaunchConfig(
         ip=ip, range=rng, peers=peers, port=a.port,
         # A full-size frame must fit one datagram on a 1500-byte underlay; sealing costs 16 bytes.
-        mtu=a.mtu or container_mtu(bool(password)),
+        # With fastdp: the largest frame VXLAN carries on this host's underlay (the sleeve
+        # carries those too, to peers that fell back, with PMTU signals to the senders).
+        mtu=a.mtu or default_mtu(password is not None, fastdp_on),
         name=a.name, nickname=a.nickname,
-        fastdp=not (a.no_fastdp or fastdp.env_disables(os.environ)),
+        fastdp=fastdp_on,
         debug=a.debug, state_dir=str(ctx.state_dir), encryption=password is not None,
         status_addr=a.status_addr,
     )
@@ -352,6 +356,17 @@ def stop_router(ctx: Ctx) -> bool:
     if client.router_pid(ctx.run_dir) == pid:
         raise BusError(FAILED, f"the router (pid {pid}) did not stop in {STOP_TIMEOUT:.0f}s")
     return True
+
+
+def default_mtu(encrypted: bool, fastdp_on: bool) -> int:
+    if encrypted or not fastdp_on:
+        return container_mtu(encrypted)
+    from weavenet.host import vxlan
+
+    try:
+        return max(vxlan.fastdp_mtu(), MIN_MTU)
+    except OSError:
+        return container_mtu(False)
 
 
 def remove_fastdp() -> None:

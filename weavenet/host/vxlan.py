@@ -223,3 +223,37 @@ def delete(name: str = VXLAN_NAME) -> bool:
 def present(name: str = VXLAN_NAME) -> bool:
     with rtnl() as ipr:
         return _vxlan_msg(ipr, name) is not None
+
+
+# --- the container MTU fastdp can carry --------------------------------------------------------
+
+OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
+_NOT_UNDERLAY = ("bridge", "veth", "tun", "vxlan", "dummy")
+
+
+def underlay_mtu(default: int = 1500) -> int:
+    """The MTU of this host's underlay: the default route's link, or else the largest up link
+    that is not ours or a container's (a lab host routes only its LAN); ``default`` if none."""
+    with rtnl() as ipr:
+        for route in ipr.route("get", dst="8.8.8.8") if _has_default(ipr) else ():
+            oif = route.get("RTA_OIF")
+            msg = get_link(ipr, index=oif) if oif else None
+            mtu = msg.get("mtu") if msg is not None else None
+            if mtu:
+                return int(mtu)
+        best = 0
+        for msg in ipr.link("dump"):
+            name = str(msg.get("ifname"))
+            if name == "lo" or link_kind(msg) in _NOT_UNDERLAY or not msg["flags"] & 1:
+                continue
+            best = max(best, int(msg.get("mtu") or 0))
+        return best or default
+
+
+def _has_default(ipr: IPRoute) -> bool:
+    return any(r.get("dst_len") == 0 for r in ipr.route("dump", family=2, table=254))
+
+
+def fastdp_mtu() -> int:
+    """The default container MTU with fastdp: the largest frame VXLAN carries on the underlay."""
+    return underlay_mtu() - OVERHEAD
