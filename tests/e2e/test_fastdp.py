@@ -15,6 +15,7 @@ import json
 import pytest
 
 from tests.support import (
+    actor,
     actor_status,
     container_pings,
     eventually_pings,
@@ -84,6 +85,10 @@ def test_default_launch_uses_fastdp_with_kernel_entries_towards_the_peer(net):
     assert "fastdp" in weave(h1, "status")
     eventually_pings(h1, c["a1"], "10.0.1.2")
     eventually_pings(h2, c["a2"], "10.0.1.1")
+    # the container MTU is the underlay's (1500 in the lab) - 50, and full frames cross
+    mtu = h1.exec_in_container(c["a1"], ["cat", "/sys/class/net/ethwe/mtu"]).stdout.strip()
+    assert mtu == "1450"
+    assert container_pings(h1, c["a1"], "10.0.1.2", size=1450 - 28)
 
 
 def test_fastdp_frames_never_touch_the_router_processes(net):
@@ -116,6 +121,9 @@ def test_blocked_udp_6784_falls_back_to_the_sleeve_and_back(net):
         r = h1.exec_in_container(c["a1"], ["ping", "-c", "20", "-i", "0.1", "-q", "10.0.1.2"],
                                  check=False, timeout=60)
         assert replies(r.stdout) == 20
+        # frames of the fastdp MTU still get through the sleeve (PMTU signals, fragments)
+        wait_for(lambda: container_pings(h1, c["a1"], "10.0.1.2", size=1450 - 28), 15,
+                 "a full-size ping over the sleeve")
         switches = [e for e in log_events(h1, "overlay_switch")
                     if e.get("remote") == names[h2.name]]
         assert switches and switches[-1]["path"] == "sleeve"
@@ -176,9 +184,130 @@ def test_encrypted_connections_use_the_sleeve(lab_factory):
     assert "sleeve (encrypted)" in weave(h1, "status")
 
 
+@pytest.mark.parametrize("name", ["capture", "forwarder", "crypto", "netconf", "gossip"])
+def test_kill_9_of_an_actor_does_not_interrupt_fastdp_traffic(net, name):
+    """A ping every 10 ms between containers on fastdp peers while one actor of host1 is
+    killed: no packet lost (the kernel carries them); gossip, which re-handshakes every peer,
+    costs at most 1 s."""
+    import os
+    import signal
+
+    lab, c, names = net
+    h1, h2 = lab.hosts
+    wait_path(h1, names[h2.name], "fastdp", 30)
+    wait_path(h2, names[h1.name], "fastdp", 30)
+    eventually_pings(h1, c["a1"], "10.0.1.2")
+    pinger = h1.popen(["docker", "exec", c["a1"], "ping", "-q", "-c", "400", "-i", "0.01",
+                       "10.0.1.2"], stdout=-1, text=True)
+    try:
+        import time
+
+        time.sleep(0.5)
+        pid = actor(h1, name)["pid"]
+        os.kill(pid, signal.SIGKILL)
+        out, _ = pinger.communicate(timeout=60)
+    finally:
+        if pinger.poll() is None:
+            pinger.kill()
+    lost = 400 - replies(out)
+    assert lost <= (100 if name == "gossip" else 0), (name, out)
+    wait_for(lambda: actor(h1, name)["pid"] not in (pid, None), 20, f"a new {name}")
+    wait_path(h1, names[h2.name], "fastdp", 30)
+
+
 def test_reset_leaves_no_vxlan_device(net):
     lab, _, _ = net
     h1, h2 = lab.hosts
     assert has_device(h1)
     assert weave_result(h1, "reset").returncode == 0
     assert not has_device(h1)
+
+
+COUNT_RECV = """
+import collections, socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
+s.bind(("ethwe", 0)); s.settimeout(0.5)
+print("ready", flush=True)
+seen = collections.Counter()
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    try:
+        data = s.recv(2048)
+    except TimeoutError:
+        continue
+    if data[14:24] == b"weavenet-b":
+        seen[data[24:40].decode().strip()] += 1
+print(" ".join(f"{k}={v}" for k, v in sorted(seen.items())), flush=True)
+"""
+
+COUNT_SEND = """
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("ethwe", 0))
+tag = sys.argv[1]
+for i in range(20):
+    body = (b"weavenet-b" + f"{tag}-{i:03d}".ljust(16).encode()).ljust(46, b".")
+    s.send(b"\\xff" * 6 + s.getsockname()[4] + b"\\x88\\xb5" + body)
+    time.sleep(0.05)
+"""
+
+
+def broadcast_counts(lab: Lab, containers: dict[str, str], sender: int, tag: str) -> list[dict]:
+    """20 numbered broadcasts from host `sender`'s container, counted at every other host's."""
+    import sys
+
+    procs = []
+    for i, h in enumerate(lab.hosts):
+        if i == sender:
+            continue
+        pid = h.container_pid(containers[h.name])
+        p = h.popen(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", COUNT_RECV, "6"],
+                    stdout=-1, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        procs.append(p)
+    h = lab.hosts[sender]
+    pid = h.container_pid(containers[h.name])
+    h.run(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", COUNT_SEND, tag], timeout=30)
+    out = []
+    for p in procs:
+        text, _ = p.communicate(timeout=30)
+        out.append(dict(kv.split("=") for kv in text.split()))
+    return out
+
+
+def test_broadcasts_reach_every_container_exactly_once_in_a_fastdp_and_sleeve_mix(lab3):
+    """host1-host2 and host2-host3 on fastdp; host1-host3 first on the sleeve (UDP 6784 blocked
+    between them), then not connected at all (cut: relayed through host2)."""
+    lab = lab3
+    h1, h2, h3 = lab.hosts
+    names = launch_names(lab)
+    containers = {h.name: weave(h, "run", f"10.0.1.{i + 1}/24", "-t", "-i", "busybox")
+                  for i, h in enumerate(lab.hosts)}
+    try:
+        lab.block(h1, h3, "udp", 6784)
+        wait_path(h1, names[h2.name], "fastdp", 30)
+        wait_path(h3, names[h2.name], "fastdp", 30)
+        wait_for(lambda: overlay_of(h1, names[h3.name]).get("path") == "sleeve"
+                 and "heartbeat" in (overlay_of(h1, names[h3.name]).get("reason") or ""), 30,
+                 "host1-host3 on the sleeve")
+        for sender in range(3):
+            for counts in broadcast_counts(lab, containers, sender, f"m{sender}"):
+                assert len(counts) == 20 and set(counts.values()) == {"1"}, (sender, counts)
+        lab.cut(h1, h3)
+        wait_for(lambda: overlay_of(h1, names[h3.name]) == {}, 60, "host1-host3 gone")
+        eventually_pings(h1, containers[h1.name], "10.0.1.3", timeout=45)
+        for sender in range(3):
+            for counts in broadcast_counts(lab, containers, sender, f"c{sender}"):
+                assert len(counts) == 20 and set(counts.values()) == {"1"}, (sender, counts)
+    finally:
+        lab.clear_faults()
+        for h in lab.hosts:
+            h.run(["weave", "reset"], check=False)
+
+
+def launch_names(lab: Lab) -> dict[str, str]:
+    h1, h2, h3 = lab.hosts
+    weave(h1, "launch", "10.0.0.1/16")
+    weave(h2, "launch", "10.0.0.2/16", h1.ip)
+    weave(h3, "launch", "10.0.0.3/16", h2.ip)
+    return {h.name: status(h)["peer"]["name"] for h in lab.hosts}
