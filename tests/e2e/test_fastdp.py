@@ -19,6 +19,7 @@ from tests.support import (
     actor_status,
     container_pings,
     eventually_pings,
+    launch_mesh,
     log_events,
     replies,
     seconds_until,
@@ -59,11 +60,9 @@ def captured(host) -> int:
 @pytest.fixture(scope="module")
 def net(lab2: Lab):
     h1, h2 = lab2.hosts
-    weave(h1, "launch", "10.0.0.1/16")
-    weave(h2, "launch", "10.0.0.2/16", h1.ip)
+    names = launch_mesh(lab2.hosts)  # the seed's launches: host2 names host1
     c = {"a1": weave(h1, "run", "10.0.1.1/24", "-t", "-i", "busybox"),
          "a2": weave(h2, "run", "10.0.1.2/24", "-t", "-i", "busybox")}
-    names = {h.name: status(h)["peer"]["name"] for h in (h1, h2)}
     yield lab2, c, names
     lab2.clear_faults()
     for h in lab2.hosts:
@@ -280,7 +279,7 @@ def test_broadcasts_reach_every_container_exactly_once_in_a_fastdp_and_sleeve_mi
     between them), then not connected at all (cut: relayed through host2)."""
     lab = lab3
     h1, h2, h3 = lab.hosts
-    names = launch_names(lab)
+    names = launch_mesh(lab.hosts)
     containers = {h.name: weave(h, "run", f"10.0.1.{i + 1}/24", "-t", "-i", "busybox")
                   for i, h in enumerate(lab.hosts)}
     try:
@@ -304,10 +303,3 @@ def test_broadcasts_reach_every_container_exactly_once_in_a_fastdp_and_sleeve_mi
         for h in lab.hosts:
             h.run(["weave", "reset"], check=False)
 
-
-def launch_names(lab: Lab) -> dict[str, str]:
-    h1, h2, h3 = lab.hosts
-    weave(h1, "launch", "10.0.0.1/16")
-    weave(h2, "launch", "10.0.0.2/16", h1.ip)
-    weave(h3, "launch", "10.0.0.3/16", h2.ip)
-    return {h.name: status(h)["peer"]["name"] for h in lab.hosts}
