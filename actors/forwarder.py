@@ -7,7 +7,10 @@ Sockets:
   :mod:`weavenet.dataplane.udp_socket`, the receive loop is here.
 * PULL ``Endpoints.frames_out`` (capture binds it): batches of frames captured on our bridge.
 * PUSH ``Endpoints.frames_in``: batches of frames for capture to inject on our bridge.
-* SUB ``Endpoints.events``, topic "routes": the gossip actor's routes
+* SUB ``Endpoints.events``, topic "routes": the gossip actor's routes, with the peers on the
+  fast datapath (``fastdp``: the sleeve sends local broadcasts only to the others, and asks
+  netconf through the supervisor, ``FastdpMacs``, to move to the kernel the MACs of unicast
+  flows it still carries to a fastdp peer)
   (:mod:`weavenet.dataplane.route_update`), and "actor.ready" (a restarted gossip is told the
   paths at once). Publishes "paths" (each neighbour's UDP path: ok, probing or unreachable, PMTU)
   on change: gossip lets a connection carry traffic only while its path is ok.
@@ -57,9 +60,12 @@ from weavenet.dataplane.sleeve import (
 from weavenet.dataplane.udp import GRO_CMSG_SPACE, gro_size
 from weavenet.dataplane.udp_socket import UdpSocket, route_mtu
 from weavenet.runtime.actor import Actor, drain, main
+from weavenet.runtime.bus import Envelope
 from weavenet.runtime.counters import Counters
 from weavenet.runtime.events import on_events
+from weavenet.runtime.fastdp import FastdpMacs
 from weavenet.runtime.ready import on_ready
+from weavenet.runtime.relay import Relay
 
 DATAGRAMS_PER_WAKEUP = 256  # bound the work per poll so capture's queue and timers get a turn
 BATCHES_PER_WAKEUP = 16
@@ -77,6 +83,7 @@ BAD_CRYPTO_REPLY = "bad_crypto_reply"
 NO_ADDRESS = "no_address"  # next hop whose UDP address we do not know
 INJECT_QUEUE_FULL = "inject_queue_full"
 BAD_BATCH = "bad_batch"
+MOVE_RETRY = 2.0  # a MAC at a fastdp peer still on the sleeve after this is asked to move again
 
 
 class ForwarderActor(Actor):
@@ -93,6 +100,11 @@ class ForwarderActor(Actor):
         self.counters = Counters()
         self.macs = MacCache()
         self.core = Forwarder(self.me_wire, self.macs, broadcast_peer=sleeve.BROADCAST_PEER)
+        # the fast datapath: peers on it (wire id -> underlay address, from the routes event),
+        # and the MACs at them that netconf was asked to move to the VXLAN port, and when
+        self.fastdp_ips: dict[int, str] = {}
+        self.moves_asked: dict[bytes, float] = {}
+        self.netconf: Relay[None] = Relay(self, "netconf")
         self.peers: dict[int, str] = {}  # every peer the routes know: wire id -> name
         self.paths: dict[int, Path] = {}  # direct neighbours
         self.inbound = Inbound(self.me_wire, encrypt=self.encrypt, received=self.core.received,
@@ -137,7 +149,10 @@ class ForwarderActor(Actor):
         self.core.set_table(update.table)
         # the peers on the fast datapath (gossip adds them to the routes event)
         ids = {name: pid for pid, name in update.peers.items()}
-        self.core.set_fastdp(ids[n] for n in data.get("fastdp") or () if n in ids)
+        fastdp = data.get("fastdp")
+        fastdp = fastdp if isinstance(fastdp, Mapping) else {}
+        self.fastdp_ips = {ids[n]: str(ip) for n, ip in fastdp.items() if n in ids}
+        self.core.set_fastdp(self.fastdp_ips)
         reconcile(self.paths, update.neighbours, time.monotonic())
         for pid in self.peers.keys() - update.peers.keys():
             gone = self.macs.delete_peer(pid)
@@ -303,10 +318,33 @@ class ForwarderActor(Actor):
             self._send_frames(path, src, dst, frames, inject)
         if inject:
             self._inject(inject)
+        if plan.to_kernel:
+            self._to_kernel(plan.to_kernel, now)
         if plan.learned and self.launch.debug:
             for mac, peer, how in plan.learned:
                 name = sleeve.peer_from_wire(peer) if peer else self.me
                 self.log.debug("mac_learned", mac=mac.hex(":"), peer=name, how=how.name.lower())
+
+    def _to_kernel(self, pairs: list, now: float) -> None:
+        """Ask netconf to move MACs at fastdp peers to the VXLAN port (FastdpMacs), each at
+        most once per MOVE_RETRY seconds: until it is done their frames keep coming here."""
+        asked = self.moves_asked
+        macs = []
+        for mac, peer in pairs:
+            ip = self.fastdp_ips.get(peer)
+            if ip is None or now - asked.get(mac, -MOVE_RETRY) < MOVE_RETRY:
+                continue
+            asked[mac] = now
+            macs.append((mac.hex(":"), ip))
+        if len(asked) > 4096:
+            asked.clear()
+        if macs:
+            self.netconf.send(FastdpMacs(tuple(macs[:256])), None)
+
+    def on_reply(self, env: Envelope) -> None:
+        answer = self.netconf.answer(env)
+        if answer is not None and answer[1] is not None:
+            self.log.warning("fastdp_macs_failed", reason=answer[1])
 
     def _send_frames(self, path: Path, src: int, dst: int, frames: list, inject: list) -> None:
         out = pack_for_path(frames, path.max_datagram - self.seal_extra, sender=self.me_wire,

@@ -25,10 +25,10 @@ VXLAN heartbeats (``weavenet.mesh.fdpwire``, a DF UDP socket) and reads the peer
 socket on netconf's VXLAN device, acknowledging each with a ``FastdpAck`` on the TCP connection.
 On a switch it logs ``overlay_switch`` (remote, path, why), sends netconf the whole set of
 fastdp peers' addresses (``FastdpPeers`` through the supervisor; again every few seconds and
-when netconf comes up) and adds the set's names to the "routes" event as ``fastdp``, so the
-forwarder stops sending broadcasts to those peers by the sleeve. For ``FASTDP_GRACE`` after
-start the set only grows: a restarted gossip does not take away kernel entries that carry
-traffic before it has re-proved them.
+when netconf comes up) and adds the set (name -> address) to the "routes" event as
+``fastdp``, so the forwarder stops sending broadcasts to those peers by the sleeve. For
+``FASTDP_GRACE`` after start the set only grows: a restarted gossip does not take away kernel
+entries that carry traffic before it has re-proved them.
 
 The protocol is sans-IO in weavenet.mesh: ``router`` (topology, routes, connection maker, gossip
 rules), ``connection`` (one connection's decoder, handshake, out-buffer), ``refusals``; this
@@ -537,7 +537,7 @@ class Gossip(Actor):
     def _publish_routes(self, force: bool = False) -> None:
         event = self.router.routes_event(force)
         if event is not None:
-            self.publish("routes", {**event, "fastdp": sorted(self.overlays.fastdp())})
+            self.publish("routes", {**event, "fastdp": self.overlays.fastdp()})
 
     # -- the fast datapath (weavenet.mesh.overlays) ------------------------------------------
     def _setup_fastdp(self) -> None:

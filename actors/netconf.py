@@ -3,11 +3,11 @@
 It ensures the `weave` bridge and the router's TAP port at start, forgets conntrack's stale
 flows of the router's UDP port, and handles the control requests relayed by the supervisor
 (``weavenet.runtime.control``): ``Attach``, ``Detach``, ``Expose``, ``Hide`` and ``Ps``; and
-gossip's ``FastdpPeers`` (``weavenet.runtime.fastdp``). With fastdp (``launch.fastdp`` and no
-password) it also ensures the VXLAN device on the bridge (``weavenet.host.vxlan``); a kernel
-without VXLAN is logged and status says so (every peer then uses the sleeve). Every
-operation is an idempotent ensure, so a restarted netconf changes nothing that is already right;
-nothing is torn down when it stops (that is `weave reset`'s job).
+gossip's ``FastdpPeers`` and the forwarder's ``FastdpMacs`` (``weavenet.runtime.fastdp``).
+With fastdp (``launch.fastdp`` and no password) it also ensures the VXLAN device on the bridge
+(``weavenet.host.vxlan``); a kernel without VXLAN is logged and status says so (every peer
+then uses the sleeve). Every operation is an idempotent ensure, so a restarted netconf changes
+nothing that is already right; nothing is torn down when it stops (that is `weave reset`'s job).
 
 Attachments are recorded in WEAVE_STATE_DIR/attachments.json (``weavenet.host.attachments``) so
 `weave ps` and the in-use check know them; entries whose namespace is gone are dropped.
@@ -30,7 +30,7 @@ from weavenet.runtime.actor import Actor, handles, main
 from weavenet.runtime.bus import FAILED, BusError
 from weavenet.runtime.control import Attach, Detach, Expose, Hide, Ps, Target
 from weavenet.runtime.defaults import BRIDGE
-from weavenet.runtime.fastdp import FastdpPeers
+from weavenet.runtime.fastdp import FastdpMacs, FastdpPeers
 
 PRUNE_INTERVAL = 5.0
 
@@ -76,6 +76,18 @@ class Netconf(Actor):
         if change["added"] or change["removed"]:
             self.log.info("fastdp_entries", peers=list(req.ips), **change)
         return change
+
+    @handles(FastdpMacs)
+    def fastdp_macs(self, req: FastdpMacs) -> dict[str, Any]:
+        if self.fastdp != "ready":
+            raise BusError(FAILED, f"fast datapath {self.fastdp or 'disabled'}")
+        try:
+            moved = vxlan.move_macs(req.macs)
+        except (HostNetError, NetlinkError) as exc:
+            raise BusError(FAILED, str(exc)) from exc
+        if moved:
+            self.log.info("fastdp_macs_moved", macs=[m for m, _ in req.macs], moved=moved)
+        return {"moved": moved}
 
     def _reconcile_exposed(self) -> None:
         """Addresses still on the bridge (a relaunch, a restarted netconf) keep their NAT rules;

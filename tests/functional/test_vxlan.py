@@ -140,6 +140,20 @@ def test_flood_entries_carry_traffic_learn_macs_and_are_removed_with_them(
     assert not netns_pings(pair["ca"], ip_of(CONTAINER["b"]), count=2)
 
 
+def test_moved_macs_point_at_the_peer_and_the_vxlan_port_only_for_fastdp_peers(
+        pair: dict[str, str]) -> None:
+    set_peers(pair["a"], [UNDERLAY["b"]])
+    with inside(pair["a"]):
+        moved = vxlan.move_macs([("02:00:00:00:00:0b", UNDERLAY["b"]),
+                                 ("02:00:00:00:00:0c", "198.18.9.3")])  # not a fastdp peer
+    assert moved == 1
+    assert entries(pair["a"])["02:00:00:00:00:0b"] == [UNDERLAY["b"]]
+    assert "02:00:00:00:00:0c" not in entries(pair["a"])
+    assert "02:00:00:00:00:0b" in bridge_macs_on_vxlan(pair["a"])
+    set_peers(pair["a"], [])  # leaving fastdp takes the moved entries away too
+    assert not entries(pair["a"]) and "02:00:00:00:00:0b" not in bridge_macs_on_vxlan(pair["a"])
+
+
 def test_reconcile_after_restart_keeps_entries_and_delete_removes_everything(
         pair: dict[str, str]) -> None:
     set_peers(pair["a"], [UNDERLAY["b"]])

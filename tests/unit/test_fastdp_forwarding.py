@@ -96,3 +96,13 @@ def test_routes_replaced_keep_the_fastdp_set() -> None:
     fwds["A"].set_fastdp(())
     assert [a.dst_peer for a in fwds["A"].decide_captured(frame(BCAST, MAC_A), 0.0)
             if isinstance(a, Send)] == [None]
+
+
+def test_unicast_to_a_mac_at_a_fastdp_peer_is_reported_for_the_kernel() -> None:
+    fwds = network(TRIANGLE)
+    fwds["A"].macs.learn(MAC_B, "B", 0.0)
+    fwds["A"].macs.learn(MAC_C, "C", 0.0)
+    fwds["A"].set_fastdp({"B"})
+    plan = fwds["A"].captured([frame(MAC_B, MAC_A), frame(MAC_C, MAC_A)], 0.0)
+    assert plan.to_kernel == [(MAC_B, "B")]
+    assert set(plan.send) == {("B", "A", "B"), ("C", "A", "C")}  # still sent: exactly once

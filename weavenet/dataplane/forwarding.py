@@ -16,8 +16,10 @@ inject it on the local bridge, send it to next-hop peers, or drop it (and why):
   peer (not along the tree), to every *other* reachable peer once, relayed as unicast. A unicast
   frame reaches the TAP only when the bridge did not send it by VXLAN (the VXLAN port has
   unicast flooding off, see ``weavenet.host.vxlan``), so unicast, known or not, is the sleeve's
-  as before. Frames that came in by VXLAN never reach the TAP (isolated ports), and frames we
-  inject never leave by VXLAN: each peer gets each frame exactly once, by one path, in any mix.
+  as before (and a MAC at a fastdp peer seen this way is reported in ``Plan.to_kernel``, so
+  the bridge can be told to send its next frames by VXLAN). Frames that came in by VXLAN
+  never reach the TAP (isolated ports), and frames we inject never leave by VXLAN: each peer
+  gets each frame exactly once, by one path, in any mix.
 * loop protection: frames that claim to come from us, and frames carrying a source MAC we
   saw locally within ``local_grace`` seconds, are dropped (our own frames that came back).
   After the grace period a remote claim wins: that is a container that moved away.
@@ -72,7 +74,7 @@ Action = Inject | Send | Drop
 class Plan:
     """What to do with a batch: frames to inject, frames per send key, drop counts."""
 
-    __slots__ = ("inject", "send", "drops", "learned")
+    __slots__ = ("inject", "send", "drops", "learned", "to_kernel")
 
     def __init__(self) -> None:
         self.inject: list[Buffer] = []
@@ -80,6 +82,9 @@ class Plan:
         self.drops: dict[str, int] = {}
         # (mac, peer, NEW|MOVED) for logs and status; refreshes are not listed
         self.learned: list[tuple[bytes, Peer, Learned]] = []
+        # (dst mac, peer): unicast the sleeve carried to a MAC at a fastdp peer (the bridge
+        # learned it on the TAP earlier); the forwarder asks netconf to move it to the kernel
+        self.to_kernel: list[tuple[bytes, Peer]] = []
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + n
@@ -185,6 +190,8 @@ class Forwarder:
                         keys, reason = [], NO_ROUTE
                     else:
                         keys = [(hop, us, owner)]
+                        if owner in self.fastdp:
+                            plan.to_kernel.append((pair[:6], owner))
                     for key in keys:
                         lst = send.get(key)
                         if lst is None:

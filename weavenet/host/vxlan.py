@@ -17,6 +17,11 @@ that port. Which peers frames go to is decided by its forwarding database (FDB):
   moved to another host is found again by its first frame from there. Learned entries of a peer
   that leaves fastdp are removed with its flood entry, together with the bridge's own entries
   for those MACs on this port, so no unicast keeps going into a path that stopped working.
+- **Moved entries** (``move_macs``): a flow that began while its peer was on the sleeve has its
+  MACs learned by the bridge on the TAP, and no frame of it would ever come in by VXLAN to
+  change that. The forwarder notices (a unicast frame on the sleeve for a MAC at a fastdp peer)
+  and asks netconf to point the MAC at the VXLAN port and the peer's address, as a frame by
+  VXLAN would have: from the next frame on, the kernel carries the flow.
 
 The bridge port is set up so that every frame goes either by the kernel or by the sleeve, never
 both and never back (``ensure_port_flags``):
@@ -52,7 +57,7 @@ from weavenet.runtime.defaults import BRIDGE, FASTDP_PORT_OFFSET, PORT
 from weavenet.runtime.fastdp import VNI, VXLAN_NAME
 
 __all__ = ["VNI", "VXLAN_NAME", "ZERO_MAC", "delete", "ensure_vxlan", "entries", "fastdp_port",
-           "present", "set_peers"]
+           "move_macs", "present", "set_peers"]
 ZERO_MAC = "00:00:00:00:00:00"
 
 
@@ -209,6 +214,31 @@ def set_peers(ips: Iterable[str], name: str = VXLAN_NAME) -> dict[str, list[str]
                 _ignore_missing(ipr.fdb, command="del", ifindex=index, lladdr=mac,
                                 flags=NTF_MASTER)
         return {"added": added, "removed": removed}
+
+
+NUD_REACHABLE = 0x02  # a dynamic entry: it ages out like a learned one
+
+
+def move_macs(pairs: Iterable[tuple[str, str]], name: str = VXLAN_NAME) -> int:
+    """Point each MAC at its peer's address on the device and at this port in the bridge,
+    as if a frame from it had just come in by VXLAN; pairs whose address has no flood entry
+    (a peer not on fastdp now) are skipped. Returns how many were moved."""
+    with rtnl() as ipr:
+        msg = _vxlan_msg(ipr, name)
+        if msg is None:
+            return 0
+        index = int(msg["index"])
+        flooding = {str(dst) for mac, dst, flags in _entries(ipr, index)
+                    if flags & NTF_SELF and mac == ZERO_MAC and dst is not None}
+        moved = 0
+        for mac, ip in pairs:
+            if ip not in flooding:
+                continue
+            ipr.fdb("replace", ifindex=index, lladdr=mac, dst=ip, flags=NTF_SELF,
+                    state=NUD_REACHABLE)
+            ipr.fdb("replace", ifindex=index, lladdr=mac, flags=NTF_MASTER, state=NUD_REACHABLE)
+            moved += 1
+        return moved
 
 
 def delete(name: str = VXLAN_NAME) -> bool:
