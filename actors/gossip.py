@@ -564,7 +564,9 @@ class Gossip(Actor):
                                                  encrypted=acc.keys is not None)
         if disabled is None and ":" in host:
             disabled = "IPv6 underlay (fastdp is IPv4 only)"
-        if self.overlays.remove(str(remote.name)):  # a replaced connection: prove it again
+        if self.overlays.keep(str(remote.name), remote.uid, host, disabled):
+            return  # a replacing connection to the same incarnation: the path is unchanged
+        if self.overlays.remove(str(remote.name)):  # a new incarnation: prove it again
             self._fastdp_changed()
         self.overlays.add(str(remote.name), remote.uid, host, acc.remote_udp_port + 1,
                           time.monotonic(), disabled)

@@ -1,8 +1,8 @@
 """The sleeve end to end through the real actors: two routers, containers on each, one switch.
 
 Two throwaway "host" namespaces joined by a veth pair (198.18.0.1/24 and .2/24) each run a
-real router (`weave launch --no-fastdp` under nsenter): b peers with a, c with b, and the real gossip
-actors compute the routes. "Containers" are further namespaces attached with `weave attach`.
+real router (`weave launch --no-fastdp` under nsenter): b peers with a, c with b, and the real
+gossip actors compute the routes. "Containers" are further namespaces attached with `weave attach`.
 """
 
 from __future__ import annotations

@@ -75,3 +75,12 @@ def test_overlays_table_reasons_and_the_fastdp_set() -> None:
     assert ovs.fastdp() == {"p": "198.18.0.2"}
     assert ovs.status("q") == {"path": "sleeve", "reason": overlay.REMOTE_DISABLED}
     assert ovs.remove("p") is True and ovs.fastdp() == {}
+
+
+def test_a_replacing_connection_to_the_same_incarnation_keeps_its_path() -> None:
+    ovs = Overlays()
+    ovs.add("p", 5, "198.18.0.2", 6784, 0.0, None)
+    assert ovs.keep("p", 5, "198.18.0.2", None)
+    assert not ovs.keep("p", 6, "198.18.0.2", None)  # restarted: prove it again
+    assert not ovs.keep("p", 5, "198.18.0.9", None)
+    assert not ovs.keep("q", 5, "198.18.0.2", None)

@@ -47,6 +47,13 @@ class Overlays:
         """A connection to ``peer`` was established (replacing any earlier one)."""
         self.links[peer] = Link(peer, uid, host, port, Overlay(now, disabled=disabled, port=port))
 
+    def keep(self, peer: str, uid: int, host: str, disabled: str | None) -> bool:
+        """A new connection replaced the one to ``peer``: True (and nothing changes) when it is
+        the same incarnation at the same address with the same offer, whose path stays proven."""
+        link = self.links.get(peer)
+        return (link is not None and link.uid == uid and link.host == host
+                and link.overlay.disabled == disabled)
+
     def remove(self, peer: str) -> bool:
         """The peer's connection is gone; True if it was on fastdp."""
         link = self.links.pop(peer, None)
