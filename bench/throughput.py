@@ -195,10 +195,10 @@ def measure(lab: Lab, seconds: float, password: str | None) -> dict[str, Any]:
     print("raw kernel VXLAN (hand-built) ...", flush=True)
     paths, undo = raw_vxlan(lab)
     try:
-        p1 = int(h1.run(["sh", "-c", f"ip netns exec {paths[0]} sleep 600 & echo $!"])
-                 .stdout.strip())
-        p2 = int(h2.run(["sh", "-c", f"ip netns exec {paths[1]} sleep 600 & echo $!"])
-                 .stdout.strip())
+        # a process in each namespace, for nsenter -t PID like the containers'
+        p1, p2 = (int(h.run(["sh", "-c", f"ip netns exec {ns} sleep 600 >/dev/null 2>&1 "
+                                         "</dev/null & echo $!"]).stdout.strip())
+                  for h, ns in ((h1, paths[0]), (h2, paths[1])))
         wait_for(lambda: ping_ms(h1, p1, "10.99.0.2", count=1) is not None, 10, "raw vxlan")
         rows["raw vxlan"] = figures(h1, h2, p1, p2, "10.99.0.2", seconds)
         h1.run(["kill", str(p1)], check=False)
