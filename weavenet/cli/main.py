@@ -419,14 +419,16 @@ COMMANDS: dict[str, tuple[Callable[[Ctx, list[str]], int], str]] = {
     "ps": (cmd_ps, "containers on the weave network, with MACs and addresses"),
     "version": (cmd_version, "versions of this script and the running router"),
     "logs": (cmd_logs, "[-f]  the router's JSON logs (filter with jq)"),
-    "stop": (cmd_stop, "stop the router; local containers keep talking"),
-    "reset": (cmd_reset, "stop and remove every trace: bridge, veths, NAT rules, state"),
+    "stop": (cmd_stop, "stop the router (and the kernel path to peers); local containers "
+             "keep talking"),
+    "reset": (cmd_reset, "stop and remove every trace: bridge, veths, VXLAN device, NAT "
+              "rules, state"),
 }
 
 CONTAINER_HELP = """\
 CONTAINER is a Docker id or name, or pid:N / netns:/path for namespaces outside Docker.
 Environment: WEAVE_RUN_DIR (default /run/weave), WEAVE_STATE_DIR (default /var/lib/weave),
-DOCKER_HOST, WEAVE_PASSWORD. Exit status: 0 ok, 1 failure, 2 usage error."""
+DOCKER_HOST, WEAVE_PASSWORD, WEAVE_NO_FASTDP. Exit status: 0 ok, 1 failure, 2 usage error."""
 
 
 def usage() -> str:

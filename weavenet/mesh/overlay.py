@@ -50,7 +50,6 @@ NO_VXLAN = "kernel without VXLAN"
 PROBING = "probing fastdp (no heartbeat acknowledged yet)"
 NO_HEARTBEAT = "no fastdp heartbeat (UDP {port} blocked or lost)"
 MTU_TOO_SMALL = "path MTU too small for the container MTU"
-RELAYED = "not directly connected (relayed)"
 FASTDP_OK = "fastdp heartbeats acknowledged"
 
 
