@@ -10,7 +10,11 @@ leave the kernel as they should.
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import signal
+import time
 
 import pytest
 
@@ -47,6 +51,11 @@ def flood_entries(host) -> set[str]:
         return set()
     return {e["dst"] for e in json.loads(r.stdout or "[]")
             if e.get("mac") == "00:00:00:00:00:00" and "dst" in e}
+
+
+def when(event: dict) -> float:
+    """A log record's time (UTC, ISO 8601) as a Unix time."""
+    return datetime.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
 def has_device(host) -> bool:
@@ -110,6 +119,7 @@ def test_blocked_udp_6784_falls_back_to_the_sleeve_and_back(net):
     lab, c, names = net
     h1, h2 = lab.hosts
     wait_path(h1, names[h2.name], "fastdp", 20)
+    blocked_at = time.time()
     lab.block(h1, h2, "udp", 6784)
     try:
         took = wait_path(h1, names[h2.name], "sleeve", 15)
@@ -127,10 +137,15 @@ def test_blocked_udp_6784_falls_back_to_the_sleeve_and_back(net):
                     if e.get("remote") == names[h2.name]]
         assert switches and switches[-1]["path"] == "sleeve"
         assert "no fastdp heartbeat" in switches[-1]["why"]
+        # the issue's bound, from the router's own log (status lags by a heartbeat)
+        assert when(switches[-1]) - blocked_at <= 3.0
     finally:
+        unblocked_at = time.time()
         lab.unblock(h1, h2, "udp", 6784)
-    took = wait_path(h1, names[h2.name], "fastdp", 25)
-    assert took <= 20
+    wait_path(h1, names[h2.name], "fastdp", 25)
+    back = [e for e in log_events(h1, "overlay_switch")
+            if e.get("remote") == names[h2.name] and e["path"] == "fastdp"]
+    assert when(back[-1]) - unblocked_at <= 15.0
     wait_for(lambda: flood_entries(h1) == {h2.ip}, 10, "the flood entry back")
     eventually_pings(h1, c["a1"], "10.0.1.2")
 
@@ -188,9 +203,6 @@ def test_kill_9_of_an_actor_does_not_interrupt_fastdp_traffic(net, name):
     """A ping every 10 ms between containers on fastdp peers while one actor of host1 is
     killed: no packet lost (the kernel carries them); gossip, which re-handshakes every peer,
     costs at most 1 s."""
-    import os
-    import signal
-
     lab, c, names = net
     h1, h2 = lab.hosts
     wait_path(h1, names[h2.name], "fastdp", 30)
@@ -199,9 +211,7 @@ def test_kill_9_of_an_actor_does_not_interrupt_fastdp_traffic(net, name):
     pinger = h1.popen(["docker", "exec", c["a1"], "ping", "-q", "-c", "400", "-i", "0.01",
                        "10.0.1.2"], stdout=-1, text=True)
     try:
-        import time
-
-        time.sleep(0.5)
+        time.sleep(0.5)  # the pings are flowing when the actor dies
         pid = actor(h1, name)["pid"]
         os.kill(pid, signal.SIGKILL)
         out, _ = pinger.communicate(timeout=60)
