@@ -63,8 +63,11 @@ def metrics(host) -> dict[str, list[Any]]:
 
 
 def metric_states(host) -> Counter[str]:
-    return Counter({s.labels["state"]: int(s.value)
-                    for s in metrics(host)["weave_connections"] if s.value})
+    # summed: one state has a sample per (path, encrypted), e.g. fastdp and sleeve
+    states: Counter[str] = Counter()
+    for s in metrics(host)["weave_connections"]:
+        states[s.labels["state"]] += int(s.value)
+    return +states
 
 
 def connection_rows(host) -> list[dict[str, str]]:
