@@ -83,7 +83,7 @@ BAD_CRYPTO_REPLY = "bad_crypto_reply"
 NO_ADDRESS = "no_address"  # next hop whose UDP address we do not know
 INJECT_QUEUE_FULL = "inject_queue_full"
 BAD_BATCH = "bad_batch"
-MOVE_RETRY = 2.0  # a MAC at a fastdp peer still on the sleeve after this is asked to move again
+MOVE_RETRY = 1.0  # a MAC at a fastdp peer still on the sleeve after this is asked to move again
 
 
 class ForwarderActor(Actor):

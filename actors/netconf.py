@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -33,6 +34,7 @@ from weavenet.runtime.defaults import BRIDGE
 from weavenet.runtime.fastdp import FastdpMacs, FastdpPeers
 
 PRUNE_INTERVAL = 5.0
+T = TypeVar("T")
 
 
 class Netconf(Actor):
@@ -65,26 +67,25 @@ class Netconf(Actor):
                       port=vxlan.fastdp_port(self.launch.port))
         return "ready"
 
-    @handles(FastdpPeers)
-    def fastdp_peers(self, req: FastdpPeers) -> dict[str, Any]:
+    def _on_vxlan(self, change: Callable[[], T]) -> T:
+        """Run a change of the VXLAN device's entries; a "failed" reply when there is none."""
         if self.fastdp != "ready":
             raise BusError(FAILED, f"fast datapath {self.fastdp or 'disabled'}")
         try:
-            change = vxlan.set_peers(req.ips)
+            return change()
         except (HostNetError, NetlinkError) as exc:
             raise BusError(FAILED, str(exc)) from exc
+
+    @handles(FastdpPeers)
+    def fastdp_peers(self, req: FastdpPeers) -> dict[str, Any]:
+        change = self._on_vxlan(lambda: vxlan.set_peers(req.ips))
         if change["added"] or change["removed"]:
             self.log.info("fastdp_entries", peers=list(req.ips), **change)
         return change
 
     @handles(FastdpMacs)
     def fastdp_macs(self, req: FastdpMacs) -> dict[str, Any]:
-        if self.fastdp != "ready":
-            raise BusError(FAILED, f"fast datapath {self.fastdp or 'disabled'}")
-        try:
-            moved = vxlan.move_macs(req.macs)
-        except (HostNetError, NetlinkError) as exc:
-            raise BusError(FAILED, str(exc)) from exc
+        moved = self._on_vxlan(lambda: vxlan.move_macs(req.macs))
         if moved:
             self.log.info("fastdp_macs_moved", macs=[m for m, _ in req.macs], moved=moved)
         return {"moved": moved}

@@ -58,6 +58,20 @@ def when(event: dict) -> float:
     return datetime.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
+def bridge_port_of(host, mac: str) -> str | None:
+    out = host.run(["bridge", "-j", "fdb", "show", "br", "weave"]).stdout
+    return next((e.get("ifname") for e in json.loads(out or "[]") if e.get("mac") == mac), None)
+
+
+def kernel_carries(lab: Lab, c: dict[str, str]) -> bool:
+    """Each host's bridge sends the other container's MAC to the VXLAN port (not the TAP)."""
+    h1, h2 = lab.hosts
+    mac = {k: h.exec_in_container(c[k], ["cat", "/sys/class/net/ethwe/address"]).stdout.strip()
+           for k, h in (("a1", h1), ("a2", h2))}
+    return (bridge_port_of(h1, mac["a2"]) == VXLAN_NAME
+            and bridge_port_of(h2, mac["a1"]) == VXLAN_NAME)
+
+
 def has_device(host) -> bool:
     return host.run(["ip", "link", "show", VXLAN_NAME], check=False).returncode == 0
 
@@ -147,7 +161,9 @@ def test_blocked_udp_6784_falls_back_to_the_sleeve_and_back(net):
             if e.get("remote") == names[h2.name] and e["path"] == "fastdp"]
     assert when(back[-1]) - unblocked_at <= 15.0
     wait_for(lambda: flood_entries(h1) == {h2.ip}, 10, "the flood entry back")
-    eventually_pings(h1, c["a1"], "10.0.1.2")
+    # the flow that went by the sleeve meanwhile (MACs learned on the TAP) moves to the kernel
+    wait_for(lambda: container_pings(h1, c["a1"], "10.0.1.2") and kernel_carries(lab, c), 15,
+             "both bridges to send the containers' frames by VXLAN again")
 
 
 def test_stop_removes_the_kernel_path_and_launch_brings_it_back(net):
@@ -207,7 +223,9 @@ def test_kill_9_of_an_actor_does_not_interrupt_fastdp_traffic(net, name):
     h1, h2 = lab.hosts
     wait_path(h1, names[h2.name], "fastdp", 30)
     wait_path(h2, names[h1.name], "fastdp", 30)
-    eventually_pings(h1, c["a1"], "10.0.1.2")
+    # flows that began on the sleeve (earlier tests) are moved to the kernel by the first frames
+    wait_for(lambda: container_pings(h1, c["a1"], "10.0.1.2") and kernel_carries(lab, c), 15,
+             "both bridges to send the containers' frames by VXLAN")
     pinger = h1.popen(["docker", "exec", c["a1"], "ping", "-q", "-c", "400", "-i", "0.01",
                        "10.0.1.2"], stdout=-1, text=True)
     try:
