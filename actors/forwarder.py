@@ -7,7 +7,10 @@ Sockets:
   :mod:`weavenet.dataplane.udp_socket`, the receive loop is here.
 * PULL ``Endpoints.frames_out`` (capture binds it): batches of frames captured on our bridge.
 * PUSH ``Endpoints.frames_in``: batches of frames for capture to inject on our bridge.
-* SUB ``Endpoints.events``, topic "routes": the gossip actor's routes
+* SUB ``Endpoints.events``, topic "routes": the gossip actor's routes, with the peers on the
+  fast datapath (``fastdp``: the sleeve sends local broadcasts only to the others, and asks
+  netconf through the supervisor, ``FastdpMacs``, to move to the kernel the MACs of unicast
+  flows it still carries to a fastdp peer)
   (:mod:`weavenet.dataplane.route_update`), and "actor.ready" (a restarted gossip is told the
   paths at once). At start it asks gossip for the routes ("routes.get",
   :mod:`weavenet.dataplane.resync`) rather than wait for the next event; it answers gossip's
@@ -68,6 +71,7 @@ from weavenet.runtime.actor import Actor, drain, handles, main
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.counters import Counters
 from weavenet.runtime.events import on_events
+from weavenet.runtime.fastdp import FastdpMacs
 from weavenet.runtime.ready import on_ready
 from weavenet.runtime.relay import Relay
 
@@ -87,6 +91,7 @@ BAD_CRYPTO_REPLY = "bad_crypto_reply"
 NO_ADDRESS = "no_address"  # next hop whose UDP address we do not know
 INJECT_QUEUE_FULL = "inject_queue_full"
 BAD_BATCH = "bad_batch"
+MOVE_RETRY = 1.0  # a MAC at a fastdp peer still on the sleeve after this is asked to move again
 
 
 class ForwarderActor(Actor):
@@ -103,6 +108,11 @@ class ForwarderActor(Actor):
         self.counters = Counters()
         self.macs = MacCache()
         self.core = Forwarder(self.me_wire, self.macs, broadcast_peer=sleeve.BROADCAST_PEER)
+        # the fast datapath: peers on it (wire id -> underlay address, from the routes event),
+        # and the MACs at them that netconf was asked to move to the VXLAN port, and when
+        self.fastdp_ips: dict[int, str] = {}
+        self.moves_asked: dict[bytes, float] = {}
+        self.netconf: Relay[None] = Relay(self, "netconf")
         self.peers: dict[int, str] = {}  # every peer the routes know: wire id -> name
         self.paths: dict[int, Path] = {}  # direct neighbours
         self.inbound = Inbound(self.me_wire, encrypt=self.encrypt, received=self.core.received,
@@ -149,6 +159,12 @@ class ForwarderActor(Actor):
         for name in update.bad_names:
             self.log.warning("bad_peer_name", peer=name)
         self.core.set_table(update.table)
+        # the peers on the fast datapath (gossip adds them to the routes event)
+        ids = {name: pid for pid, name in update.peers.items()}
+        fastdp = data.get("fastdp")
+        fastdp = fastdp if isinstance(fastdp, Mapping) else {}
+        self.fastdp_ips = {ids[n]: str(ip) for n, ip in fastdp.items() if n in ids}
+        self.core.set_fastdp(self.fastdp_ips)
         new = update.neighbours.keys() - self.paths.keys()
         reconcile(self.paths, update.neighbours, time.monotonic(), update.keys)
         # A new neighbour's path is proven now, not at the next heartbeat round: a relaunched
@@ -166,6 +182,10 @@ class ForwarderActor(Actor):
         answer = self.gossip.answer(env)
         if answer is not None and answer[1] is None and env.body:  # {}: gossip holds them
             self._on_routes("routes", env.body)
+            return
+        answer = self.netconf.answer(env)
+        if answer is not None and answer[1] is not None:
+            self.log.warning("fastdp_macs_failed", reason=answer[1])
 
     @handles(PathsQuery)
     def on_paths_query(self, req: PathsQuery) -> dict[str, Any]:
@@ -332,10 +352,28 @@ class ForwarderActor(Actor):
             self._send_frames(path, src, dst, frames, inject)
         if inject:
             self._inject(inject)
+        if plan.to_kernel:
+            self._to_kernel(plan.to_kernel, now)
         if plan.learned and self.launch.debug:
             for mac, peer, how in plan.learned:
                 name = sleeve.peer_from_wire(peer) if peer else self.me
                 self.log.debug("mac_learned", mac=mac.hex(":"), peer=name, how=how.name.lower())
+
+    def _to_kernel(self, pairs: list, now: float) -> None:
+        """Ask netconf to move MACs at fastdp peers to the VXLAN port (FastdpMacs), each at
+        most once per MOVE_RETRY seconds: until it is done their frames keep coming here."""
+        asked = self.moves_asked
+        macs = []
+        for mac, peer in pairs:
+            ip = self.fastdp_ips.get(peer)
+            if ip is None or now - asked.get(mac, -MOVE_RETRY) < MOVE_RETRY:
+                continue
+            asked[mac] = now
+            macs.append((mac.hex(":"), ip))
+        if len(asked) > 4096:
+            asked.clear()
+        if macs:
+            self.netconf.send(FastdpMacs(tuple(macs[:256])), None)
 
     def _send_frames(self, path: Path, src: int, dst: int, frames: list, inject: list) -> None:
         out = pack_for_path(frames, path.max_datagram - self.seal_extra, sender=self.me_wire,

@@ -2,9 +2,12 @@
 
 It ensures the `weave` bridge and the router's TAP port at start, forgets conntrack's stale
 flows of the router's UDP port, and handles the control requests relayed by the supervisor
-(``weavenet.runtime.control``): ``Attach``, ``Detach``, ``Expose``, ``Hide`` and ``Ps``. Every
-operation is an idempotent ensure, so a restarted netconf changes nothing that is already right;
-nothing is torn down when it stops (that is `weave reset`'s job).
+(``weavenet.runtime.control``): ``Attach``, ``Detach``, ``Expose``, ``Hide`` and ``Ps``; and
+gossip's ``FastdpPeers`` and the forwarder's ``FastdpMacs`` (``weavenet.runtime.fastdp``).
+With fastdp (``launch.fastdp`` and no password) it also ensures the VXLAN device on the bridge
+(``weavenet.host.vxlan``); a kernel without VXLAN is logged and status says so (every peer
+then uses the sleeve). Every operation is an idempotent ensure, so a restarted netconf changes
+nothing that is already right; nothing is torn down when it stops (that is `weave reset`'s job).
 
 Attachments are recorded in WEAVE_STATE_DIR/attachments.json (``weavenet.host.attachments``) so
 `weave ps` and the in-use check know them; entries whose namespace is gone are dropped, but a
@@ -18,19 +21,22 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from weavenet.host import arp, bridge, conntrack, dockerwatch, exposenat, veth
+from weavenet.host import arp, bridge, conntrack, dockerwatch, exposenat, veth, vxlan
 from weavenet.host.attachments import FILE_NAME, Attachment, Attachments, ns_inode
 from weavenet.host.netns import HostNetError
 from weavenet.runtime.actor import Actor, handles, main
 from weavenet.runtime.bus import FAILED, BusError
 from weavenet.runtime.control import Attach, Detach, Expose, Hide, Ps, Target
 from weavenet.runtime.defaults import BRIDGE
+from weavenet.runtime.fastdp import FastdpMacs, FastdpPeers
 
 PRUNE_INTERVAL = 5.0
+T = TypeVar("T")
 
 
 class Netconf(Actor):
@@ -43,6 +49,7 @@ class Netconf(Actor):
         bridge.ensure_bridge(BRIDGE, mtu=self.mtu)
         bridge.ensure_router_port(BRIDGE, mtu=self.mtu)
         self._clear_conntrack(self.launch.port)
+        self.fastdp = self._ensure_fastdp()
         self._reconcile_exposed()
         # Docker's event stream: subscribed (True), unreachable (False), not known yet (None)
         self.watching: bool | None = None
@@ -53,6 +60,43 @@ class Netconf(Actor):
         self.every(PRUNE_INTERVAL, self._prune)
         self.log.info("bridge_ready", bridge=BRIDGE, mtu=self.mtu,
                       attachments=len(self.attachments))
+
+    def _ensure_fastdp(self) -> str | None:
+        """The VXLAN device when fastdp can be used; None, or why not. Never flushed: a
+        restarted netconf keeps the entries of running peers (gossip re-sends the set)."""
+        if not self.launch.fastdp or self.launch.encryption:
+            return None
+        try:
+            vxlan.ensure_vxlan(vxlan.fastdp_port(self.launch.port), self.mtu, bridge=BRIDGE)
+        except (HostNetError, NetlinkError) as exc:
+            self.log.warning("fastdp_unavailable", reason=str(exc))
+            return f"unavailable: {exc}"
+        self.log.info("fastdp_ready", device=vxlan.VXLAN_NAME,
+                      port=vxlan.fastdp_port(self.launch.port))
+        return "ready"
+
+    def _on_vxlan(self, change: Callable[[], T]) -> T:
+        """Run a change of the VXLAN device's entries; a "failed" reply when there is none."""
+        if self.fastdp != "ready":
+            raise BusError(FAILED, f"fast datapath {self.fastdp or 'disabled'}")
+        try:
+            return change()
+        except (HostNetError, NetlinkError) as exc:
+            raise BusError(FAILED, str(exc)) from exc
+
+    @handles(FastdpPeers)
+    def fastdp_peers(self, req: FastdpPeers) -> dict[str, Any]:
+        change = self._on_vxlan(lambda: vxlan.set_peers(req.ips))
+        if change["added"] or change["removed"]:
+            self.log.info("fastdp_entries", peers=list(req.ips), **change)
+        return change
+
+    @handles(FastdpMacs)
+    def fastdp_macs(self, req: FastdpMacs) -> dict[str, Any]:
+        moved = self._on_vxlan(lambda: vxlan.move_macs(req.macs))
+        if moved:
+            self.log.info("fastdp_macs_moved", macs=[m for m, _ in req.macs], moved=moved)
+        return {"moved": moved}
 
     def _reconcile_exposed(self) -> None:
         """Addresses still on the bridge (a relaunch, a restarted netconf) keep their NAT rules;
@@ -236,6 +280,7 @@ class Netconf(Actor):
             "mtu": self.mtu,
             "exposed": bridge.bridge_addresses(BRIDGE),
             "attachments": self.attachments.summaries(),
+            "fastdp": self.fastdp,
         }
 
 

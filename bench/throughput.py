@@ -1,7 +1,10 @@
 """Container-to-container throughput, packet rate, latency and router memory across two lab hosts.
 
-Every overlay figure is printed beside the native one (the two hosts' underlay, no overlay)
-measured in the same run, as a ratio. Run as root:
+Measured in the same run: native (the two hosts' underlay, no overlay); a hand-built kernel
+VXLAN path between the same hosts (netns -> veth -> bridge -> vxlan -> underlay: the ideal the
+fast datapath aims at); weavenet with its default fast datapath; weavenet with --no-fastdp (the
+sleeve); and, with --password, the encrypted sleeve. Each figure is printed with its ratio to
+native and to the raw VXLAN path. Run as root:
 
     .venv/bin/python bench/throughput.py [--seconds 5] [--password PW]
 
@@ -120,31 +123,97 @@ def memory_mb(host: Host) -> dict[str, dict[str, float]]:
     return out
 
 
+RAW_VNI, RAW_PORT = 99, 4789  # not weave's port: both paths coexist on the hosts
+
+
+def raw_vxlan(lab: Lab) -> tuple[list[str], list[str]]:
+    """The hand-built kernel path: on each host a namespace 10.99.0.N/24 on a bridge with a
+    VXLAN device whose one flood entry is the other host. Returns the namespaces' paths and the
+    commands that remove it all."""
+    h1, h2 = lab.hosts
+    tag = unique_prefix("rv")
+    paths, undo = [], []
+    for i, (h, other) in enumerate(((h1, h2), (h2, h1))):
+        ns = f"{tag}{i}"
+        h.run(["ip", "netns", "add", ns])
+        undo.append(f"ip netns del {ns}")
+        cmds = [
+            f"ip link add {tag}br type bridge",
+            f"ip link add {tag}vx type vxlan id {RAW_VNI} dstport {RAW_PORT} nolearning",
+            f"ip link set {tag}vx master {tag}br mtu 1450 up",
+            f"bridge fdb append 00:00:00:00:00:00 dev {tag}vx dst {other.ip}",
+            f"ip link add {tag}v0 mtu 1450 type veth peer name eth0 netns {ns}",
+            f"ip link set {tag}v0 master {tag}br up",
+            f"ip link set {tag}br up",
+            f"ip netns exec {ns} ip addr add 10.99.0.{i + 1}/24 dev eth0",
+            f"ip netns exec {ns} ip link set eth0 mtu 1450 up",
+            f"ip netns exec {ns} ip link set lo up",
+        ]
+        for c in cmds:
+            h.run(["sh", "-c", c])
+        undo.append(f"ip link del {tag}br; ip link del {tag}vx; ip link del {tag}v0")
+        paths.append(ns)
+    return paths, undo
+
+
+def figures(h1: Host, h2: Host, p1: Any, p2: Any, dst: str, seconds: float) -> dict[str, Any]:
+    return {
+        "tcp_gbit_s": tcp_gbits(h1, h2, p1, p2, dst, seconds),
+        "udp64_pps": udp_pps(h1, h2, p1, p2, dst, seconds),
+        "ping_ms": ping_ms(h1, p1, dst),
+    }
+
+
+def weavenet(lab: Lab, seconds: float, *flags: str) -> dict[str, Any]:
+    h1, h2 = lab.hosts
+    h1.run(["weave", "launch", "10.0.0.1/16", *flags])
+    h2.run(["weave", "launch", "10.0.0.2/16", *flags, h1.ip])
+    try:
+        c1 = h1.run(["weave", "run", "10.0.1.1/24", "-t", "-i", "busybox"]).stdout.strip()
+        c2 = h2.run(["weave", "run", "10.0.1.2/24", "-t", "-i", "busybox"]).stdout.strip()
+        eventually_pings(h1, c1, "10.0.1.2")  # raises if the overlay never carries a ping
+        if "--no-fastdp" not in flags and "--password" not in flags:
+            # give the connection its fastdp heartbeats (a few seconds at most)
+            wait_for(lambda: '"overlay": "fastdp"' in h1.run(
+                ["weave", "status", "--json"]).stdout, 20, "fastdp")
+        p1, p2 = h1.container_pid(c1), h2.container_pid(c2)
+        res = figures(h1, h2, p1, p2, "10.0.1.2", seconds)
+        res["memory_mb"] = memory_mb(h1)
+        return res
+    finally:
+        for h in lab.hosts:
+            h.run(["weave", "reset"], check=False)
+            h.run(["sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null"], check=False)
+
+
 def measure(lab: Lab, seconds: float, password: str | None) -> dict[str, Any]:
     h1, h2 = lab.hosts
-    res: dict[str, Any] = {"seconds": seconds}
+    res: dict[str, Any] = {"seconds": seconds, "rows": {}}
+    rows = res["rows"]
     print("native (underlay, no overlay) ...", flush=True)
-    res["native"] = {
-        "tcp_gbit_s": tcp_gbits(h1, h2, None, None, h2.ip, seconds),
-        "udp64_pps": udp_pps(h1, h2, None, None, h2.ip, seconds),
-        "ping_ms": ping_ms(h1, None, h2.ip),
-    }
-    pw = ["--password", password] if password else []
-    h1.run(["weave", "launch", "10.0.0.1/16", *pw])
-    h2.run(["weave", "launch", "10.0.0.2/16", *pw, h1.ip])
-    c1 = h1.run(["weave", "run", "10.0.1.1/24", "-t", "-i", "busybox"]).stdout.strip()
-    c2 = h2.run(["weave", "run", "10.0.1.2/24", "-t", "-i", "busybox"]).stdout.strip()
-    eventually_pings(h1, c1, "10.0.1.2")  # raises if the overlay never carries a ping
-    p1, p2 = h1.container_pid(c1), h2.container_pid(c2)
-    label = "weavenet (encrypted)" if password else "weavenet"
-    print(f"{label} (container to container across hosts) ...", flush=True)
-    res["overlay"] = {
-        "tcp_gbit_s": tcp_gbits(h1, h2, p1, p2, "10.0.1.2", seconds),
-        "udp64_pps": udp_pps(h1, h2, p1, p2, "10.0.1.2", seconds),
-        "ping_ms": ping_ms(h1, p1, "10.0.1.2"),
-    }
-    res["memory_mb"] = memory_mb(h1)
-    res["label"] = label
+    rows["native"] = figures(h1, h2, None, None, h2.ip, seconds)
+    print("raw kernel VXLAN (hand-built) ...", flush=True)
+    paths, undo = raw_vxlan(lab)
+    try:
+        # a process in each namespace, for nsenter -t PID like the containers'
+        p1, p2 = (int(h.run(["sh", "-c", f"ip netns exec {ns} sleep 600 >/dev/null 2>&1 "
+                                         "</dev/null & echo $!"]).stdout.strip())
+                  for h, ns in ((h1, paths[0]), (h2, paths[1])))
+        wait_for(lambda: ping_ms(h1, p1, "10.99.0.2", count=1) is not None, 10, "raw vxlan")
+        rows["raw vxlan"] = figures(h1, h2, p1, p2, "10.99.0.2", seconds)
+        h1.run(["kill", str(p1)], check=False)
+        h2.run(["kill", str(p2)], check=False)
+    finally:
+        for h, cmds in ((h1, undo[:2]), (h2, undo[2:])):
+            for c in cmds:
+                h.run(["sh", "-c", c], check=False)
+    print("weavenet, fast datapath (default) ...", flush=True)
+    rows["weavenet fastdp"] = weavenet(lab, seconds)
+    print("weavenet --no-fastdp (sleeve) ...", flush=True)
+    rows["weavenet sleeve"] = weavenet(lab, seconds, "--no-fastdp")
+    if password:
+        print("weavenet encrypted (sleeve) ...", flush=True)
+        rows["weavenet encrypted"] = weavenet(lab, seconds, "--password", password)
     return res
 
 
@@ -155,23 +224,25 @@ def table(res: dict[str, Any]) -> str:
     def ratio(o: float | None, n: float | None) -> str:
         return "n/a" if not o or not n else f"{o / n:.2f}"
 
-    n, o = res["native"], res["overlay"]
-    rows = [
-        ("metric", "native", res["label"], "ratio"),
-        ("TCP throughput (Gbit/s)", fmt(n["tcp_gbit_s"], ".2f"), fmt(o["tcp_gbit_s"], ".2f"),
-         ratio(o["tcp_gbit_s"], n["tcp_gbit_s"])),
-        ("UDP 64-byte (packets/s)", fmt(n["udp64_pps"], ",.0f"), fmt(o["udp64_pps"], ",.0f"),
-         ratio(o["udp64_pps"], n["udp64_pps"])),
-        ("ping RTT (ms)", fmt(n["ping_ms"], ".3f"), fmt(o["ping_ms"], ".3f"),
-         ratio(o["ping_ms"], n["ping_ms"])),
-        ("router RSS, summed (MB)", "-", f"{res['memory_mb']['rss'].get('total', 0):.0f}", "-"),
-        ("router PSS, summed (MB)", "-", f"{res['memory_mb']['pss'].get('total', 0):.0f}", "-"),
-    ]
-    w = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
+    rows = res["rows"]
+    native, raw = rows["native"], rows.get("raw vxlan", {})
+    out = [("path", "TCP Gbit/s", "x native", "x raw", "UDP64 pps", "x native", "x raw",
+            "ping ms", "x native", "x raw", "RSS MB")]
+    for name, r in rows.items():
+        out.append((
+            name,
+            fmt(r["tcp_gbit_s"], ".2f"), ratio(r["tcp_gbit_s"], native["tcp_gbit_s"]),
+            ratio(r["tcp_gbit_s"], raw.get("tcp_gbit_s")),
+            fmt(r["udp64_pps"], ",.0f"), ratio(r["udp64_pps"], native["udp64_pps"]),
+            ratio(r["udp64_pps"], raw.get("udp64_pps")),
+            fmt(r["ping_ms"], ".3f"), ratio(r["ping_ms"], native["ping_ms"]),
+            ratio(r["ping_ms"], raw.get("ping_ms")),
+            f"{r['memory_mb']['rss'].get('total', 0):.0f}" if "memory_mb" in r else "-",
+        ))
+    w = [max(len(r[i]) for r in out) for i in range(len(out[0]))]
+    lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in out]
     lines.insert(1, "  ".join("-" * x for x in w))
-    per = ", ".join(f"{k} {v:.0f}" for k, v in res["memory_mb"]["rss"].items() if k != "total")
-    return "\n".join(lines) + f"\nRSS per process (MB): {per}"
+    return "\n".join(lines)
 
 
 def main() -> int:

@@ -27,7 +27,7 @@ from weavenet.cli.report import build_report
 from weavenet.cli.statusview import VIEWS, format_ps, format_status
 from weavenet.mesh import peerlist
 from weavenet.mesh.peer import PeerIdentityError, PeerName
-from weavenet.runtime import bus, log
+from weavenet.runtime import bus, fastdp, log
 from weavenet.runtime.address import shown
 from weavenet.runtime.bus import FAILED, USAGE, BusError
 from weavenet.runtime.control import (
@@ -44,7 +44,7 @@ from weavenet.runtime.control import (
     peer_address,
 )
 from weavenet.runtime.defaults import CONTAINER_MTU, PORT, STATUS_ADDR, container_mtu
-from weavenet.runtime.launch import LaunchConfig
+from weavenet.runtime.launch import MIN_MTU, LaunchConfig
 from weavenet.runtime.request import Request, UsageError
 
 LAUNCH_TIMEOUT = 40.0
@@ -100,11 +100,12 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
     p.add_argument("--name", help="peer name (MAC-like); default: persisted in WEAVE_STATE_DIR")
     p.add_argument("--nickname", help="shown in status; default: WEAVE_NICKNAME or the hostname")
     p.add_argument("--port", type=int, default=PORT, help=f"TCP and UDP port ({PORT})")
-    p.add_argument("--mtu", type=int, help=f"container MTU (default {CONTAINER_MTU}; "
+    p.add_argument("--mtu", type=int, help="container MTU (default: the underlay's MTU - 50 "
+                   f"with the fast datapath; {CONTAINER_MTU} with --no-fastdp, "
                    f"{container_mtu(True)} with a password)")
     p.add_argument("--no-fastdp", action="store_true",
-                   help="accepted for compatibility: the kernel fast datapath is not built yet, "
-                   "frames always take the sleeve")
+                   help="never use the kernel fast datapath (VXLAN on UDP port+1): every peer "
+                   "takes the sleeve (also WEAVE_NO_FASTDP=1)")
     p.add_argument("--status-addr", default=STATUS_ADDR, metavar="HOST:PORT",
                    help=f"the read-only HTTP server: metrics, status, report, topology page "
                    f"(default {STATUS_ADDR}; empty: none)")
@@ -126,11 +127,14 @@ def cmd_launch(ctx: Ctx, argv: list[str]) -> int:
         except PeerIdentityError as exc:
             raise UsageError(f"weave launch: {exc}") from None
     password = read_password(a.password, a.password_file)
+    fastdp_on = not (a.no_fastdp or fastdp.env_disables(os.environ))
     config = LaunchConfig(
         ip=ip, range=rng, peers=peers, port=a.port,
         # A full-size frame must fit one datagram on a 1500-byte underlay; sealing costs 16 bytes.
-        mtu=a.mtu or container_mtu(bool(password)),
-        name=a.name, fastdp=not a.no_fastdp,
+        # With fastdp: the largest frame VXLAN carries on this host's underlay (the sleeve
+        # carries those too, to peers that fell back, with PMTU signals to the senders).
+        mtu=a.mtu or default_mtu(password is not None, fastdp_on),
+        name=a.name, fastdp=fastdp_on,
         # the container has no environment of ours: the nickname is settled here
         nickname=a.nickname if a.router == "process" else
         a.nickname or os.environ.get("WEAVE_NICKNAME"),
@@ -419,10 +423,35 @@ def stop_router(ctx: Ctx) -> bool:
     return True
 
 
+def default_mtu(encrypted: bool, fastdp_on: bool) -> int:
+    if encrypted or not fastdp_on:
+        return container_mtu(encrypted)
+    from weavenet.host import vxlan
+
+    try:
+        return max(vxlan.fastdp_mtu(), MIN_MTU)
+    except OSError:
+        return container_mtu(False)
+
+
+def remove_fastdp() -> None:
+    """Cross-host traffic ends with the router: the kernel's VXLAN device (and every entry
+    towards a peer with it) goes; the bridge stays, so local containers keep talking. A
+    relaunch makes it again."""
+    from weavenet.host import vxlan
+    from weavenet.host.netns import HostNetError
+
+    try:
+        vxlan.delete()
+    except (HostNetError, OSError) as exc:
+        print(f"weave: could not remove the fast datapath device: {exc}", file=sys.stderr)
+
+
 def cmd_stop(ctx: Ctx, argv: list[str]) -> int:
     Parser(prog="weave stop").parse_args(argv)
     if not stop_router(ctx):
         raise client.NotRunning("weave is not running")
+    remove_fastdp()
     return 0
 
 
@@ -435,6 +464,7 @@ def cmd_reset(ctx: Ctx, argv: list[str]) -> int:
     from weavenet.host import bridge, exposenat
 
     exposenat.remove_all()
+    remove_fastdp()
     bridge.teardown()
     for d in (ctx.run_dir, ctx.state_dir):
         shutil.rmtree(d, ignore_errors=True)
@@ -458,16 +488,17 @@ COMMANDS: dict[str, tuple[Callable[[Ctx, list[str]], int], str]] = {
     "ps": (cmd_ps, "containers on the weave network, with MACs and addresses"),
     "version": (cmd_version, "versions of this script and the running router"),
     "logs": (cmd_logs, "[-f]  the router's JSON logs (filter with jq)"),
-    "stop": (cmd_stop, "stop the router (its container too); local containers keep talking"),
+    "stop": (cmd_stop, "stop the router (its container too) and the kernel path to peers; "
+             "local containers keep talking"),
     "reset": (cmd_reset, "stop and remove every trace: the router container (not its image),"
-              " bridge, veths, NAT rules, state"),
+              " bridge, veths, VXLAN device, NAT rules, state"),
 }
 
 CONTAINER_HELP = """\
 CONTAINER is a Docker id or name, or pid:N / netns:/path for namespaces outside Docker.
 Environment: WEAVE_RUN_DIR (default /run/weave), WEAVE_STATE_DIR (default /var/lib/weave),
-DOCKER_HOST, WEAVE_PASSWORD, WEAVE_ROUTER (`weave launch`'s default: container or process).
-Exit status: 0 ok, 1 failure, 2 usage error."""
+DOCKER_HOST, WEAVE_PASSWORD, WEAVE_NO_FASTDP, WEAVE_ROUTER (`weave launch`'s default: container
+or process). Exit status: 0 ok, 1 failure, 2 usage error."""
 
 
 def usage() -> str:

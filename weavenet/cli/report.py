@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SLEEVE = "sleeve"  # the only data path there is yet; the kernel fast datapath would add "fastdp"
+SLEEVE = "sleeve"  # the other data path is "fastdp" (weavenet.mesh.overlay)
 
 
 def actor_status(st: dict[str, Any], name: str) -> dict[str, Any]:
@@ -36,11 +36,13 @@ def connection(row: dict[str, Any], paths: dict[str, dict[str, Any]]) -> dict[st
         "nickname": row.get("nickname"),
         "direction": row.get("direction"),
         "state": state,
-        "path": SLEEVE if carries else None,
+        # fastdp or sleeve (weavenet.mesh.overlay); a router without it says nothing: sleeve
+        "path": (row.get("overlay") or SLEEVE) if carries else None,
         "encrypted": bool(row.get("encrypted")),
         "mtu": path.get("pmtu") if carries and path else None,
         "reason": row.get("reason") or (row.get("info") if state in ("failed", "retrying")
-                                        else None),
+                                        else None) or (
+            row.get("overlay_reason") if carries and row.get("overlay") == SLEEVE else None),
         "info": row.get("info"),
     }
 

@@ -53,7 +53,8 @@ def format_status(st: dict[str, Any]) -> str:
         lines += ["", f"Connections: {len(conns)}"]
         lines += _table([["ADDRESS", "PEER", "STATE", "INFO"]] + [
             [c.get("address", ""), c.get("peer") or "-", c.get("state", ""),
-             ", ".join(x for x in (c.get("info"), "encrypted" if c.get("encrypted") else None)
+             ", ".join(x for x in (c.get("info"), "encrypted" if c.get("encrypted") else None,
+                                   overlay_text(c))
                        if x)] for c in conns])
     routes = gossip.get("routes")
     if routes:
@@ -103,6 +104,16 @@ def format_ps(ps: dict[str, Any]) -> str:
     for x in ps.get("attachments", []):
         lines.append(f"{short(x)} {x.get('mac') or '-'} " + " ".join(x.get("cidrs", [])))
     return "".join(line + "\n" for line in lines)
+
+
+def overlay_text(conn: dict[str, Any]) -> str | None:
+    """ "fastdp", or "sleeve (why)", for an established connection (weavenet.mesh.overlay)."""
+    path = conn.get("overlay")
+    if path is None:
+        return None
+    if path == "fastdp":
+        return "fastdp"
+    return f"sleeve ({conn.get('overlay_reason') or 'unknown'})"
 
 
 # -- the focused views of `weave status peers | connections | routes`, made from the report ------

@@ -10,6 +10,16 @@ inject it on the local bridge, send it to next-hop peers, or drop it (and why):
   peer it is for, or broadcast): learn the source MAC at the capturing peer; inject if for us
   or broadcast; relay to the next hop for others; relay broadcasts along the *source's*
   tree, so every peer gets a flooded frame exactly once.
+* with the fast datapath (``set_fastdp``: the peers whose frames the kernel's VXLAN device
+  carries): the bridge hands a local broadcast or multicast frame to both the VXLAN port (which
+  floods it to exactly the fastdp peers) and our TAP; so the sleeve sends it, addressed to each
+  peer (not along the tree), to every *other* reachable peer once, relayed as unicast. A unicast
+  frame reaches the TAP only when the bridge did not send it by VXLAN (the VXLAN port has
+  unicast flooding off, see ``weavenet.host.vxlan``), so unicast, known or not, is the sleeve's
+  as before (and a MAC at a fastdp peer seen this way is reported in ``Plan.to_kernel``, so
+  the bridge can be told to send its next frames by VXLAN). Frames that came in by VXLAN
+  never reach the TAP (isolated ports), and frames we inject never leave by VXLAN: each peer
+  gets each frame exactly once, by one path, in any mix.
 * loop protection: frames that claim to come from us, and frames carrying a source MAC we
   saw locally within ``local_grace`` seconds, are dropped (our own frames that came back).
   After the grace period a remote claim wins: that is a container that moved away.
@@ -36,6 +46,7 @@ BAD_SRC_MAC = "bad_src_mac"
 LOCAL_DST = "local_dst"
 NO_ROUTE = "no_route"
 NO_PEERS = "no_peers"
+FASTDP_CARRIED = "fastdp_carried"  # a broadcast only fastdp peers need: the kernel sent it
 OWN_FRAME_LOOPED = "own_frame_looped"
 OWN_MAC_FROM_NETWORK = "own_mac_from_network"
 
@@ -63,7 +74,7 @@ Action = Inject | Send | Drop
 class Plan:
     """What to do with a batch: frames to inject, frames per send key, drop counts."""
 
-    __slots__ = ("inject", "send", "drops", "learned")
+    __slots__ = ("inject", "send", "drops", "learned", "to_kernel")
 
     def __init__(self) -> None:
         self.inject: list[Buffer] = []
@@ -71,6 +82,9 @@ class Plan:
         self.drops: dict[str, int] = {}
         # (mac, peer, NEW|MOVED) for logs and status; refreshes are not listed
         self.learned: list[tuple[bytes, Peer, Learned]] = []
+        # (dst mac, peer): unicast the sleeve carried to a MAC at a fastdp peer (the bridge
+        # learned it on the TAP earlier); the forwarder asks netconf to move it to the kernel
+        self.to_kernel: list[tuple[bytes, Peer]] = []
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + n
@@ -105,6 +119,8 @@ class Forwarder:
         # dst_peer value of flooded frames; 0 if you run the forwarder on sleeve wire ids
         self.broadcast_peer = broadcast_peer
         self.table = RouteTable({}, {})
+        self.fastdp: frozenset[Peer] = frozenset()
+        self._sleeve_flood: list[SendKey] | None = None  # None: flood along our tree
         if table is not None:
             self.set_table(table)
 
@@ -114,6 +130,17 @@ class Forwarder:
             table = RouteTable(table["unicast"], table["broadcast"])
         broadcast = {src: tuple(hops) for src, hops in table.broadcast.items()}
         self.table = RouteTable(dict(table.unicast), broadcast)
+        self.set_fastdp(self.fastdp)
+
+    def set_fastdp(self, peers: Iterable[Peer]) -> None:
+        """The peers on the fast datapath now (see the module docstring)."""
+        self.fastdp = frozenset(peers)
+        if not self.fastdp:
+            self._sleeve_flood = None
+            return
+        us = self.ourself
+        self._sleeve_flood = [(hop, us, dst) for dst, hop in self.table.unicast.items()
+                              if dst != us and dst not in self.fastdp]
 
     # --- batches ---------------------------------------------------------------------------
 
@@ -127,6 +154,7 @@ class Forwarder:
         lookup = self.macs.lookup
         unicast = self.table.unicast
         flood_keys = [(hop, us, self.broadcast_peer) for hop in self.table.broadcast.get(us, ())]
+        sleeve_flood = self._sleeve_flood
         send = plan.send
         # Frames of one flow arrive in runs: decide once per run of identical MAC pairs.
         # Nothing else can change the cache between two consecutive frames of a run.
@@ -149,7 +177,11 @@ class Forwarder:
                     if result:
                         plan.learned.append((src, us, result))
                     owner = None if pair[0] & 1 else lookup(pair[:6], now)
-                    if owner is None:  # broadcast, multicast or unknown unicast: flood
+                    if pair[0] & 1 and sleeve_flood is not None:
+                        # broadcast or multicast: the kernel sent it to the fastdp peers
+                        keys = sleeve_flood
+                        reason = None if keys else FASTDP_CARRIED
+                    elif owner is None:  # broadcast, multicast or unknown unicast: flood
                         keys = flood_keys
                         reason = None if flood_keys else NO_PEERS
                     elif owner == us:
@@ -158,6 +190,8 @@ class Forwarder:
                         keys, reason = [], NO_ROUTE
                     else:
                         keys = [(hop, us, owner)]
+                        if owner in self.fastdp:
+                            plan.to_kernel.append((pair[:6], owner))
                     for key in keys:
                         lst = send.get(key)
                         if lst is None:

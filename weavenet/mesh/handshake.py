@@ -94,6 +94,7 @@ class HandshakeConfig:
     udp_port: int = PORT
     encrypt: bool = False
     public_key: bytes | None = None  # this connection's ephemeral key when encrypting
+    fastdp: bool = False  # offer the fast datapath (weavenet.mesh.overlay)
     min_version: int = PROTOCOL_MIN_VERSION
     max_version: int = PROTOCOL_MAX_VERSION
 
@@ -107,6 +108,7 @@ class Accepted:
     remote_udp_port: int
     remote_public_key: bytes | None
     keys: SessionKeys | None = None  # with a password: this connection's keys, proofs checked
+    remote_fastdp: bool = False  # the remote's Hello offered the fast datapath
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ class Handshake:
             encrypt=cfg.encrypt,
             public_key=cfg.public_key if cfg.encrypt else None,
             udp_port=cfg.udp_port,
+            fastdp=cfg.fastdp,
         )
         return Step(send=encode(hello))
 
@@ -226,6 +229,7 @@ class Handshake:
             outbound=self.outbound,
             remote_udp_port=hello.udp_port,
             remote_public_key=hello.public_key,
+            remote_fastdp=hello.fastdp,
         )
         if self.exchange is None:
             self.state = State.ACCEPTED

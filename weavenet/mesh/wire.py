@@ -99,6 +99,9 @@ class Hello:
     encrypt: bool
     public_key: bytes | None = None  # X25519 ephemeral key, present iff encrypt
     udp_port: int = PORT
+    # the sender runs the fast datapath and answers FastdpAck-able heartbeats; absent (an
+    # older peer) means no, so such a peer only ever gets the sleeve and no FastdpAck
+    fastdp: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,16 @@ class Goodbye:
     reason: str
 
 
-Message = Hello | Proof | TopologyUpdate | Heartbeat | Rekey | Goodbye
+@dataclass(frozen=True)
+class FastdpAck:
+    """Your fast datapath heartbeat ``seq`` reached me through my VXLAN device
+    (``weavenet.mesh.overlay``). Sent only to a peer whose Hello offered fastdp."""
+
+    TYPE: ClassVar[str] = "fastdp_ack"
+    seq: int
+
+
+Message = Hello | Proof | TopologyUpdate | Heartbeat | Rekey | Goodbye | FastdpAck
 
 # Retired types: no longer sent, skipped by the decoder when a peer still sends one, and never
 # reused for a different meaning. "established" ('your UDP heartbeats reach me') was never sent:
@@ -233,6 +245,7 @@ def _hello(obj: dict[str, Any]) -> Hello:
         encrypt=encrypt,
         public_key=key,
         udp_port=port,
+        fastdp=obj.get("fastdp") is True,
     )
 
 
@@ -265,6 +278,7 @@ _DECODERS = {
     Heartbeat.TYPE: lambda o: Heartbeat(_uint(o, "seq", 64)),
     Rekey.TYPE: _rekey,
     Goodbye.TYPE: lambda o: Goodbye(_short_str(o, "reason", MAX_REASON_LEN)),
+    FastdpAck.TYPE: lambda o: FastdpAck(_uint(o, "seq", 64)),
 }
 
 
