@@ -25,11 +25,12 @@ Encryption (``launch.encryption``): at setup the stretched password comes from t
 ("secret.get", answered only to gossip). Every connection gets a fresh ``KeyExchange``; the
 handshake checks both sides agree and exchanges password proofs; then the TCP stream is sealed
 and the connection's UDP keys go to the crypto actor ("crypto.install" through the supervisor,
-"crypto.forget" when the connection goes). A restarted crypto actor has lost its keys, its
-sealers' counters and its replay windows: every encrypted connection then moves to fresh UDP keys
-without being remade (a random salt sent sealed in a ``Rekey`` message, folded into the keys on
-both ends, ``weavenet.crypto.keys.rekeyed_udp_keys``), so no nonce is reused and no replay
-accepted, and traffic resumes as soon as the keys are installed.
+"crypto.forget" when the connection goes; ``weavenet.mesh.session_keys.SessionKeys``). A
+restarted crypto actor has lost its keys, its sealers' counters and its replay windows: every
+encrypted connection then moves to fresh UDP keys without being remade (a random salt sent
+sealed in a ``Rekey`` message, folded into the keys on both ends,
+``weavenet.crypto.keys.rekeyed_udp_keys``), so no nonce is reused and no replay accepted, and
+traffic resumes as soon as the keys are installed.
 
 Fast datapath (``weavenet.mesh.fastdp_links.FastdpLinks``, one ``Overlay`` state machine per
 connection): the Hello offers it unless ``--no-fastdp`` or a password; each connection's
@@ -54,7 +55,6 @@ the decoder refused ("refused_records").
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import secrets
 import socket
@@ -64,8 +64,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from weavenet.crypto.keys import REKEY_SALT_SIZE, Password
-from weavenet.crypto.protocol import ForgetKeys, Install
+from weavenet.crypto.keys import Password
 from weavenet.dataplane.resync import PathsQuery, RoutesQuery
 from weavenet.mesh import peerlist
 from weavenet.mesh.admission import Admission, RefusalLog
@@ -92,6 +91,7 @@ from weavenet.mesh.handshake import (
 from weavenet.mesh.peer import Peer, PeerName, new_uid
 from weavenet.mesh.refusals import Refusals
 from weavenet.mesh.router import Router
+from weavenet.mesh.session_keys import SessionKeys
 from weavenet.mesh.terminations import termination_kind
 from weavenet.mesh.topology import PeerRecord
 from weavenet.mesh.wire import (
@@ -173,8 +173,7 @@ class Gossip(Actor):
         # connections ended (a few fixed kinds, see weavenet.mesh.terminations)
         self.messages: dict[str, dict[str, int]] = {"rx": {}, "tx": {}}
         self.terminations: dict[str, int] = {}
-        # keys sent to the crypto actor: (request type, peer, epoch) by request
-        self.crypto: Relay[tuple[str, str, int | None]] = Relay(self, "crypto")
+        self.keys = SessionKeys(self, log=self.log, install_failed=self._keys_not_installed)
         self.conns: dict[int, SocketConnection] = {}
         self.dialer = tcp.Dialer(self._dialed, self._dial_failed)
         # whether inbound peers can be dialled back (status: inbound-only)
@@ -379,7 +378,7 @@ class Gossip(Actor):
         elif isinstance(item, Heartbeat):
             pass  # last_rx is already updated; UDP path state is the forwarder's
         elif isinstance(item, Rekey) and conn.udp_keys is not None:
-            self._install_keys(conn, conn.rekey(item.salt))
+            self.keys.install(conn, conn.rekey(item.salt))
         elif isinstance(item, FastdpAck):
             if conn.remote is not None and self.by_peer.get(conn.remote.name) is conn:
                 self.fastdp.acked(str(conn.remote.name), item.seq)
@@ -431,7 +430,7 @@ class Gossip(Actor):
             self._close(old, reason, goodbye=reason, replaced=True)
         conn.establish(time.monotonic(), acc.connection_id if acc.keys is not None else None)
         if conn.udp_keys is not None:
-            self._install_keys(conn, conn.udp_keys)
+            self.keys.install(conn, conn.udp_keys)
         self.refusals.forget(conn.host, str(remote.name))
         self.log.info("peer_connected", remote=str(remote.name), nickname=remote.nickname,
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
@@ -531,35 +530,20 @@ class Gossip(Actor):
         remote = conn.remote
         assert remote is not None
         if conn.epoch is not None:
-            self._crypto_request(ForgetKeys(str(remote.name)), conn.epoch)
+            self.keys.forget(str(remote.name), conn.epoch)
         self.log.info("peer_disconnected", remote=str(remote.name),
                       nickname=remote.nickname, reason=reason)
         self.fastdp.removed(str(remote.name))
         self._gossip(self.router.lost(conn, reason, relaunching))
 
-    # -- keys in the crypto actor -----------------------------------------------------------
-    def _crypto_request(self, req: Install | ForgetKeys, epoch: int | None) -> None:
-        self.crypto.send(req, (req.TYPE, req.peer, epoch))
-
+    # -- replies: the forwarder's paths, netconf, the crypto actor ----------------------------
     def on_reply(self, env: Envelope) -> None:
         if self.forwarder.answer(env) is not None:
             self._on_paths_reply(env)
             return
         if self.fastdp.answer(env):
             return
-        answer = self.crypto.answer(env)
-        if answer is None:
-            return
-        (type_, peer, epoch), reason = answer
-        if reason is None:
-            self.log.debug("crypto_request_done", type=type_, remote=peer)
-            return
-        self.log.warning("crypto_request_failed", type=type_, remote=peer, reason=reason)
-        conn = self.by_peer.get(PeerName(peer))
-        if type_ == Install.TYPE and conn is not None and conn.epoch == epoch:
-            # without keys in the crypto actor no frame can flow: make a new connection
-            self._close(conn, f"{KEYS_NOT_INSTALLED}: {reason}", goodbye=KEYS_NOT_INSTALLED,
-                        event="connection_lost", kind="rekeyed")
+        self.keys.answer(env)
 
     def _on_paths_reply(self, env: Envelope) -> None:
         """The forwarder's paths at our start: reconnect to the neighbours whose path works
@@ -588,9 +572,13 @@ class Gossip(Actor):
         self._paths_changed(paths)
         self._publish_routes()
 
-    def _install_keys(self, conn: SocketConnection, keys: tuple[bytes, bytes]) -> None:
-        assert conn.remote is not None and conn.epoch is not None
-        self._crypto_request(Install(str(conn.remote.name), conn.epoch, *keys), conn.epoch)
+    # -- keys in the crypto actor (weavenet.mesh.session_keys) ------------------------------
+    def _keys_not_installed(self, peer: str, epoch: int | None, reason: str) -> None:
+        conn = self.by_peer.get(PeerName(peer))
+        if conn is not None and conn.epoch == epoch:
+            # without keys in the crypto actor no frame can flow: make a new connection
+            self._close(conn, f"{KEYS_NOT_INSTALLED}: {reason}", goodbye=KEYS_NOT_INSTALLED,
+                        event="connection_lost", kind="rekeyed")
 
     def _rekey_all(self) -> None:
         """The crypto actor restarted empty: every encrypted connection moves to fresh UDP keys,
@@ -599,9 +587,7 @@ class Gossip(Actor):
         if conns:
             self.log.info("rekeying", connections=len(conns))
         for conn in conns:
-            salt = os.urandom(REKEY_SALT_SIZE)
-            self._install_keys(conn, conn.rekey(salt))
-            self._send_body(conn, encode_body(Rekey(salt)))
+            self._send_body(conn, self.keys.rekey(conn))
             self._count(self.messages["tx"], Rekey.__name__)
 
     # -- timers -----------------------------------------------------------------------------
