@@ -25,22 +25,21 @@ Encryption (``launch.encryption``): at setup the stretched password comes from t
 ("secret.get", answered only to gossip). Every connection gets a fresh ``KeyExchange``; the
 handshake checks both sides agree and exchanges password proofs; then the TCP stream is sealed
 and the connection's UDP keys go to the crypto actor ("crypto.install" through the supervisor,
-"crypto.forget" when the connection goes). A restarted crypto actor has lost its keys, its
-sealers' counters and its replay windows: every encrypted connection then moves to fresh UDP keys
-without being remade (a random salt sent sealed in a ``Rekey`` message, folded into the keys on
-both ends, ``weavenet.crypto.keys.rekeyed_udp_keys``), so no nonce is reused and no replay
-accepted, and traffic resumes as soon as the keys are installed.
+"crypto.forget" when the connection goes; ``weavenet.mesh.session_keys.SessionKeys``). A
+restarted crypto actor has lost its keys, its sealers' counters and its replay windows: every
+encrypted connection then moves to fresh UDP keys without being remade (a random salt sent
+sealed in a ``Rekey`` message, folded into the keys on both ends,
+``weavenet.crypto.keys.rekeyed_udp_keys``), so no nonce is reused and no replay accepted, and
+traffic resumes as soon as the keys are installed.
 
-Fast datapath (``weavenet.mesh.overlays``, one ``Overlay`` state machine per connection): the
-Hello offers it unless ``--no-fastdp`` or a password; gossip sends each connection's full-size
-VXLAN heartbeats (``weavenet.mesh.fdpwire``, a DF UDP socket) and reads the peers' from a packet
-socket on netconf's VXLAN device, acknowledging each with a ``FastdpAck`` on the TCP connection.
-On a switch it logs ``overlay_switch`` (remote, path, why), sends netconf the whole set of
-fastdp peers' addresses (``FastdpPeers`` through the supervisor; again every few seconds and
-when netconf comes up) and adds the set (name -> address) to the "routes" event as
-``fastdp``, so the forwarder stops sending broadcasts to those peers by the sleeve. For
-``FASTDP_GRACE`` after start the set only grows: a restarted gossip does not take away kernel
-entries that carry traffic before it has re-proved them.
+Fast datapath (``weavenet.mesh.fastdp_links.FastdpLinks``, one ``Overlay`` state machine per
+connection): the Hello offers it unless ``--no-fastdp`` or a password; each connection's
+full-size VXLAN heartbeats go from a DF UDP socket and the peers' are read from a packet socket
+on netconf's VXLAN device, each acknowledged with a ``FastdpAck`` on the TCP connection. The
+whole set of fastdp peers' addresses goes to netconf (``FastdpPeers`` through the supervisor;
+again every few seconds and when netconf comes up) and the set (name -> address) is added to the
+"routes" event as ``fastdp``, so the forwarder stops sending broadcasts to those peers by the
+sleeve.
 
 The protocol is sans-IO in weavenet.mesh: ``router`` (topology, routes, connection maker, gossip
 rules), ``connection`` (one connection's decoder, handshake, out-buffer), ``refusals``; this
@@ -56,8 +55,6 @@ the decoder refused ("refused_records").
 from __future__ import annotations
 
 import dataclasses
-import errno
-import os
 import random
 import secrets
 import socket
@@ -67,11 +64,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from weavenet.crypto.keys import REKEY_SALT_SIZE, Password
-from weavenet.crypto.protocol import ForgetKeys, Install
+from weavenet.crypto.keys import Password
 from weavenet.dataplane.resync import PathsQuery, RoutesQuery
-from weavenet.host import fdpsock
-from weavenet.mesh import fdpwire, overlay, peerlist
+from weavenet.mesh import peerlist
 from weavenet.mesh.admission import Admission, RefusalLog
 from weavenet.mesh.connection import (
     DIALBACK_TIMEOUT,
@@ -85,6 +80,7 @@ from weavenet.mesh.connection import (
     new_handshake,
 )
 from weavenet.mesh.connmaker import Source
+from weavenet.mesh.fastdp_links import FastdpLinks
 from weavenet.mesh.handshake import (
     CONNECTION_TO_SELF,
     DUPLICATE_CONNECTION,
@@ -92,10 +88,10 @@ from weavenet.mesh.handshake import (
     HandshakeConfig,
     Refused,
 )
-from weavenet.mesh.overlays import Overlays
 from weavenet.mesh.peer import Peer, PeerName, new_uid
 from weavenet.mesh.refusals import Refusals
 from weavenet.mesh.router import Router
+from weavenet.mesh.session_keys import SessionKeys
 from weavenet.mesh.terminations import termination_kind
 from weavenet.mesh.topology import PeerRecord
 from weavenet.mesh.wire import (
@@ -120,7 +116,6 @@ from weavenet.runtime.address import (
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.control import Connect, Forget
 from weavenet.runtime.events import on_events
-from weavenet.runtime.fastdp import VNI, VXLAN_NAME, FastdpPeers
 from weavenet.runtime.ready import on_ready
 from weavenet.runtime.relay import Relay
 from weavenet.runtime.startup import fetch_secret
@@ -140,10 +135,6 @@ KEYS_NOT_INSTALLED = "session keys not installed"
 # (see weavenet.mesh.router.RouteHold), at most this long: the remote side keeps our routes as
 # long (weavenet.mesh.connection.LINGER).
 ROUTE_HOLD = LINGER
-FASTDP_TICK = 0.1
-FASTDP_RESEND = 3.0  # the whole fastdp set to netconf again (a restarted netconf converges)
-FASTDP_GRACE = 10.0  # after start, entries are only added (see the module docstring)
-NO_VXLAN_AFTER = 10.0  # the VXLAN device still missing: this kernel or netconf cannot make it
 
 
 @dataclass(eq=False)
@@ -170,7 +161,11 @@ class Gossip(Actor):
             if self.launch.encryption else None)
         self.hs_config = HandshakeConfig(self.me, udp_port=self.port,
                                          encrypt=self.password is not None)
-        self._setup_fastdp()
+        self.fastdp = FastdpLinks(self, self.me, log=self.log, enabled=self.launch.fastdp,
+                                  encrypted=self.password is not None, mtu=self.launch.mtu,
+                                  ack=self._fastdp_ack,
+                                  changed=lambda: self._publish_routes(force=True))
+        self.hs_config = dataclasses.replace(self.hs_config, fastdp=self.fastdp.offered)
         self.refusals = Refusals()
         self.refusal_log = RefusalLog()  # what strangers may write to our log
         self.refused_records = 0  # gossiped records the decoder refused (forged, out of range)
@@ -178,8 +173,7 @@ class Gossip(Actor):
         # connections ended (a few fixed kinds, see weavenet.mesh.terminations)
         self.messages: dict[str, dict[str, int]] = {"rx": {}, "tx": {}}
         self.terminations: dict[str, int] = {}
-        # keys sent to the crypto actor: (request type, peer, epoch) by request
-        self.crypto: Relay[tuple[str, str, int | None]] = Relay(self, "crypto")
+        self.keys = SessionKeys(self, log=self.log, install_failed=self._keys_not_installed)
         self.conns: dict[int, SocketConnection] = {}
         self.dialer = tcp.Dialer(self._dialed, self._dial_failed)
         # whether inbound peers can be dialled back (status: inbound-only)
@@ -189,7 +183,7 @@ class Gossip(Actor):
 
         self.events = on_ready(self, {"forwarder": lambda: self._publish_routes(force=True),
                                       "crypto": self._rekey_all,
-                                      "netconf": lambda: self._fastdp_program(force=True)})
+                                      "netconf": lambda: self.fastdp.program(force=True)})
         # A restart of this actor: the forwarder still forwards on our previous incarnation's
         # routes. Ask it which neighbours' paths work; publish no routes until they are
         # reconnected (weavenet.mesh.router.RouteHold), so a gossip restart costs no traffic.
@@ -384,10 +378,10 @@ class Gossip(Actor):
         elif isinstance(item, Heartbeat):
             pass  # last_rx is already updated; UDP path state is the forwarder's
         elif isinstance(item, Rekey) and conn.udp_keys is not None:
-            self._install_keys(conn, conn.rekey(item.salt))
+            self.keys.install(conn, conn.rekey(item.salt))
         elif isinstance(item, FastdpAck):
             if conn.remote is not None and self.by_peer.get(conn.remote.name) is conn:
-                self.overlays.acked(str(conn.remote.name), item.seq, time.monotonic())
+                self.fastdp.acked(str(conn.remote.name), item.seq)
         elif isinstance(item, Goodbye):
             self._close(conn, f"remote said goodbye: {item.reason}", event="connection_lost",
                         relaunching=item.reason == SHUTDOWN_REASON)
@@ -436,7 +430,7 @@ class Gossip(Actor):
             self._close(old, reason, goodbye=reason, replaced=True)
         conn.establish(time.monotonic(), acc.connection_id if acc.keys is not None else None)
         if conn.udp_keys is not None:
-            self._install_keys(conn, conn.udp_keys)
+            self.keys.install(conn, conn.udp_keys)
         self.refusals.forget(conn.host, str(remote.name))
         self.log.info("peer_connected", remote=str(remote.name), nickname=remote.nickname,
                       uid=remote.uid, address=conn.address, outbound=conn.outbound,
@@ -444,7 +438,7 @@ class Gossip(Actor):
         if conn.dialback_address is not None:
             self.dialbacks.probe(conn.dialback_address, conn)
         conn.path_seen(self.path_states.get(str(remote.name)))
-        self._fastdp_added(conn, acc)
+        self.fastdp.added(conn.stream.sock, acc)
         self._gossip(self.router.established(conn, conn.data_path))
 
     # -- the UDP path of each connection (the forwarder's heartbeats) --------------------------
@@ -536,40 +530,20 @@ class Gossip(Actor):
         remote = conn.remote
         assert remote is not None
         if conn.epoch is not None:
-            self._crypto_request(ForgetKeys(str(remote.name)), conn.epoch)
+            self.keys.forget(str(remote.name), conn.epoch)
         self.log.info("peer_disconnected", remote=str(remote.name),
                       nickname=remote.nickname, reason=reason)
-        self._fastdp_removed(str(remote.name))
+        self.fastdp.removed(str(remote.name))
         self._gossip(self.router.lost(conn, reason, relaunching))
 
-    # -- keys in the crypto actor -----------------------------------------------------------
-    def _crypto_request(self, req: Install | ForgetKeys, epoch: int | None) -> None:
-        self.crypto.send(req, (req.TYPE, req.peer, epoch))
-
+    # -- replies: the forwarder's paths, netconf, the crypto actor ----------------------------
     def on_reply(self, env: Envelope) -> None:
         if self.forwarder.answer(env) is not None:
             self._on_paths_reply(env)
             return
-        programmed = self.netconf.answer(env)
-        if programmed is not None:
-            ips, why = programmed
-            if why is not None:
-                self.log.warning("fastdp_program_failed", peers=list(ips), reason=why)
-                self.fdp_programmed = None  # the backstop sends it again
+        if self.fastdp.answer(env):
             return
-        answer = self.crypto.answer(env)
-        if answer is None:
-            return
-        (type_, peer, epoch), reason = answer
-        if reason is None:
-            self.log.debug("crypto_request_done", type=type_, remote=peer)
-            return
-        self.log.warning("crypto_request_failed", type=type_, remote=peer, reason=reason)
-        conn = self.by_peer.get(PeerName(peer))
-        if type_ == Install.TYPE and conn is not None and conn.epoch == epoch:
-            # without keys in the crypto actor no frame can flow: make a new connection
-            self._close(conn, f"{KEYS_NOT_INSTALLED}: {reason}", goodbye=KEYS_NOT_INSTALLED,
-                        event="connection_lost", kind="rekeyed")
+        self.keys.answer(env)
 
     def _on_paths_reply(self, env: Envelope) -> None:
         """The forwarder's paths at our start: reconnect to the neighbours whose path works
@@ -598,9 +572,13 @@ class Gossip(Actor):
         self._paths_changed(paths)
         self._publish_routes()
 
-    def _install_keys(self, conn: SocketConnection, keys: tuple[bytes, bytes]) -> None:
-        assert conn.remote is not None and conn.epoch is not None
-        self._crypto_request(Install(str(conn.remote.name), conn.epoch, *keys), conn.epoch)
+    # -- keys in the crypto actor (weavenet.mesh.session_keys) ------------------------------
+    def _keys_not_installed(self, peer: str, epoch: int | None, reason: str) -> None:
+        conn = self.by_peer.get(PeerName(peer))
+        if conn is not None and conn.epoch == epoch:
+            # without keys in the crypto actor no frame can flow: make a new connection
+            self._close(conn, f"{KEYS_NOT_INSTALLED}: {reason}", goodbye=KEYS_NOT_INSTALLED,
+                        event="connection_lost", kind="rekeyed")
 
     def _rekey_all(self) -> None:
         """The crypto actor restarted empty: every encrypted connection moves to fresh UDP keys,
@@ -609,9 +587,7 @@ class Gossip(Actor):
         if conns:
             self.log.info("rekeying", connections=len(conns))
         for conn in conns:
-            salt = os.urandom(REKEY_SALT_SIZE)
-            self._install_keys(conn, conn.rekey(salt))
-            self._send_body(conn, encode_body(Rekey(salt)))
+            self._send_body(conn, self.keys.rekey(conn))
             self._count(self.messages["tx"], Rekey.__name__)
 
     # -- timers -----------------------------------------------------------------------------
@@ -650,120 +626,17 @@ class Gossip(Actor):
     def _publish_routes(self, force: bool = False) -> dict[str, Any] | None:
         event = self.router.routes_event(time.monotonic(), force)
         if event is not None:
-            event = {**event, "fastdp": self.overlays.fastdp()}
+            event = {**event, "fastdp": self.fastdp.peers()}
             self.publish("routes", event)
         return event
 
-    # -- the fast datapath (weavenet.mesh.overlays) ------------------------------------------
-    def _setup_fastdp(self) -> None:
-        local = (overlay.LOCAL_DISABLED if not self.launch.fastdp
-                 else overlay.ENCRYPTED if self.password is not None else None)
-        self.overlays = Overlays(local_disabled=local)
-        self.hs_config = dataclasses.replace(self.hs_config, fastdp=local is None)
-        self.netconf = Relay[tuple[str, ...]](self, "netconf")
-        self.fdp_started = time.monotonic()
-        self.fdp_programmed: tuple[str, ...] | None = None
-        self.fdp_rx: socket.socket | None = None
-        self.fdp_tx = fdpsock.open_sender() if local is None else None
-        if local is None:
-            self.every(FASTDP_TICK, self._fastdp_tick)
-            self.every(FASTDP_RESEND, lambda: self._fastdp_program(force=True))
-
-    def _fastdp_added(self, conn: SocketConnection, acc: Accepted) -> None:
-        remote = acc.remote
-        try:
-            host = conn.stream.sock.getpeername()[0]
-        except OSError:
-            return
-        disabled = self.overlays.disabled_reason(remote_offers=acc.remote_fastdp,
-                                                 encrypted=acc.keys is not None)
-        if disabled is None and ":" in host:
-            disabled = "IPv6 underlay (fastdp is IPv4 only)"
-        if self.overlays.keep(str(remote.name), remote.uid, host, disabled):
-            return  # a replacing connection to the same incarnation: the path is unchanged
-        if self.overlays.remove(str(remote.name)):  # a new incarnation: prove it again
-            self._fastdp_changed()
-        self.overlays.add(str(remote.name), remote.uid, host, acc.remote_udp_port + 1,
-                          time.monotonic(), disabled)
-
-    def _fastdp_removed(self, peer: str) -> None:
-        if self.overlays.remove(peer):
-            self.log.info("overlay_switch", remote=peer, path="sleeve", why="connection closed")
-            self._fastdp_changed()
-
-    def _fastdp_tick(self) -> None:
-        now = time.monotonic()
-        if self.fdp_rx is None:
-            self._fastdp_listen(now)
-        assert self.fdp_tx is not None
-        me, mtu = self.me, self.launch.mtu
-        for link, seq in self.overlays.heartbeats(now):
-            data = fdpwire.encode_datagram(fdpwire.FdpHeartbeat(str(me.name), me.uid, seq),
-                                           VNI, mtu)
-            try:
-                self.fdp_tx.sendto(data, (link.host, link.port))
-            except OSError as exc:
-                link.overlay.send_failed(now, too_big=exc.errno == errno.EMSGSIZE)
-        switches = self.overlays.tick(now)
-        for link, switch in switches:
-            self.log.info("overlay_switch", remote=link.peer, address=link.host,
-                          path=switch.path.value, why=switch.why)
-        if switches:
-            self._fastdp_changed()
-
-    def _fastdp_listen(self, now: float) -> None:
-        try:
-            self.fdp_rx = fdpsock.open_listener(VXLAN_NAME)
-        except OSError as exc:
-            if (now - self.fdp_started > NO_VXLAN_AFTER
-                    and self.overlays.local_disabled is None):
-                self.overlays.local_disabled = overlay.NO_VXLAN
-                self.log.warning("fastdp_unavailable", device=VXLAN_NAME, reason=str(exc))
-            return
-        self.overlays.local_disabled = None
-        self.add_reader(self.fdp_rx.fileno(), self._fastdp_heard)
-
-    def _fastdp_heard(self) -> None:
-        assert self.fdp_rx is not None
-        now = time.monotonic()
-        for _ in range(64):
-            try:
-                frame = self.fdp_rx.recv(65536)
-            except BlockingIOError:
-                return
-            except OSError as exc:  # the device went away (weave reset under us)
-                self.log.warning("fastdp_listener_lost", reason=str(exc))
-                self.remove_reader(self.fdp_rx.fileno())
-                self.fdp_rx.close()
-                self.fdp_rx = None
-                return
-            try:
-                hb = fdpwire.decode_frame(frame)
-            except fdpwire.FdpWireError:
-                continue
-            link = self.overlays.heard(hb.peer, hb.uid, now)
-            conn = self.by_peer.get(PeerName(hb.peer)) if link is not None else None
-            if conn is not None:
-                self._send_body(conn, encode_body(FastdpAck(hb.seq)))
-                self._count(self.messages["tx"], FastdpAck.__name__)
-
-    def _fastdp_changed(self) -> None:
-        self._fastdp_program()
-        self._publish_routes(force=True)
-
-    def _fastdp_program(self, force: bool = False) -> None:
-        """Tell netconf which addresses get flood entries (the whole set: idempotent)."""
-        if self.fdp_tx is None:
-            return
-        ips = tuple(sorted(set(self.overlays.fastdp().values())))
-        if time.monotonic() - self.fdp_started < FASTDP_GRACE:
-            if self.fdp_programmed is None and not ips:
-                return  # nothing proven yet: leave the kernel as a previous gossip left it
-            ips = tuple(sorted(set(ips) | set(self.fdp_programmed or ())))
-        if ips == self.fdp_programmed and not force:
-            return
-        self.fdp_programmed = ips
-        self.netconf.send(FastdpPeers(ips), ips)
+    # -- the fast datapath (weavenet.mesh.fastdp_links) --------------------------------------
+    def _fastdp_ack(self, peer: str, seq: int) -> None:
+        """A fastdp heartbeat of ``peer`` crossed the kernel path: say so on its connection."""
+        conn = self.by_peer.get(PeerName(peer))
+        if conn is not None:
+            self._send_body(conn, encode_body(FastdpAck(seq)))
+            self._count(self.messages["tx"], FastdpAck.__name__)
 
     # -- status and shutdown ----------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -785,10 +658,7 @@ class Gossip(Actor):
         row = conn.status_row()
         remote = conn.remote
         if conn.established and remote is not None and self.by_peer.get(remote.name) is conn:
-            ov = self.overlays.status(str(remote.name))
-            if ov:
-                row["overlay"] = ov["path"]
-                row["overlay_reason"] = ov["reason"]
+            row.update(self.fastdp.status_fields(str(remote.name)))
         return row
 
     @staticmethod
