@@ -459,6 +459,8 @@ class Gossip(Actor):
                 self.log.info("data_path_up" if up else "data_path_down", remote=str(name),
                               udp=conn.udp, reason=None if up else PATH_DOWN_REASON)
                 sends += self.router.data_path(conn, up)
+                if not up:
+                    self.fastdp.path_lost(str(name))
         if sends:
             self._gossip(sends)
 

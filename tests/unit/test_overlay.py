@@ -134,3 +134,16 @@ def test_a_heartbeat_too_big_to_leave_says_path_mtu() -> None:
     ov.send_failed(c.t, too_big=True)
     switches = run(ov, c, 4.0, ack=False, hear=True)
     assert [s for _, s in switches] == [Switch(Path.SLEEVE, overlay.MTU_TOO_SMALL)]
+
+
+def test_a_lost_sleeve_path_moves_a_fastdp_link_to_the_sleeve_at_the_next_tick() -> None:
+    c = Clock()
+    ov = Overlay(c.t)
+    run(ov, c, 1.0, ack=True, hear=True)
+    assert ov.status()["path"] == "fastdp"
+    ov.path_lost()  # UDP 6783 stopped answering: the link is probably cut
+    switch = ov.tick(c.t)
+    assert switch is not None and switch.path is Path.SLEEVE
+    # and it comes back once heartbeats are acknowledged again, after the hold-down
+    later = run(ov, c, overlay.HOLD_DOWN + 1.0, ack=True, hear=True)
+    assert [s.path for _, s in later] == [Path.FASTDP]

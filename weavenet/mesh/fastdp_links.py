@@ -10,7 +10,10 @@ it logs ``overlay_switch`` (remote, path, why), sends netconf the whole set of f
 addresses (``FastdpPeers`` through the supervisor; again every ``FASTDP_RESEND`` and when netconf
 comes up) and calls ``changed`` (gossip republishes its routes, whose ``fastdp`` field is
 ``peers()``). For ``FASTDP_GRACE`` after start the set only grows: a restarted gossip does not
-take away kernel entries that carry traffic before it has re-proved them.
+take away kernel entries that carry traffic before it has re-proved them. An address this
+incarnation itself saw fail (a switch to the sleeve, a lost connection) is taken away at once,
+grace or not: a link cut just after launch is routed around as fast as any other
+(:func:`kernel_peers`).
 
 The actor is used only for its timers, its poller and the supervisor (a ``Relay``).
 """
@@ -41,6 +44,16 @@ FASTDP_GRACE = 10.0  # after start, entries are only added (see the module docst
 NO_VXLAN_AFTER = 10.0  # the VXLAN device still missing: this kernel or netconf cannot make it
 
 
+def kernel_peers(proven: set[str], programmed: tuple[str, ...] | None, failed: set[str],
+                 in_grace: bool) -> tuple[str, ...]:
+    """The addresses netconf should give flood entries: the ``proven`` ones; during the grace
+    after start also those a previous incarnation ``programmed``, except those that ``failed``
+    since (their heartbeats stopped here: keeping them would send frames into a dead path)."""
+    if in_grace:
+        proven = proven | (set(programmed or ()) - failed)
+    return tuple(sorted(proven))
+
+
 class FastdpLinks:
     """The fast datapath of every connection of the gossip actor ``actor``."""
 
@@ -58,6 +71,7 @@ class FastdpLinks:
         self.netconf = Relay[tuple[str, ...]](actor, "netconf")
         self.started = time.monotonic()
         self.programmed: tuple[str, ...] | None = None
+        self.failed: set[str] = set()  # addresses this incarnation saw leave fastdp
         self.rx: socket.socket | None = None
         self.tx = fdpsock.open_sender() if local is None else None
         if local is None:
@@ -84,9 +98,16 @@ class FastdpLinks:
                           time.monotonic(), disabled)
 
     def removed(self, peer: str) -> None:
+        host = self.overlays.fastdp().get(peer)
+        if host is not None:
+            self.failed.add(host)
         if self.overlays.remove(peer):
             self.log.info("overlay_switch", remote=peer, path="sleeve", why="connection closed")
             self._changed()
+
+    def path_lost(self, peer: str) -> None:
+        """The peer's sleeve path went down: its fastdp link falls back at the next tick."""
+        self.overlays.path_lost(peer)
 
     def acked(self, peer: str, seq: int) -> None:
         """The peer's ``FastdpAck`` came on its established connection."""
@@ -131,6 +152,10 @@ class FastdpLinks:
         for link, switch in switches:
             self.log.info("overlay_switch", remote=link.peer, address=link.host,
                           path=switch.path.value, why=switch.why)
+            if switch.path is overlay.Path.FASTDP:
+                self.failed.discard(link.host)
+            else:
+                self.failed.add(link.host)
         if switches:
             self._changed()
 
@@ -175,11 +200,11 @@ class FastdpLinks:
         """Tell netconf which addresses get flood entries (the whole set: idempotent)."""
         if self.tx is None:
             return
-        ips = tuple(sorted(set(self.overlays.fastdp().values())))
-        if time.monotonic() - self.started < FASTDP_GRACE:
-            if self.programmed is None and not ips:
-                return  # nothing proven yet: leave the kernel as a previous gossip left it
-            ips = tuple(sorted(set(ips) | set(self.programmed or ())))
+        proven = set(self.overlays.fastdp().values())
+        in_grace = time.monotonic() - self.started < FASTDP_GRACE
+        if in_grace and self.programmed is None and not proven and not self.failed:
+            return  # nothing proven yet: leave the kernel as a previous gossip left it
+        ips = kernel_peers(proven, self.programmed, self.failed, in_grace)
         if ips == self.programmed and not force:
             return
         self.programmed = ips

@@ -109,6 +109,13 @@ class Overlay:
         """A heartbeat of the peer's arrived here through our VXLAN device."""
         self.last_heard = now
 
+    def path_lost(self) -> None:
+        """The connection's sleeve path just stopped answering heartbeats (UDP 6783): most
+        likely the link is cut, so fastdp is not trusted until a heartbeat is acknowledged
+        again; the next ``tick`` moves a fastdp link to the sleeve at once instead of after
+        ``TIMEOUT`` (a cut link is routed around as fast with fastdp as without)."""
+        self.last_ack = self.last_heard = None
+
     # -- the decision ---------------------------------------------------------------------------
     def _fresh(self, when: float | None, now: float) -> bool:
         return when is not None and now - when <= TIMEOUT

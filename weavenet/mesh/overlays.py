@@ -59,6 +59,12 @@ class Overlays:
         link = self.links.pop(peer, None)
         return link is not None and link.overlay.path is Path.FASTDP
 
+    def path_lost(self, peer: str) -> None:
+        """The peer's sleeve path went down (see ``Overlay.path_lost``)."""
+        link = self.links.get(peer)
+        if link is not None:
+            link.overlay.path_lost()
+
     def heartbeats(self, now: float) -> list[tuple[Link, int]]:
         out = []
         for link in self.links.values():
