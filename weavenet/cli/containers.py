@@ -18,18 +18,20 @@ from weavenet.runtime.bus import FAILED, USAGE, BusError
 from weavenet.runtime.control import MAX_CONTAINER_ID, MAX_PATH, MAX_PID, Target
 
 
-def _docker_client() -> Any:
-    import docker  # imported late: `weave status` should not pay for it
+def docker_client(timeout: float = 30, purpose: str = "") -> Any:
+    """A Docker client (DOCKER_HOST honoured), or BusError saying in one line why there is
+    none (``purpose``: what it was for, e.g. " for the router container")."""
+    import docker  # imported late: `weave status` and process mode never pay for it
 
     try:
-        client = docker.from_env(timeout=30)
+        client = docker.from_env(timeout=timeout)
         client.ping()
     except Exception as exc:
-        raise BusError(FAILED, f"cannot reach Docker: {_first_line(exc)}") from None
+        raise BusError(FAILED, f"cannot reach Docker{purpose}: {first_line(exc)}") from None
     return client
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or exc.__class__.__name__
     return text.splitlines()[0]
 
@@ -70,13 +72,13 @@ def resolve(spec: str) -> Target:
         return Target(netns=path, key=spec, label=spec)
     import docker.errors
 
-    client = _docker_client()
+    client = docker_client()
     try:
         c = client.containers.get(spec)
     except docker.errors.NotFound:
         raise BusError(FAILED, f"no such container: {shown(spec)}") from None
     except docker.errors.APIError as exc:
-        raise BusError(FAILED, f"docker: {_first_line(exc)}") from None
+        raise BusError(FAILED, f"docker: {first_line(exc)}") from None
     state = c.attrs.get("State", {})
     pid = int(state.get("Pid") or 0)
     if not state.get("Running") or pid <= 0:
@@ -98,7 +100,7 @@ def docker_run(args: list[str]) -> str:
     if not _has_network_flag(args):
         # A daemon without its default bridge (--bridge=none) cannot start a container on the
         # default network; weave's interface is added on top of whatever Docker provides.
-        client = _docker_client()
+        client = docker_client()
         if not client.networks.list(names=["bridge"]):
             extra = ["--network=none"]
     proc = subprocess.run([exe, "run", "-d", *extra, *args], capture_output=True,
@@ -128,4 +130,4 @@ def docker_remove(container_id: str) -> None:
     # the error being reported is the one the user needs; a failed cleanup shows in `docker ps`
     with contextlib.suppress(BusError, docker.errors.DockerException,
                              requests.exceptions.RequestException):
-        _docker_client().containers.get(container_id).remove(force=True)
+        docker_client().containers.get(container_id).remove(force=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import weavenet
+from weavenet.cli.containers import docker_client, first_line
 from weavenet.runtime.bus import FAILED, BusError
 from weavenet.runtime.launch import LaunchConfig
 
@@ -102,21 +103,8 @@ def write_password(state_dir: Path, password: bytes | None) -> Path | None:
 
 # -- Docker -------------------------------------------------------------------------------------
 def client() -> Any:
-    """A Docker client (DOCKER_HOST honoured), or BusError saying why there is none."""
-    import docker  # imported late: process mode and `weave status` never need it
-
-    try:
-        c = docker.from_env(timeout=60)
-        c.ping()
-    except Exception as exc:
-        raise BusError(FAILED, f"cannot reach Docker for the router container: "
-                       f"{_first_line(exc)}") from None
-    return c
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0]
+    """A Docker client for the router container, or BusError saying why there is none."""
+    return docker_client(timeout=60, purpose=" for the router container")
 
 
 def find(docker_client: Any = None) -> Any:
@@ -148,7 +136,7 @@ def ensure_image(docker_client: Any, tag: str) -> None:
         docker_client.images.pull(tag)
     except docker.errors.DockerException as exc:
         raise BusError(FAILED, f"image {tag} not found and `docker pull` failed "
-                       f"({_first_line(exc)}); build it with `docker build -t {tag} .` in the "
+                       f"({first_line(exc)}); build it with `docker build -t {tag} .` in the "
                        "weavenet source, or offline: `weave-lab image --output weave.tar` then "
                        "`docker load -i weave.tar` (or `weave launch --router process`)") from None
 
@@ -170,7 +158,7 @@ def start(c: Any, spec: dict[str, Any]) -> Any:
         with contextlib.suppress(docker.errors.DockerException):
             c.containers.get(NAME).remove(force=True)
         raise BusError(FAILED, f"docker could not start the router container: "
-                       f"{_first_line(exc)}") from None
+                       f"{first_line(exc)}") from None
 
 
 def exit_reason(container: Any) -> str | None:
