@@ -63,11 +63,14 @@ def bridge_port_of(host, mac: str) -> str | None:
     return next((e.get("ifname") for e in json.loads(out or "[]") if e.get("mac") == mac), None)
 
 
+def mac_of(host, container: str) -> str:
+    return host.exec_in_container(container, ["cat", "/sys/class/net/ethwe/address"]).stdout.strip()
+
+
 def kernel_carries(lab: Lab, c: dict[str, str]) -> bool:
     """Each host's bridge sends the other container's MAC to the VXLAN port (not the TAP)."""
     h1, h2 = lab.hosts
-    mac = {k: h.exec_in_container(c[k], ["cat", "/sys/class/net/ethwe/address"]).stdout.strip()
-           for k, h in (("a1", h1), ("a2", h2))}
+    mac = {k: mac_of(h, c[k]) for k, h in (("a1", h1), ("a2", h2))}
     return (bridge_port_of(h1, mac["a2"]) == VXLAN_NAME
             and bridge_port_of(h2, mac["a1"]) == VXLAN_NAME)
 
@@ -164,6 +167,33 @@ def test_blocked_udp_6784_falls_back_to_the_sleeve_and_back(net):
     # the flow that went by the sleeve meanwhile (MACs learned on the TAP) moves to the kernel
     wait_for(lambda: container_pings(h1, c["a1"], "10.0.1.2") and kernel_carries(lab, c), 15,
              "both bridges to send the containers' frames by VXLAN again")
+
+
+def test_a_path_that_drops_full_size_frames_is_never_fastdp_and_says_path_mtu(net):
+    """The underlay between the hosts drops UDP above 1000 bytes: the full-size heartbeat
+    (the container MTU, 1450) never arrives while the small one does, so the connection leaves
+    fastdp and status says the path MTU is too small; traffic goes on by the sleeve."""
+    lab, c, names = net
+    h1, h2 = lab.hosts
+    wait_path(h1, names[h2.name], "fastdp", 20)
+    try:
+        for h in (h1, h2):
+            lab.drop_udp_larger_than(h, 1000)
+        wait_path(h1, names[h2.name], "sleeve", 15)
+        for h, peer in ((h1, h2), (h2, h1)):
+            wait_for(lambda h=h, peer=peer: overlay_of(h, names[peer.name]).get("reason")
+                     == "path MTU too small for the container MTU", 10,
+                     f"{h.name} to say the path MTU is too small")
+        wait_for(lambda: flood_entries(h1) == set(), 10, "the flood entry to go")
+        eventually_pings(h1, c["a1"], "10.0.1.2", timeout=20)
+        switches = [e for e in log_events(h1, "overlay_switch")
+                    if e.get("remote") == names[h2.name]]
+        assert switches[-1]["path"] == "sleeve" and "path MTU" in switches[-1]["why"]
+    finally:
+        for h in (h1, h2):
+            lab.undrop_udp_larger_than(h)
+    wait_path(h1, names[h2.name], "fastdp", 25)
+    eventually_pings(h1, c["a1"], "10.0.1.2")
 
 
 def test_stop_removes_the_kernel_path_and_launch_brings_it_back(net):
@@ -331,3 +361,28 @@ def test_broadcasts_reach_every_container_exactly_once_in_a_fastdp_and_sleeve_mi
         for h in lab.hosts:
             h.run(["weave", "reset"], check=False)
 
+
+
+def test_a_container_moved_to_another_fastdp_host_is_reachable_within_2_s(lab3):
+    """All three hosts on fastdp: a container removed from host1 and started again with the
+    same address on host3 answers host2's container within 2 s of `weave run` returning."""
+    lab = lab3
+    h1, h2, h3 = lab.hosts
+    names = launch_mesh(lab.hosts)
+    a2 = weave(h2, "run", "10.0.1.2/24", "-t", "-i", "busybox")
+    try:
+        for h, peer in ((h1, h2), (h2, h1), (h2, h3), (h3, h2)):
+            wait_path(h, names[peer.name], "fastdp", 30)
+        m = weave(h1, "run", "10.0.1.50/24", "-t", "-i", "busybox")
+        eventually_pings(h2, a2, "10.0.1.50")
+        mac = mac_of(h1, m)
+        wait_for(lambda: bridge_port_of(h2, mac) == VXLAN_NAME, 10,
+                 "host2's bridge to reach the container through the kernel")
+        h1.run(["docker", "rm", "-f", m])
+        m2 = weave(h3, "run", "10.0.1.50/24", "-t", "-i", "busybox")
+        took = eventually_pings(h2, a2, "10.0.1.50", timeout=20)
+        assert took < 2, f"the moved container answered only after {took:.1f}s"
+        h3.run(["docker", "rm", "-f", m2])
+    finally:
+        for h in lab.hosts:
+            h.run(["weave", "reset"], check=False)

@@ -29,6 +29,9 @@ def test_heartbeat_is_exactly_a_full_frame_and_decodes() -> None:
     assert len(data) + 20 + 8 == 1450 + fdpwire.OUTER_OVERHEAD
     assert data[:8] == bytes([8, 0, 0, 0]) + (0x574E << 8).to_bytes(4, "big")
     assert fdpwire.decode_frame(data[8:]) == hb
+    small = fdpwire.encode_datagram(hb, 0x574E, None)  # the small heartbeat: minimum Ethernet
+    assert len(small) == 8 + 14 + fdpwire.MIN_PAYLOAD
+    assert fdpwire.decode_frame(small[8:]) == hb
     for junk in (b"", data[8:30], data[8:20] + b"\x08\x00" + data[22:]):
         with pytest.raises(fdpwire.FdpWireError):
             fdpwire.decode_frame(junk)
@@ -66,9 +69,9 @@ def test_overlays_table_reasons_and_the_fastdp_set() -> None:
     ovs.add("q", 6, "198.18.0.3", 6784, 0.0, overlay.REMOTE_DISABLED)
     sent = ovs.heartbeats(0.0)
     assert [(link.peer, seq) for link, seq in sent] == [("p", 1)]
-    assert ovs.heard("p", 999, 0.1) is None  # another incarnation's heartbeat
-    assert ovs.heard("q", 6, 0.1) is None  # never probing: nothing to acknowledge
-    assert ovs.heard("p", 5, 0.1) is not None
+    assert ovs.heard("p", 999, 1, 0.1) is None  # another incarnation's heartbeat
+    assert ovs.heard("q", 6, 1, 0.1) is None  # never probing: nothing to acknowledge
+    assert ovs.heard("p", 5, 1, 0.1) is not None
     ovs.acked("p", 1, 0.1)
     [(link, switch)] = ovs.tick(0.2)
     assert link.peer == "p" and switch.path is overlay.Path.FASTDP

@@ -12,15 +12,17 @@ class Clock:
 
 
 def run(ov: Overlay, clock: Clock, seconds: float, *, ack: bool, hear: bool,
-        step: float = 0.1) -> list[Switch]:
+        small: bool = False, step: float = 0.1) -> list[Switch]:
     """Drive ``ov`` like gossip does: heartbeats when due, the peer's answers when the path
-    works, a tick every ``step``."""
+    works (``small``: only the small heartbeats are acknowledged), a tick every ``step``."""
     switches = []
     end = clock.t + seconds
     while clock.t < end:
         seq = ov.due(clock.t)
         if seq is not None and ack:
             ov.acked(seq, clock.t + 0.001)
+        if seq is not None and (ack or small):
+            ov.acked(seq | overlay.SMALL, clock.t + 0.001)
         if hear and seq is not None:
             ov.heard(clock.t)
         s = ov.tick(clock.t)
@@ -147,3 +149,40 @@ def test_a_lost_sleeve_path_moves_a_fastdp_link_to_the_sleeve_at_the_next_tick()
     # and it comes back once heartbeats are acknowledged again, after the hold-down
     later = run(ov, c, overlay.HOLD_DOWN + 1.0, ack=True, hear=True)
     assert [s.path for _, s in later] == [Path.FASTDP]
+
+
+def test_small_heartbeats_through_and_full_size_ones_lost_say_path_mtu() -> None:
+    """Something on the way drops big packets: the reason is the MTU, not a blocked port,
+    both when a fastdp link falls back and for a link that never got there."""
+    c = Clock()
+    ov = Overlay(c.t)
+    run(ov, c, 2.0, ack=True, hear=True)
+    switches = run(ov, c, 4.0, ack=False, hear=False, small=True)
+    assert [s for _, s in switches] == [Switch(Path.SLEEVE, overlay.MTU_TOO_SMALL)]
+    fresh = Overlay(c.t)
+    assert run(fresh, c, 10.0, ack=False, hear=False, small=True) == []
+    assert fresh.status() == {"path": "sleeve", "reason": overlay.MTU_TOO_SMALL}
+    # the small ones stop too: now nothing gets through at all
+    run(fresh, c, 4.0, ack=False, hear=False)
+    assert fresh.status()["reason"] == overlay.NO_HEARTBEAT.format(port=6784)
+
+
+def test_a_small_heartbeat_never_proves_the_path() -> None:
+    c = Clock()
+    ov = Overlay(c.t)
+    assert run(ov, c, 5.0, ack=False, hear=True, small=True) == []
+    assert ov.path is Path.SLEEVE
+
+
+def test_overlays_count_only_full_size_heartbeats_as_heard() -> None:
+    from weavenet.mesh.overlays import Overlays
+
+    c = Clock()
+    links = Overlays()
+    links.add("p", 7, "198.18.0.2", 6784, c.t, None)
+    ov = links.links["p"].overlay
+    assert links.heard("p", 7, 1 | overlay.SMALL, c.t) is links.links["p"]  # still acknowledged
+    assert ov.last_heard is None
+    assert links.heard("p", 7, 1, c.t) is links.links["p"]
+    assert ov.last_heard == c.t
+    assert links.heard("p", 8, 2, c.t) is None  # another incarnation

@@ -142,12 +142,16 @@ class FastdpLinks:
         assert self.tx is not None
         me, mtu = self.me, self.mtu
         for link, seq in self.overlays.heartbeats(now):
-            data = fdpwire.encode_datagram(fdpwire.FdpHeartbeat(str(me.name), me.uid, seq),
-                                           VNI, mtu)
-            try:
-                self.tx.sendto(data, (link.host, link.port))
-            except OSError as exc:
-                link.overlay.send_failed(now, too_big=exc.errno == errno.EMSGSIZE)
+            # the full-size one proves the path; the small one tells a too small path MTU
+            # from a blocked port (weavenet.mesh.overlay)
+            for n, size in ((seq, mtu), (seq | overlay.SMALL, None)):
+                data = fdpwire.encode_datagram(fdpwire.FdpHeartbeat(str(me.name), me.uid, n),
+                                               VNI, size)
+                try:
+                    self.tx.sendto(data, (link.host, link.port))
+                except OSError as exc:
+                    if n == seq:
+                        link.overlay.send_failed(now, too_big=exc.errno == errno.EMSGSIZE)
         switches = self.overlays.tick(now)
         for link, switch in switches:
             self.log.info("overlay_switch", remote=link.peer, address=link.host,
@@ -189,7 +193,7 @@ class FastdpLinks:
                 hb = fdpwire.decode_frame(frame)
             except fdpwire.FdpWireError:
                 continue
-            if self.overlays.heard(hb.peer, hb.uid, now) is not None:
+            if self.overlays.heard(hb.peer, hb.uid, hb.seq, now) is not None:
                 self.ack(hb.peer, hb.seq)
 
     def _changed(self) -> None:

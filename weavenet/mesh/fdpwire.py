@@ -30,6 +30,7 @@ ETH_HLEN = 14
 VXLAN_HLEN = 8
 OUTER_OVERHEAD = 20 + 8 + VXLAN_HLEN + ETH_HLEN  # IPv4 + UDP + VXLAN + inner Ethernet = 50
 MAX_NAME = 255
+MIN_PAYLOAD = 46  # the smallest Ethernet payload: a small heartbeat's
 _TAIL = struct.Struct("!QQ")
 
 
@@ -51,9 +52,12 @@ def _payload(hb: FdpHeartbeat) -> bytes:
     return MAGIC + bytes([len(name)]) + name + _TAIL.pack(hb.uid, hb.seq)
 
 
-def encode_datagram(hb: FdpHeartbeat, vni: int, mtu: int) -> bytes:
-    """The UDP payload: VXLAN header + an Ethernet frame whose payload is ``mtu`` bytes."""
+def encode_datagram(hb: FdpHeartbeat, vni: int, mtu: int | None) -> bytes:
+    """The UDP payload: VXLAN header + an Ethernet frame whose payload is ``mtu`` bytes
+    (None: a small heartbeat, ``MIN_PAYLOAD`` or what the name needs)."""
     body = _payload(hb)
+    if mtu is None:
+        mtu = max(len(body), MIN_PAYLOAD)
     if len(body) > mtu:
         raise FdpWireError(f"mtu {mtu} too small for a heartbeat")
     vxlan = struct.pack("!B3xI", VXLAN_FLAGS, vni << 8)

@@ -12,6 +12,10 @@ A sans-IO state machine per established connection, driven by gossip with ``time
   the peer's UDP 6784, so it crosses the same port, the same size and the same receiving
   kernel device as data frames would (``weavenet.mesh.fdpwire``). A heartbeat that cannot even
   leave (EMSGSIZE: a local MTU below the container MTU's) is a failure with its own reason.
+  Each round also sends a **small** heartbeat (``SMALL`` set in its sequence number): while
+  the small ones are acknowledged and the full-size ones are not, something on the way drops
+  big packets, and the reason says "path MTU too small" instead of "no fastdp heartbeat".
+  A small heartbeat never proves the path (only the full-size one does).
 - **Acknowledgements** come back over the TCP connection (``FastdpAck``). The path is
   **fastdp** while our latest heartbeats are acknowledged *and* the peer's heartbeats reach us,
   both within ``TIMEOUT``: requiring both directions keeps the two ends' choices the same, so
@@ -35,6 +39,7 @@ FAST_INTERVAL = 0.5
 SLOW_INTERVAL = 1.0
 TIMEOUT = 2.5
 HOLD_DOWN = 3.0
+SMALL = 1 << 63  # set in a small heartbeat's sequence number (the rest is the round's)
 
 
 class Path(enum.Enum):
@@ -72,6 +77,7 @@ class Overlay:
         self.seq = 0
         self.sent: dict[int, float] = {}  # seq -> when, the unacknowledged recent ones
         self.last_ack: float | None = None
+        self.last_small_ack: float | None = None
         self.last_heard: float | None = None
         self.next_send = now
         self.sleeve_since = now
@@ -100,6 +106,10 @@ class Overlay:
 
     def acked(self, seq: int, now: float) -> None:
         """The peer says (over TCP) that heartbeat ``seq`` arrived through its VXLAN device."""
+        if seq & SMALL:
+            if (seq & ~SMALL) in self.sent:  # a recent round's: our small one got through
+                self.last_small_ack = now
+            return
         if seq in self.sent:
             self.last_ack = now
             self.failed_send = None
@@ -128,7 +138,7 @@ class Overlay:
             self.path = Path.SLEEVE
             self.sleeve_since = now
             self.next_send = now  # probe fast from now on
-            self.reason = self.failed_send or NO_HEARTBEAT.format(port=self.port)
+            self.reason = self._silence(now)
             return Switch(Path.SLEEVE, self.reason)
         if self.path is Path.SLEEVE:
             if both and (self.last_ack is not None and self.last_ack > self.sleeve_since
@@ -136,9 +146,17 @@ class Overlay:
                 self.path = Path.FASTDP
                 self.reason = FASTDP_OK
                 return Switch(Path.FASTDP, self.reason)
-            if not both and self.reason == PROBING and now - self.sleeve_since > TIMEOUT:
-                self.reason = self.failed_send or NO_HEARTBEAT.format(port=self.port)
+            if not both and now - self.sleeve_since > TIMEOUT:
+                self.reason = self._silence(now)  # kept current while probing goes on
         return None
+
+    def _silence(self, now: float) -> str:
+        """Why the full-size heartbeats do not get through, as far as we can tell."""
+        if self.failed_send is not None:
+            return self.failed_send
+        if self._fresh(self.last_small_ack, now) and not self._fresh(self.last_ack, now):
+            return MTU_TOO_SMALL  # small ones pass, big ones do not
+        return NO_HEARTBEAT.format(port=self.port)
 
     def _hold(self, now: float) -> float:
         # the first promotion of a connection needs no hold-down: nothing flapped yet

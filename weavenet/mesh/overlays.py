@@ -73,13 +73,15 @@ class Overlays:
                 out.append((link, seq))
         return out
 
-    def heard(self, peer: str, uid: int, now: float) -> Link | None:
-        """A heartbeat from ``peer`` came through our VXLAN device; the link to acknowledge it
-        on, or None (no such connection, or one of an older incarnation)."""
+    def heard(self, peer: str, uid: int, seq: int, now: float) -> Link | None:
+        """Heartbeat ``seq`` from ``peer`` came through our VXLAN device; the link to
+        acknowledge it on, or None (no such connection, or one of an older incarnation). Only
+        a full-size heartbeat proves the path; a small one is acknowledged all the same."""
         link = self.links.get(peer)
         if link is None or link.uid != uid or not link.overlay.probing:
             return None
-        link.overlay.heard(now)
+        if not seq & overlay.SMALL:
+            link.overlay.heard(now)
         return link
 
     def acked(self, peer: str, seq: int, now: float) -> None:
