@@ -162,8 +162,13 @@ class ForwarderActor(Actor):
         # the peers on the fast datapath (gossip adds them to the routes event)
         ids = {name: pid for pid, name in update.peers.items()}
         fastdp = data.get("fastdp")
-        fastdp = fastdp if isinstance(fastdp, Mapping) else {}
-        self.fastdp_ips = {ids[n]: str(ip) for n, ip in fastdp.items() if n in ids}
+        if fastdp is None:
+            # a restarted gossip that has not yet told netconf anything: the kernel still has
+            # the flood entries our set describes (weavenet.mesh.fastdp_links.FastdpLinks.peers)
+            self.fastdp_ips = {p: ip for p, ip in self.fastdp_ips.items() if p in update.peers}
+        else:
+            fastdp = fastdp if isinstance(fastdp, Mapping) else {}
+            self.fastdp_ips = {ids[n]: str(ip) for n, ip in fastdp.items() if n in ids}
         self.core.set_fastdp(self.fastdp_ips)
         new = update.neighbours.keys() - self.paths.keys()
         reconcile(self.paths, update.neighbours, time.monotonic(), update.keys)

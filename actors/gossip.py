@@ -628,7 +628,9 @@ class Gossip(Actor):
     def _publish_routes(self, force: bool = False) -> dict[str, Any] | None:
         event = self.router.routes_event(time.monotonic(), force)
         if event is not None:
-            event = {**event, "fastdp": self.fastdp.peers()}
+            fastdp = self.fastdp.peers()
+            if fastdp is not None:  # absent: the forwarder keeps the set it has
+                event = {**event, "fastdp": fastdp}
             self.publish("routes", event)
         return event
 

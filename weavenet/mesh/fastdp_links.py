@@ -9,8 +9,9 @@ linked peer to ``ack`` (gossip answers with a ``FastdpAck`` on the TCP connectio
 it logs ``overlay_switch`` (remote, path, why), sends netconf the whole set of fastdp peers'
 addresses (``FastdpPeers`` through the supervisor; again every ``FASTDP_RESEND`` and when netconf
 comes up) and calls ``changed`` (gossip republishes its routes, whose ``fastdp`` field is
-``peers()``). For ``FASTDP_GRACE`` after start the set only grows: a restarted gossip does not
-take away kernel entries that carry traffic before it has re-proved them. An address this
+``peers()``, absent until this incarnation first programmed netconf). For ``FASTDP_GRACE``
+after start the set only grows: a restarted gossip does not take away kernel entries that
+carry traffic before it has re-proved them. An address this
 incarnation itself saw fail (a switch to the sleeve, a lost connection) is taken away at once,
 grace or not: a link cut just after launch is routed around as fast as any other
 (:func:`kernel_peers`).
@@ -125,8 +126,13 @@ class FastdpLinks:
         return True
 
     # -- what gossip asks it ------------------------------------------------------------------
-    def peers(self) -> dict[str, str]:
-        """The peers on fastdp: name -> underlay address (the "routes" event's ``fastdp``)."""
+    def peers(self) -> dict[str, str] | None:
+        """The peers on fastdp: name -> underlay address (the "routes" event's ``fastdp``); None
+        until this incarnation first told netconf its set: the kernel still carries what the
+        previous gossip left, which the forwarder still knows and keeps (a restarted gossip
+        saying "none" would make the sleeve send broadcasts that the kernel sends too)."""
+        if self.offered and self.programmed is None:
+            return None
         return self.overlays.fastdp()
 
     def status_fields(self, peer: str) -> dict[str, Any]:
