@@ -116,7 +116,7 @@ def socket_modes(router: Router) -> dict[str, int]:
 def test_every_socket_in_the_run_dir_is_0600_even_after_restarts(router: Router):
     router.weave("launch")
     modes = socket_modes(router)
-    assert {"ctl.sock", "frames-out.sock", "frames-in.sock", "crypto.sock"} <= set(modes)
+    assert {"ctl.sock", "frames-out.sock", "crypto.sock"} <= set(modes)
     assert set(modes.values()) == {0o600}, modes
     for name in ("capture", "crypto"):  # they bind the data-plane sockets again
         kill_and_wait_restart(router, name)

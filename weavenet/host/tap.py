@@ -1,12 +1,19 @@
 """The router port seen from userspace: a TAP device carrying virtio-net headers.
 
-The capture actor opens the bridge's router port (created persistent by `weavenet.host.bridge`)
-with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and turns on TSO/checksum offloads, so the kernel
-hands us whole TCP super-frames (up to 64 KiB) with a virtio-net header (weavenet.dataplane.frame's
-VnetHdr) that says how to finish them (partial checksum, segmentation) instead of segmenting
-them for us. Writing a frame back
-with its header lets the far side's kernel do that work. Every item read or written is
+The bridge's router port is a multi-queue TAP (created persistent by `weavenet.host.bridge`);
+each open is a queue of its own, with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE and
+TSO/checksum offloads on, so the kernel hands us whole TCP super-frames (up to 64 KiB) with a
+virtio-net header (weavenet.dataplane.frame's VnetHdr) that says how to finish them (partial
+checksum, segmentation) instead of segmenting them for us. Writing a frame back with its
+header lets the far side's kernel do that work. Every item read or written is
 `virtio-net header bytes + Ethernet frame`.
+
+Two queues: the capture actor's, attached, reads every frame the bridge sends to the TAP (the
+kernel steers those only to attached queues); the forwarder's is detached right after it is
+opened (TUNSETQUEUE with IFF_DETACH_QUEUE) and only written: a write through a detached queue
+still enters the bridge, whether or not capture's queue is there (tests/functional/test_tap.py
+checks both on the running kernel). A detached queue also records no flow for the kernel's
+queue steering, so replies to what the forwarder writes still go to capture.
 
 The header is 10 bytes: `struct virtio_net_hdr`. The 12-byte variant appends `num_buffers`,
 which only means something for virtio's mergeable receive buffers; a TAP reader has no use
