@@ -271,6 +271,57 @@ def test_traffic_resumes_after_kill_9(net: tuple[Host, Host, Host], name: str):
     assert actor(a, name)["pid"] != victim
 
 
+def _zombie(pid: int) -> bool:
+    """The process has exited (its parent has not reaped it yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_frames_reach_a_container_while_capture_is_dead(net: tuple[Host, Host, Host]):
+    """b's capture killed and kept down (its supervisor stopped for a moment, so nothing
+    restarts it): frames from a still reach b's container, written to b's TAP by b's
+    forwarder itself."""
+    a, b, _ = net
+    wait_for(lambda: netns_pings(a.container, b.ip), timeout=15, what="ping before the kill")
+    injected = actor(b, "forwarder")["status"]["counters"].get("injected", 0)
+    victim = actor(b, "capture")["pid"]
+    supervisor = b.router.supervisor_pid()
+    assert supervisor is not None
+    rx = ns_socket(b.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
+    tx = ns_socket(a.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
+    with rx, tx:
+        rx.bind(("ethwe", ETHERTYPE_TEST))
+        rx.settimeout(0.2)
+        tx.bind(("ethwe", ETHERTYPE_TEST))
+        dst, src = _mac(b.container), tx.getsockname()[4]
+        marker = uuid.uuid4().bytes
+
+        def arrives() -> bool:
+            tx.send(dst + src + struct.pack("!H", ETHERTYPE_TEST) + marker + bytes(30))
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    if marker in rx.recv(2000):
+                        return True
+            return False
+
+        os.kill(supervisor, signal.SIGSTOP)  # well under its actors' 6 s heartbeat timeout
+        try:
+            os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: _zombie(victim), timeout=2, what="capture gone")
+            assert wait_for(arrives, timeout=2, what="a frame in b's container, no capture")
+            assert _zombie(victim)  # nothing read b's TAP meanwhile
+        finally:
+            os.kill(supervisor, signal.SIGCONT)
+    wait_for(lambda: actor(b, "capture")["pid"] != victim, timeout=10, what="capture back")
+    counters = wait_for(lambda: (c := actor(b, "forwarder")["status"]["counters"])
+                        .get("injected", 0) > injected and c, timeout=3, what="injected counted")
+    assert counters["injected_bytes"] > 0
+    assert "tap_unavailable" not in counters.get("drops", {})
+    assert netns_pings(a.container, b.ip)
+
+
 def test_hosts_without_a_path_talk_through_a_relay(net: tuple[Host, Host, Host]):
     """a and c share no underlay link; b relays their frames (unicast and flooded)."""
     a, b, c = net

@@ -12,8 +12,8 @@ Two queues: the capture actor's, attached, reads every frame the bridge sends to
 kernel steers those only to attached queues); the forwarder's is detached right after it is
 opened (TUNSETQUEUE with IFF_DETACH_QUEUE) and only written: a write through a detached queue
 still enters the bridge, whether or not capture's queue is there (tests/functional/test_tap.py
-checks both on the running kernel). A detached queue also records no flow for the kernel's
-queue steering, so replies to what the forwarder writes still go to capture.
+checks both on the running kernel, and that replies to what the forwarder wrote, which the
+kernel's per-flow queue steering might send back to the writing queue, still reach capture).
 
 The header is 10 bytes: `struct virtio_net_hdr`. The 12-byte variant appends `num_buffers`,
 which only means something for virtio's mergeable receive buffers; a TAP reader has no use
