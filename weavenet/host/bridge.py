@@ -233,7 +233,7 @@ def _is_tap(msg: Any) -> bool:
 
 
 def _multi_queue(msg: Any, name: str) -> bool:
-    said = msg.get(("linkinfo", "data", "multi_queue"))  # IFLA_TUN_MULTI_QUEUE, Linux >= 4.15
+    said = msg.get(("linkinfo", "data", "tun_multi_queue"))  # IFLA_TUN_MULTI_QUEUE, Linux >= 4.15
     if said is not None:
         return bool(said)
     try:  # an older kernel: ask the device itself (a single-queue TAP refuses with EINVAL)
