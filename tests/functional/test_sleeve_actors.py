@@ -18,7 +18,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,8 +203,10 @@ def _mac(netns: str) -> bytes:
         return s.getsockname()[4]
 
 
-def test_non_ip_ethernet_frame_crosses(net: tuple[Host, Host, Host]):
-    a, b, _ = net
+@contextlib.contextmanager
+def frame_probe(a: Host, b: Host) -> Iterator[Callable[[], bool]]:
+    """A probe that sends an EtherType 0x88b5 frame from a's container to b's and says
+    whether it arrived."""
     rx = ns_socket(b.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
     tx = ns_socket(a.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
     with rx, tx:
@@ -224,6 +226,12 @@ def test_non_ip_ethernet_frame_crosses(net: tuple[Host, Host, Host]):
                         return True
             return False
 
+        yield arrives
+
+
+def test_non_ip_ethernet_frame_crosses(net: tuple[Host, Host, Host]):
+    a, b, _ = net
+    with frame_probe(a, b) as arrives:
         assert wait_for(arrives, timeout=10, what="EtherType 0x88b5 frame")
 
 
@@ -289,23 +297,7 @@ def test_frames_reach_a_container_while_capture_is_dead(net: tuple[Host, Host, H
     victim = actor(b, "capture")["pid"]
     supervisor = b.router.supervisor_pid()
     assert supervisor is not None
-    rx = ns_socket(b.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
-    tx = ns_socket(a.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
-    with rx, tx:
-        rx.bind(("ethwe", ETHERTYPE_TEST))
-        rx.settimeout(0.2)
-        tx.bind(("ethwe", ETHERTYPE_TEST))
-        dst, src = _mac(b.container), tx.getsockname()[4]
-        marker = uuid.uuid4().bytes
-
-        def arrives() -> bool:
-            tx.send(dst + src + struct.pack("!H", ETHERTYPE_TEST) + marker + bytes(30))
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    if marker in rx.recv(2000):
-                        return True
-            return False
-
+    with frame_probe(a, b) as arrives:
         os.kill(supervisor, signal.SIGSTOP)  # well under its actors' 6 s heartbeat timeout
         try:
             os.kill(victim, signal.SIGKILL)
