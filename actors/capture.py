@@ -1,42 +1,43 @@
-"""The capture actor: the router's port on the weave bridge.
+"""The capture actor: the router's reading port on the weave bridge.
 
-It opens the persistent TAP ``weave-tap`` (created by netconf) with virtio-net headers and
-TSO/checksum offloads, reads frames in batches and PUSHes them to the forwarder, and writes
-the frames the forwarder PUSHes back. It never blocks: a full queue or a refused write is a
-counted drop. Everything it handles is "virtio-net header + Ethernet frame".
+It attaches a queue of the persistent multi-queue TAP ``weave-tap`` (created by netconf) with
+virtio-net headers and TSO/checksum offloads, reads frames in batches and PUSHes them to the
+forwarder. It never blocks: a full queue is a counted drop. Everything it handles is
+"virtio-net header + Ethernet frame". Its queue is the TAP's only attached one, so the kernel
+steers every frame the bridge sends to the TAP here.
 
-Sockets (both bound here; batches as in :mod:`weavenet.dataplane.batch`):
+It writes nothing: frames for our bridge (received from peers, opened by crypto, replies the
+forwarder makes) are written by the forwarder itself through a detached queue of the same TAP
+(see the forwarder's docstring); they no longer make a ZeroMQ hop back through capture, and
+they keep flowing while capture restarts.
+
+Socket (bound here; batches as in :mod:`weavenet.dataplane.batch`):
 
 * PUSH ``Endpoints.frames_out``: frames read from the TAP, to the forwarder.
-* PULL ``Endpoints.frames_in``: frames from the forwarder, written to the TAP.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from typing import Any
 
 import zmq
 
-from weavenet.dataplane.batch import BatchError, decode_batch, encode_batch, tune_malloc
+from weavenet.dataplane.batch import encode_batch, tune_malloc
 from weavenet.host import tap
 from weavenet.host.tap import ROUTER_PORT
-from weavenet.runtime.actor import Actor, drain, main
+from weavenet.runtime.actor import Actor, main
 from weavenet.runtime.counters import Counters
 
 READ_BATCH = 64  # frames per read batch (one ZeroMQ message)
-READS_PER_WAKEUP = 4  # batches read before going back to the poller (lets injection interleave)
-INJECT_BATCHES_PER_WAKEUP = 64
+READS_PER_WAKEUP = 4  # batches read before going back to the poller
 QUEUE_HWM = 1024  # batches
 TAP_WAIT = 5.0  # seconds to wait for netconf's TAP before giving up (the supervisor restarts us)
 
 # drop reasons
 QUEUE_FULL = "queue_full"  # forwarder not keeping up (or not there): frames read, not passed on
-WRITE_REFUSED = "write_refused"  # the kernel refused an injected frame
-BAD_BATCH = "bad_batch"
 
 
 class TapMissing(RuntimeError):
@@ -44,14 +45,11 @@ class TapMissing(RuntimeError):
 
 
 def wait_for_tap(name: str, timeout: float) -> tap.TapHandle:
-    """Attach to the existing TAP ``name``; never create one (it would not be on the bridge)."""
+    """Attach to the existing TAP ``name`` (netconf makes it), retrying for ``timeout``."""
     deadline = time.monotonic() + timeout
-    reason = "not found"
     while True:
         try:
-            # SIOCGIFINDEX on a socket of our namespace (sysfs may show another namespace).
-            socket.if_nametoindex(name)
-            return tap.open_tap_handle(name)
+            return tap.open_existing(name)
         except OSError as exc:
             reason = str(exc)
         if time.monotonic() >= deadline:
@@ -75,12 +73,7 @@ class Capture(Actor):
         self.out.setsockopt(zmq.SNDHWM, QUEUE_HWM)
         self.out.setsockopt(zmq.LINGER, 0)
         self.out.bind(self.endpoints.frames_out)
-        self.inj = self.ctx.socket(zmq.PULL)
-        self.inj.setsockopt(zmq.RCVHWM, QUEUE_HWM)
-        self.inj.setsockopt(zmq.LINGER, 0)
-        self.inj.bind(self.endpoints.frames_in)
         self.add_reader(self.tap.fd, self._on_tap)
-        self.add_reader(self.inj, self._on_inject)
 
     def _on_tap(self) -> None:
         fd = self.tap.fd
@@ -99,30 +92,6 @@ class Capture(Actor):
                 counters.drop(QUEUE_FULL, len(items))
             if len(items) < READ_BATCH:
                 return
-
-    def _on_inject(self) -> None:
-        fd = self.tap.fd
-        write = tap.write_frame
-        counters = self.counters
-        for parts in drain(self.inj, INJECT_BATCHES_PER_WAKEUP):
-            try:
-                _, frames = decode_batch(parts)
-            except BatchError:
-                counters.drop(BAD_BATCH)
-                continue
-            written = nbytes = 0
-            for frame in frames:
-                try:
-                    ok = write(fd, frame)
-                except OSError:
-                    ok = False
-                if ok:
-                    written += 1
-                    nbytes += len(frame)
-                else:
-                    counters.drop(WRITE_REFUSED)
-            counters.add("tx", written)
-            counters.add("tx_bytes", nbytes)
 
     def status(self) -> dict[str, Any]:
         return {"counters": self.counters.snapshot(), "tap": self.tap.ifname,

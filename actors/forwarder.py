@@ -6,7 +6,17 @@ Sockets:
   the neighbours, with UDP GSO/GRO where the kernel has them; its options and sends are in
   :mod:`weavenet.dataplane.udp_socket`, the receive loop is here.
 * PULL ``Endpoints.frames_out`` (capture binds it): batches of frames captured on our bridge.
-* PUSH ``Endpoints.frames_in``: batches of frames for capture to inject on our bridge.
+* The TAP ``weave-tap``, a queue of its own, write-only: every frame for our bridge (received
+  from a peer, opened by crypto, or made here, like an ICMP "fragmentation needed") is written
+  to it here, without blocking; a refusal is a counted drop (``tap_write_refused``). The queue
+  is *detached* (TUNSETQUEUE IFF_DETACH_QUEUE, :func:`weavenet.host.tap.open_tap_handle`):
+  writes through it enter the bridge, but the kernel steers the frames the bridge sends to
+  the TAP only to attached queues, i.e. capture's, so we never have to read it. This replaces
+  the older design where received frames were "injected through capture" (a ZeroMQ hop back
+  to capture, and nothing delivered while capture restarted). netconf makes the TAP; until it
+  can be opened (retried every ``TAP_RETRY`` s) such frames are dropped as
+  ``tap_unavailable``, and after ``TAP_GIVE_UP`` s without it the forwarder exits for the
+  supervisor to restart it. Counters: ``injected`` and ``injected_bytes``.
 * SUB ``Endpoints.events``, topic "routes": the gossip actor's routes, with the peers on the
   fast datapath (``fastdp``: the sleeve sends local broadcasts only to the others, and asks
   netconf through the supervisor, ``FastdpMacs``, to move to the kernel the MACs of unicast
@@ -27,14 +37,16 @@ Sockets:
 A thin loop around sans-IO cores: captured frames go through
 :class:`weavenet.dataplane.forwarding.Forwarder` and leave as sleeve datagrams to each next
 hop's :class:`weavenet.dataplane.path.Path` (address, liveness, PMTU); datagrams from the
-network are sorted by :class:`weavenet.dataplane.inbound.Inbound` and either injected or
-relayed. No queue is waited on: a full one drops and counts (:mod:`weavenet.dataplane.queues`).
+network are sorted by :class:`weavenet.dataplane.inbound.Inbound` and either written to our
+TAP or relayed. No queue is waited on: a full one drops and counts
+(:mod:`weavenet.dataplane.queues`).
 The core runs on wire peer ids (48-bit ints, see :func:`weavenet.dataplane.sleeve.peer_to_wire`)
 so nothing is converted per datagram; names only appear in routes, status and events.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -44,7 +56,7 @@ import zmq
 
 from weavenet.crypto.protocol import OPEN, SEAL, CryptoProtoError, decode_reply, encode_request
 from weavenet.dataplane import sleeve
-from weavenet.dataplane.batch import BatchError, decode_batch, encode_batch, tune_malloc
+from weavenet.dataplane.batch import BatchError, decode_batch, tune_malloc
 from weavenet.dataplane.control_auth import CONTROL_NO_KEY
 from weavenet.dataplane.forwarding import Forwarder, Plan
 from weavenet.dataplane.inbound import MALFORMED, UNKNOWN_SENDER, Arrivals, Inbound, reply_to
@@ -67,6 +79,8 @@ from weavenet.dataplane.sleeve import (
 )
 from weavenet.dataplane.udp import GRO_CMSG_SPACE, gro_size
 from weavenet.dataplane.udp_socket import UdpSocket, route_mtu
+from weavenet.host import tap
+from weavenet.host.tap import ROUTER_PORT
 from weavenet.runtime.actor import Actor, drain, handles, main
 from weavenet.runtime.bus import Envelope
 from weavenet.runtime.counters import Counters
@@ -89,7 +103,10 @@ CRYPTO_QUEUE_FULL = "crypto_queue_full"
 CRYPTO_FAILED = "crypto_failed"  # no keys yet, forged, replayed (the crypto actor counts why)
 BAD_CRYPTO_REPLY = "bad_crypto_reply"
 NO_ADDRESS = "no_address"  # next hop whose UDP address we do not know
-INJECT_QUEUE_FULL = "inject_queue_full"
+TAP_UNAVAILABLE = "tap_unavailable"  # frames for our bridge while the TAP is not open
+TAP_WRITE_REFUSED = "tap_write_refused"  # the kernel refused one (full, malformed, port down)
+TAP_RETRY = 0.2  # seconds between attempts to open the TAP (netconf makes it)
+TAP_GIVE_UP = 10.0  # without the TAP this long, exit: the supervisor restarts us
 BAD_BATCH = "bad_batch"
 MOVE_RETRY = 1.0  # a MAC at a fastdp peer still on the sleeve after this is asked to move again
 
@@ -123,7 +140,10 @@ class ForwarderActor(Actor):
         self.udp = UdpSocket(self.port, sender=self.me_wire, frag_id=self.inc,
                              counters=self.counters, log=self.log)
         self.frames_out = connect_queue(self.ctx, zmq.PULL, self.endpoints.frames_out)
-        self.frames_in = connect_queue(self.ctx, zmq.PUSH, self.endpoints.frames_in)
+        self.tap: tap.TapHandle | None = None
+        self.tap_missing_since = time.monotonic()
+        self._open_tap()
+        self.every(TAP_RETRY, self._open_tap)
         self.events = on_events(self, self._on_routes, "routes")
         if self.encrypt:
             self.crypto = connect_queue(self.ctx, zmq.DEALER, self.endpoints.crypto)
@@ -399,11 +419,53 @@ class ForwarderActor(Actor):
             return
         self.udp.send_datagrams(datagrams, path.addr, path.piece_size)
 
+    # --- our TAP: frames for our bridge -------------------------------------------------------
+
+    def _open_tap(self) -> None:
+        """Open our detached queue of the TAP if it is not open; never waits (the UDP side
+        keeps running), but exits after TAP_GIVE_UP seconds without it."""
+        if self.tap is not None:
+            return
+        try:
+            self.tap = tap.open_existing(ROUTER_PORT, detached=True)
+        except OSError as exc:
+            if time.monotonic() - self.tap_missing_since >= TAP_GIVE_UP:
+                self.log.error("tap_unavailable", reason=str(exc))
+                raise SystemExit(1) from None
+            return
+        self.log.info("tap_opened", tap=self.tap.ifname, offloads=self.tap.offloads)
+
+    def _close_tap(self, reason: str) -> None:
+        if self.tap is not None:
+            os.close(self.tap.fd)
+            self.tap = None
+            self.tap_missing_since = time.monotonic()
+            self.log.warning("tap_lost", reason=reason)
+
     def _inject(self, frames: list) -> None:
-        sent = send_batches(self.frames_in, frames, lambda chunk: encode_batch({}, chunk),
-                            self.counters, INJECT_QUEUE_FULL)
-        if sent:
-            self.counters.add("injected", sent)
+        """Write frames (virtio-net header + Ethernet) to our bridge through the TAP."""
+        handle = self.tap
+        counters = self.counters
+        if handle is None:
+            counters.drop(TAP_UNAVAILABLE, len(frames))
+            return
+        fd, write = handle.fd, tap.write_frame
+        written = nbytes = refused = 0
+        try:
+            for frame in frames:
+                if write(fd, frame):
+                    written += 1
+                    nbytes += len(frame)
+                else:
+                    refused += 1
+        except OSError as exc:  # not about one frame: the TAP went away under us (EBADFD)
+            counters.drop(TAP_UNAVAILABLE, len(frames) - written - refused)
+            self._close_tap(str(exc))
+        if refused:
+            counters.drop(TAP_WRITE_REFUSED, refused)
+        if written:
+            counters.add("injected", written)
+            counters.add("injected_bytes", nbytes)
 
     # --- timers ------------------------------------------------------------------------------
 
@@ -451,10 +513,12 @@ class ForwarderActor(Actor):
 
     def status(self) -> dict[str, Any]:
         paths = describe_paths(self.paths.values(), time.monotonic(), with_addr=True)
-        return {"macs": len(self.macs), "counters": self.counters.snapshot(), "paths": paths}
+        return {"macs": len(self.macs), "counters": self.counters.snapshot(), "paths": paths,
+                "tap": self.tap.ifname if self.tap is not None else None}
 
     def teardown(self) -> None:
         self.udp.close()
+        self._close_tap("stopping")
 
 
 if __name__ == "__main__":

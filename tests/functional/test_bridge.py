@@ -173,9 +173,37 @@ def test_router_port_is_a_persistent_tap_enslaved_to_the_bridge(host: str) -> No
     assert tap["linkinfo"]["info_kind"] == "tun"
     assert tap["linkinfo"]["info_data"]["type"] == "tap"
     assert tap["linkinfo"]["info_data"]["persist"] is True
+    assert tap["linkinfo"]["info_data"]["multi_queue"] is True
     ports = bridge.bridge_ports()
     assert [(p["name"], p["kind"]) for p in ports] == [("weave-tap", "tun")]
     assert bridge_index != index
+
+
+def test_an_older_single_queue_router_port_is_replaced_with_the_same_settings(host: str) -> None:
+    bridge.ensure_bridge()
+    made = ns_run(host, "sh", "-c", "ip tuntap add dev weave-tap mode tap && "
+                  "ip link set weave-tap address 02:00:00:00:77:01 master weave mtu 1300 up")
+    assert made.returncode == 0, made.stderr
+    (old,) = ip_json(host, "link", "show", "weave-tap")
+    assert old["linkinfo"]["info_data"].get("multi_queue") is not True
+    index = bridge.ensure_router_port(mtu=1376)
+    (tap,) = ip_json(host, "link", "show", "weave-tap")
+    assert tap["ifindex"] == index != old["ifindex"]
+    assert tap["linkinfo"]["info_data"]["multi_queue"] is True
+    assert tap["linkinfo"]["info_data"]["persist"] is True
+    assert tap["master"] == "weave" and "UP" in tap["flags"] and tap["mtu"] == 1376
+    assert tap["address"] == "02:00:00:00:77:01"
+    assert bridge.ensure_router_port(mtu=1376) == index  # a multi-queue one is kept
+
+
+def test_a_kernel_that_does_not_report_multi_queue_is_asked_by_opening(host: str) -> None:
+    bridge.ensure_bridge()
+    made = ns_run(host, "ip", "tuntap", "add", "dev", "weave-tap", "mode", "tap")
+    assert made.returncode == 0, made.stderr
+    silent: dict[str, Any] = {}  # a link message without IFLA_TUN_MULTI_QUEUE
+    assert bridge._multi_queue(silent, "weave-tap") is False
+    bridge.ensure_router_port()
+    assert bridge._multi_queue(silent, "weave-tap") is True
 
 
 def test_router_port_needs_the_bridge(host: str) -> None:

@@ -18,7 +18,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,8 +203,10 @@ def _mac(netns: str) -> bytes:
         return s.getsockname()[4]
 
 
-def test_non_ip_ethernet_frame_crosses(net: tuple[Host, Host, Host]):
-    a, b, _ = net
+@contextlib.contextmanager
+def frame_probe(a: Host, b: Host) -> Iterator[Callable[[], bool]]:
+    """A probe that sends an EtherType 0x88b5 frame from a's container to b's and says
+    whether it arrived."""
     rx = ns_socket(b.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
     tx = ns_socket(a.container, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE_TEST))
     with rx, tx:
@@ -224,6 +226,12 @@ def test_non_ip_ethernet_frame_crosses(net: tuple[Host, Host, Host]):
                         return True
             return False
 
+        yield arrives
+
+
+def test_non_ip_ethernet_frame_crosses(net: tuple[Host, Host, Host]):
+    a, b, _ = net
+    with frame_probe(a, b) as arrives:
         assert wait_for(arrives, timeout=10, what="EtherType 0x88b5 frame")
 
 
@@ -269,6 +277,41 @@ def test_traffic_resumes_after_kill_9(net: tuple[Host, Host, Host], name: str):
     print(f"\ntraffic resumed {took:.2f}s after kill -9 of {name}")
     assert took < 5.0
     assert actor(a, name)["pid"] != victim
+
+
+def _zombie(pid: int) -> bool:
+    """The process has exited (its parent has not reaped it yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_frames_reach_a_container_while_capture_is_dead(net: tuple[Host, Host, Host]):
+    """b's capture killed and kept down (its supervisor stopped for a moment, so nothing
+    restarts it): frames from a still reach b's container, written to b's TAP by b's
+    forwarder itself."""
+    a, b, _ = net
+    wait_for(lambda: netns_pings(a.container, b.ip), timeout=15, what="ping before the kill")
+    injected = actor(b, "forwarder")["status"]["counters"].get("injected", 0)
+    victim = actor(b, "capture")["pid"]
+    supervisor = b.router.supervisor_pid()
+    assert supervisor is not None
+    with frame_probe(a, b) as arrives:
+        os.kill(supervisor, signal.SIGSTOP)  # well under its actors' 6 s heartbeat timeout
+        try:
+            os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: _zombie(victim), timeout=2, what="capture gone")
+            assert wait_for(arrives, timeout=2, what="a frame in b's container, no capture")
+            assert _zombie(victim)  # nothing read b's TAP meanwhile
+        finally:
+            os.kill(supervisor, signal.SIGCONT)
+    wait_for(lambda: actor(b, "capture")["pid"] != victim, timeout=10, what="capture back")
+    counters = wait_for(lambda: (c := actor(b, "forwarder")["status"]["counters"])
+                        .get("injected", 0) > injected and c, timeout=3, what="injected counted")
+    assert counters["injected_bytes"] > 0
+    assert "tap_unavailable" not in counters.get("drops", {})
+    assert netns_pings(a.container, b.ip)
 
 
 def test_hosts_without_a_path_talk_through_a_relay(net: tuple[Host, Host, Host]):

@@ -12,9 +12,11 @@ import contextlib
 import json
 import os
 import select
+import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -207,9 +209,7 @@ class TestRouterPort:
             assert handle.vnet_hdr and handle.offloads & wanted == wanted
             info = self._tun_info(site)
             assert info["vnet_hdr"] is True and info["persist"] is True
-            with pytest.raises(tap.TapError) as busy:
-                tap.open_tap(bridge.ROUTER_PORT)  # single queue: one reader at a time
-            assert busy.value.errno == 16  # EBUSY
+            os.close(tap.open_tap(bridge.ROUTER_PORT))  # multi-queue: a second open is a queue
         finally:
             os.close(handle.fd)
         # Persistent: the port survives its reader closing and stays on the bridge.
@@ -349,3 +349,153 @@ class TestRouterPort:
             assert item[6:12] == mac_bytes(site.mac) and ethertype_of(item) == ETHERTYPE_TEST
         finally:
             os.close(fd)
+
+
+# --- the two queues: capture reads, the forwarder writes -------------------------------------
+
+
+def ipv4_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def echo_request(dst_mac: bytes, src_mac: bytes, src: str, dst: str, ident: int) -> bytes:
+    """An Ethernet frame carrying an ICMP echo request from `src` to `dst`."""
+    icmp = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + uuid.uuid4().bytes
+    icmp = icmp[:2] + struct.pack("!H", ipv4_checksum(icmp)) + icmp[4:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), ident, 0, 64, 1, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    ip = ip[:10] + struct.pack("!H", ipv4_checksum(ip)) + ip[12:]
+    return dst_mac + src_mac + struct.pack("!H", ETHERTYPE_IPV4) + ip + icmp
+
+
+def is_echo_reply_to(item: bytes, ip: str) -> bool:
+    frame = item[VNET_HDR_LEN:]
+    return (ethertype_of(frame) == ETHERTYPE_IPV4 and frame[14 + 9] == socket.IPPROTO_ICMP
+            and frame[14 + 16:14 + 20] == socket.inet_aton(ip) and frame[34] == 0)
+
+
+def receives(sock: socket.socket, nonce: bytes, timeout: float = 5.0) -> bool:
+    def seen() -> bool:
+        ready, _, _ = select.select([sock], [], [], 0.2)
+        return bool(ready) and nonce in sock.recv(2048)
+
+    return bool(wait_for(seen, timeout, "the frame in the container", interval=0))
+
+
+@contextlib.contextmanager
+def capture_process(site: Site) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the TAP's attached queue, as the capture actor does."""
+    code = ("import sys, time; from weavenet.host import tap; "
+            f"tap.open_existing({bridge.ROUTER_PORT!r}); print('open', flush=True); "
+            "time.sleep(120)")
+    proc = subprocess.Popen(["nsenter", f"--net={site.host}", sys.executable, "-c", code],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+class TestQueues:
+    pytestmark = needs_root
+
+    def test_the_router_port_is_multi_queue_and_opens_once_per_actor(self, site: Site) -> None:
+        reader = tap.open_existing(bridge.ROUTER_PORT)
+        writer = tap.open_existing(bridge.ROUTER_PORT, detached=True)
+        try:
+            info = TestRouterPort._tun_info(site)
+            assert info["multi_queue"] is True and info["persist"] is True
+            assert writer.detached and writer.offloads == reader.offloads
+        finally:
+            os.close(reader.fd)
+            os.close(writer.fd)
+        with pytest.raises(tap.TapError):
+            tap.open_existing("weave-nosuch")
+
+    def test_the_detached_queue_injects_while_capture_is_killed(
+        self, site: Site, container_raw: socket.socket
+    ) -> None:
+        remote_mac = bytes.fromhex("02aabbccdd03")
+        with capture_process(site) as capture:
+            writer = tap.open_existing(bridge.ROUTER_PORT, detached=True)
+            try:
+                wait_port_forwarding(site)
+                nonce = uuid.uuid4().bytes
+                assert tap.write_frame(writer.fd, build_vnet_hdr() + craft_frame(remote_mac, nonce))
+                assert receives(container_raw, nonce)
+                os.kill(capture.pid, signal.SIGKILL)
+                capture.wait()
+                # No attached queue left: the port must still forward what the writer injects.
+                for _ in range(3):
+                    nonce = uuid.uuid4().bytes
+                    assert tap.write_frame(writer.fd,
+                                           build_vnet_hdr() + craft_frame(remote_mac, nonce))
+                    assert receives(container_raw, nonce)
+                    time.sleep(0.5)  # past linkwatch's batching of a carrier change
+            finally:
+                os.close(writer.fd)
+
+    def test_a_writer_alone_injects(self, site: Site, container_raw: socket.socket) -> None:
+        """A forwarder (re)started while capture is down: its queue is the only one."""
+        writer = tap.open_existing(bridge.ROUTER_PORT, detached=True)
+        try:
+            time.sleep(1.2)  # past linkwatch's batching of a carrier change
+            nonce = uuid.uuid4().bytes
+            assert tap.write_frame(writer.fd, build_vnet_hdr()
+                                   + craft_frame(bytes.fromhex("02aabbccdd04"), nonce))
+            assert receives(container_raw, nonce)
+        finally:
+            os.close(writer.fd)
+
+    def test_bridge_frames_reach_only_the_attached_queue(self, site: Site) -> None:
+        """Replies to frames the writer injected, broadcasts, many flows: all go to capture's
+        queue (the kernel steers a flow to the queue that wrote into it, unless detached)."""
+        reader = tap.open_existing(bridge.ROUTER_PORT)
+        writer = tap.open_existing(bridge.ROUTER_PORT, detached=True)
+        try:
+            wait_port_forwarding(site)
+            cmac = mac_bytes(site.mac)
+            remotes = [(f"10.0.1.{100 + i}", bytes.fromhex(f"02aabbcc{i:02x}10"))
+                       for i in range(16)]
+            for ip, mac in remotes:
+                done = ns_run(site.container, "ip", "neigh", "replace", ip, "lladdr",
+                              mac.hex(":"), "dev", "ethwe", "nud", "permanent")
+                assert done.returncode == 0, done.stderr
+            pending = {ip for ip, _ in remotes}
+            got: list[bytes] = []
+
+            def all_replied() -> bool:
+                for n, (ip, mac) in enumerate(remotes):
+                    if ip in pending:
+                        assert tap.write_frame(writer.fd, build_vnet_hdr()
+                                               + echo_request(cmac, mac, ip, "10.0.1.1", n + 1))
+                select.select([reader.fd], [], [], 0.2)
+                for item in tap.read_batch(reader.fd, 256):
+                    got.append(item)
+                    pending.difference_update(ip for ip in list(pending)
+                                              if is_echo_reply_to(item, ip))
+                assert tap.read_batch(writer.fd) == []
+                return not pending
+
+            wait_for(all_replied, 10, "echo replies to every injected request", interval=0)
+            # More flows, sent by the container itself: broadcasts and unicast to each remote.
+            pinger = ns_run(site.container, "sh", "-c", " & ".join(
+                f"ping -c 2 -i 0.2 -W 1 {ip} >/dev/null" for ip, _ in remotes) + "; wait")
+            assert pinger.returncode in (0, 1)
+            time.sleep(0.2)
+            got.extend(tap.read_batch(reader.fd, 1024))
+            requests = [it for it in got if it[VNET_HDR_LEN + 12:VNET_HDR_LEN + 14] == b"\x08\x00"
+                        and it[VNET_HDR_LEN + 23] == socket.IPPROTO_ICMP
+                        and it[VNET_HDR_LEN + 34] == 8]
+            assert len(requests) >= len(remotes)
+            assert tap.read_batch(writer.fd) == []
+        finally:
+            os.close(reader.fd)
+            os.close(writer.fd)

@@ -53,15 +53,16 @@ def sample_status() -> dict[str, Any]:
     forwarder = {
         "macs": 6,
         "counters": {"rx": 18, "rx_bytes": 126714, "rx_datagrams": 68, "tx": 10,
-                     "tx_bytes": 1188, "tx_datagrams": 8, "dropped": 3,
+                     "tx_bytes": 1188, "tx_datagrams": 8, "injected": 18,
+                     "injected_bytes": 1636, "dropped": 3,
                      "drops": {"no_peers": 3}},
         "paths": {H2: {"state": "ok", "pmtu": 1472, "frag_ok": True,
                        "addr": "198.18.0.2:6783", "tx_frames": 8},
                   H3: {"state": "unreachable", "pmtu": 1400, "frag_ok": False,
                        "addr": "198.18.0.3:6783", "tx_frames": 2}},
     }
-    capture = {"counters": {"rx": 13, "rx_bytes": 1212, "tx": 18, "tx_bytes": 1636,
-                            "dropped": 2, "drops": {"queue_full": 2}},
+    capture = {"counters": {"rx": 13, "rx_bytes": 1212, "dropped": 2,
+                            "drops": {"queue_full": 2}},
                "tap": "vethwe-tap", "offloads": True}
     netconf = {"bridge": "weave", "bridge_mac": "aa:bb:cc:dd:ee:ff", "mtu": 1394,
                "exposed": ["10.0.1.102/24"],

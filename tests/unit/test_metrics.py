@@ -59,6 +59,7 @@ def test_traffic_drops_paths_and_actors() -> None:
     assert frames[(("direction", "rx"), ("path", "sleeve"))] == 18
     assert frames[(("direction", "tx"), ("path", "bridge"))] == 18
     assert by_name(s, "weave_bytes_total")[(("direction", "rx"), ("path", "bridge"))] == 1212
+    assert by_name(s, "weave_bytes_total")[(("direction", "tx"), ("path", "bridge"))] == 1636
     assert by_name(s, "weave_sleeve_datagrams_total")[(("direction", "tx"),)] == 8
     drops = by_name(s, "weave_dropped_frames_total")
     assert drops == {(("actor", "capture"), ("reason", "queue_full")): 2,

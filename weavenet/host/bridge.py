@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -202,28 +203,62 @@ def ensure_bridge(name: str = BRIDGE, mtu: int = DEFAULT_MTU) -> int:
 def ensure_router_port(
     bridge: str = BRIDGE, name: str = ROUTER_PORT, mtu: int = DEFAULT_MTU
 ) -> int:
-    """Create (or reconcile) the persistent TAP through which the router joins the bridge.
+    """Create (or reconcile) the persistent multi-queue TAP through which the router joins
+    the bridge.
 
-    The TAP is created persistent so it stays on the bridge while capture restarts; capture
-    attaches with `weavenet.host.tap.open_tap`, which sets IFF_VNET_HDR per open (it need not be
-    set at creation). Returns the TAP's ifindex.
+    The TAP is created persistent so it stays on the bridge while capture and the forwarder
+    restart; each attaches its own queue with `weavenet.host.tap.open_tap_handle`, which sets
+    IFF_VNET_HDR per open (it need not be set at creation). A single-queue TAP of that name
+    (made by an older router: persistent devices outlive it) cannot take a second queue, so it
+    is replaced by a multi-queue one with its MAC, on the bridge with `mtu`, up. Returns the
+    TAP's ifindex.
     """
     check_ifname(name)
     with rtnl() as ipr:
         bridge_index = require_bridge(ipr, bridge)
         msg = get_link(ipr, name)
-        if msg is None:
-            try:
-                tap.create_persistent_tap(name)
-            except tap.TapError as exc:
-                raise HostNetError(str(exc)) from exc
-            msg = get_link(ipr, name)
-            if msg is None:
-                raise HostNetError(f"TAP {name} vanished right after creation")
-        if link_kind(msg) != "tun" or msg.get(("linkinfo", "data", "tun_type")) != _TAP_TYPE:
+        if msg is not None and _is_tap(msg) and not _multi_queue(msg, name):
+            delete_link(ipr, int(msg["index"]))
+            msg = _create_tap(ipr, name, mac=msg.get("address"))
+        elif msg is None:
+            msg = _create_tap(ipr, name)
+        if not _is_tap(msg):
             raise HostNetError(f"{name} exists but is not a TAP device")
         ensure_link_state(ipr, msg, master=bridge_index, mtu=mtu)
         return int(msg["index"])
+
+
+def _is_tap(msg: Any) -> bool:
+    return link_kind(msg) == "tun" and msg.get(("linkinfo", "data", "tun_type")) == _TAP_TYPE
+
+
+def _multi_queue(msg: Any, name: str) -> bool:
+    said = msg.get(("linkinfo", "data", "tun_multi_queue"))  # IFLA_TUN_MULTI_QUEUE, Linux >= 4.15
+    if said is not None:
+        return bool(said)
+    try:  # an older kernel: ask the device itself (a single-queue TAP refuses with EINVAL)
+        os.close(tap.open_tap_handle(name, detached=True).fd)
+    except tap.TapError as exc:
+        if exc.errno == errno.EINVAL:
+            return False
+        raise HostNetError(str(exc)) from exc
+    return True
+
+
+def _create_tap(ipr: IPRoute, name: str, mac: str | None = None) -> Any:
+    try:
+        tap.create_persistent_tap(name)
+    except tap.TapError as exc:
+        raise HostNetError(str(exc)) from exc
+    msg = get_link(ipr, name)
+    if msg is None:
+        raise HostNetError(f"TAP {name} vanished right after creation")
+    if mac is not None and msg.get("address") != mac:
+        ipr.link("set", index=msg["index"], address=mac)
+        msg = get_link(ipr, name)
+        if msg is None:
+            raise HostNetError(f"TAP {name} vanished right after creation")
+    return msg
 
 
 # --- the host's own addresses on application networks -------------------------------------

@@ -1,12 +1,19 @@
 """The router port seen from userspace: a TAP device carrying virtio-net headers.
 
-The capture actor opens the bridge's router port (created persistent by `weavenet.host.bridge`)
-with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and turns on TSO/checksum offloads, so the kernel
-hands us whole TCP super-frames (up to 64 KiB) with a virtio-net header (weavenet.dataplane.frame's
-VnetHdr) that says how to finish them (partial checksum, segmentation) instead of segmenting
-them for us. Writing a frame back
-with its header lets the far side's kernel do that work. Every item read or written is
+The bridge's router port is a multi-queue TAP (created persistent by `weavenet.host.bridge`);
+each open is a queue of its own, with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE and
+TSO/checksum offloads on, so the kernel hands us whole TCP super-frames (up to 64 KiB) with a
+virtio-net header (weavenet.dataplane.frame's VnetHdr) that says how to finish them (partial
+checksum, segmentation) instead of segmenting them for us. Writing a frame back with its
+header lets the far side's kernel do that work. Every item read or written is
 `virtio-net header bytes + Ethernet frame`.
+
+Two queues: the capture actor's, attached, reads every frame the bridge sends to the TAP (the
+kernel steers those only to attached queues); the forwarder's is detached right after it is
+opened (TUNSETQUEUE with IFF_DETACH_QUEUE) and only written: a write through a detached queue
+still enters the bridge, whether or not capture's queue is there (tests/functional/test_tap.py
+checks both on the running kernel, and that replies to what the forwarder wrote, which the
+kernel's per-flow queue steering might send back to the writing queue, still reach capture).
 
 The header is 10 bytes: `struct virtio_net_hdr`. The 12-byte variant appends `num_buffers`,
 which only means something for virtio's mergeable receive buffers; a TAP reader has no use
@@ -21,6 +28,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import socket
 import struct
 import sys
 from dataclasses import dataclass
@@ -40,6 +48,11 @@ IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 IFF_TUN_EXCL = 0x8000
+IFF_MULTI_QUEUE = 0x0100
+# TUNSETQUEUE flags: take one queue of a multi-queue device out of (or back into) the set the
+# kernel steers outgoing frames to
+IFF_ATTACH_QUEUE = 0x0200
+IFF_DETACH_QUEUE = 0x0400
 
 # TUNSETOFFLOAD flags: what the kernel may hand us unfinished
 TUN_F_CSUM = 0x01
@@ -71,6 +84,7 @@ TUNSETIFF = _iow("T", 202, 4)
 TUNSETPERSIST = _iow("T", 203, 4)
 TUNSETOFFLOAD = _iow("T", 208, 4)
 TUNSETVNETHDRSZ = _iow("T", 216, 4)
+TUNSETQUEUE = _iow("T", 217, 4)
 TUNSETVNETLE = _iow("T", 220, 4)
 
 # struct virtio_net_hdr
@@ -88,6 +102,7 @@ class TapHandle:
     ifname: str
     vnet_hdr: bool
     offloads: int  # TUN_F_* flags the kernel accepted
+    detached: bool = False  # a write-only queue: the kernel steers no frame to it
 
 
 def _ifreq(name: str, flags: int) -> bytes:
@@ -111,16 +126,23 @@ def set_offloads(fd: int, wanted: int = WANTED_OFFLOADS) -> int:
     return 0  # unreachable in practice: 0 is always accepted
 
 
-def open_tap_handle(name: str, vnet_hdr: bool = True) -> TapHandle:
-    """Attach to (or create, non-persistently) the TAP `name` in the current netns."""
-    flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+def open_tap_handle(name: str, vnet_hdr: bool = True, detached: bool = False) -> TapHandle:
+    """Attach one queue of (or create, non-persistently) the multi-queue TAP `name`.
+
+    Every open is a queue of its own. The kernel steers each frame the bridge sends out of
+    the TAP to one of the *attached* queues; a queue opened with ``detached`` is taken out of
+    that set at once (TUNSETQUEUE with IFF_DETACH_QUEUE), so nothing is ever read from it, but
+    writes through it still enter the bridge: that is the forwarder's, capture keeps the only
+    attached one. Fails with EINVAL if `name` is a single-queue TAP (one made by an older
+    router: `weavenet.host.bridge.ensure_router_port` replaces it).
+    """
+    flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | (IFF_VNET_HDR if vnet_hdr else 0)
     ifr = _ifreq(name, flags)
     fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         try:
             fcntl.ioctl(fd, TUNSETIFF, ifr)
         except OSError as exc:
-            # EBUSY: another process holds this single-queue TAP (a second capture running).
             raise TapError(exc.errno, f"cannot attach TAP {name}: {exc.strerror}") from exc
         offloads = 0
         if vnet_hdr:
@@ -132,10 +154,29 @@ def open_tap_handle(name: str, vnet_hdr: bool = True) -> TapHandle:
             # Without headers we cannot be told about partial checksums or GSO, so the kernel
             # must finish every frame before handing it over.
             fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
+        if detached:
+            fcntl.ioctl(fd, TUNSETQUEUE, _ifreq(name, IFF_DETACH_QUEUE))
+            # Frames steered here in the moment the queue was attached would wait forever.
+            read_batch(fd, max_frames=1 << 16)
     except BaseException:
         os.close(fd)
         raise
-    return TapHandle(fd=fd, ifname=name, vnet_hdr=vnet_hdr, offloads=offloads)
+    return TapHandle(fd=fd, ifname=name, vnet_hdr=vnet_hdr, offloads=offloads,
+                     detached=detached)
+
+
+def open_existing(name: str, detached: bool = False) -> TapHandle:
+    """Attach a queue of the TAP `name` netconf made; TapError when there is none (yet).
+
+    Never creates one: a TAP made here would not be on the bridge. There is no TUNSETIFF flag
+    for "attach only", so the name is looked up first (SIOCGIFINDEX on a socket of our
+    namespace; sysfs may show another namespace).
+    """
+    try:
+        socket.if_nametoindex(name)
+    except OSError as exc:
+        raise TapError(errno.ENODEV, f"TAP {name} not found") from exc
+    return open_tap_handle(name, detached=detached)
 
 
 def open_tap(name: str, vnet_hdr: bool = True) -> int:
@@ -144,15 +185,15 @@ def open_tap(name: str, vnet_hdr: bool = True) -> int:
 
 
 def create_persistent_tap(name: str) -> None:
-    """Create TAP `name` so it outlives the fd that made it (TUNSETPERSIST).
+    """Create the multi-queue TAP `name` so it outlives the fd that made it (TUNSETPERSIST).
 
     IFF_VNET_HDR and IFF_NO_PI are per-open flags, not properties of the device: a later
-    open may ask for them whatever was used here. Fails with EBUSY if the TAP exists and is
-    held open, with EINVAL if `name` exists but is not a TAP.
+    open may ask for them whatever was used here; IFF_MULTI_QUEUE is the device's, and every
+    open must ask for it. Fails with EINVAL if `name` exists but is not a multi-queue TAP.
     """
     fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
     try:
-        fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, IFF_TAP | IFF_NO_PI))
+        fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE))
         fcntl.ioctl(fd, TUNSETPERSIST, 1)
     except OSError as exc:
         raise TapError(exc.errno, f"cannot create TAP {name}: {exc.strerror}") from exc

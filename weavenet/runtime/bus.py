@@ -209,11 +209,6 @@ class Endpoints:
         return self._ipc("frames-out.sock")
 
     @property
-    def frames_in(self) -> str:
-        """forwarder PUSH -> capture PULL: frames to inject into the bridge."""
-        return self._ipc("frames-in.sock")
-
-    @property
     def crypto(self) -> str:
         """forwarder DEALER <-> crypto ROUTER: datagrams to seal and open."""
         return self._ipc("crypto.sock")
@@ -230,7 +225,7 @@ class Endpoints:
         """Create the run directory root-only; tighten it if it already exists."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
-        for name in ("ctl", "actors", "events", "frames_out", "frames_in", "crypto"):
+        for name in ("ctl", "actors", "events", "frames_out", "crypto"):
             getattr(self, name)  # fail early on a path that is too long
 
     def restrict_sockets(self) -> None:
@@ -243,8 +238,7 @@ class Endpoints:
 
     def socket_files(self) -> list[Path]:
         return [self.run_dir / n for n in (
-            "ctl.sock", "actors.sock", "events.sock", "frames-out.sock", "frames-in.sock",
-            "crypto.sock",
+            "ctl.sock", "actors.sock", "events.sock", "frames-out.sock", "crypto.sock",
         )]
 
 

@@ -19,8 +19,8 @@ from prometheus_client.registry import Collector
 
 # (report counters key, direction, path) -> frames and bytes counted there
 FRAME_COUNTERS = (  # path "bridge": the TAP on the weave bridge, where containers' frames are
-    ("capture", "rx", "bridge", "rx", "rx_bytes"),
-    ("capture", "tx", "bridge", "tx", "tx_bytes"),
+    ("capture", "rx", "bridge", "rx", "rx_bytes"),  # capture reads the TAP,
+    ("forwarder", "tx", "bridge", "injected", "injected_bytes"),  # the forwarder writes it
     ("forwarder", "rx", "sleeve", "rx", "rx_bytes"),
     ("forwarder", "tx", "sleeve", "tx", "tx_bytes"),
 )
