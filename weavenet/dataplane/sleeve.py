@@ -300,17 +300,22 @@ class Piece(NamedTuple):
     chunk: Buffer
 
 
-def split_datagram(datagram: Buffer, piece_size: int, *, sender: int,
+def split_datagram(datagram: Buffer | Sequence[Buffer], piece_size: int, *, sender: int,
                    frag_id: int) -> list[list[Buffer]]:
-    """Cut ``datagram`` into FRAGMENT pieces of ``piece_size`` bytes (the last may be shorter).
+    """Cut ``datagram`` (one buffer, or the parts it is gathered from: a header and frames, a
+    clear prefix and a sealed blob) into FRAGMENT pieces of ``piece_size`` bytes (the last may
+    be shorter).
 
     Returns groups of buffers, one ``sendmsg`` each with UDP_SEGMENT = ``piece_size``: every
     group holds at most MAX_SEGMENTS pieces and MAX_DATAGRAM bytes, and each piece is a
-    header followed by a slice of ``datagram`` (no copy)."""
+    header followed by slices of ``datagram`` (no copy)."""
     if not PIECE_HEADER_LEN < piece_size <= MAX_DATAGRAM:
         raise ValueError(f"piece size {piece_size} out of range")
-    view = memoryview(datagram)
-    total = len(view)
+    if isinstance(datagram, bytes | bytearray | memoryview):
+        views = [memoryview(datagram)]
+    else:
+        views = [v for v in map(memoryview, datagram) if len(v)]
+    total = sum(map(len, views))
     if not 0 < total <= MAX_DATAGRAM:
         raise ValueError(f"datagram of {total} bytes cannot be split")
     room = piece_size - PIECE_HEADER_LEN
@@ -319,12 +324,21 @@ def split_datagram(datagram: Buffer, piece_size: int, *, sender: int,
     groups: list[list[Buffer]] = []
     parts: list[Buffer] = []
     pieces = 0
+    vi = vpos = 0  # where the next piece starts: views[vi][vpos:]
     for offset in range(0, total, room):
         if pieces == per_group:
             groups.append(parts)
             parts, pieces = [], 0
         parts.append(pack(VERSION, FRAGMENT, 0, 0, sender, frag_id, offset, total))
-        parts.append(view[offset : offset + room])
+        need = min(room, total - offset)
+        while need:
+            view = views[vi]
+            take = min(need, len(view) - vpos)
+            parts.append(view[vpos : vpos + take])
+            need -= take
+            vpos += take
+            if vpos == len(view):
+                vi, vpos = vi + 1, 0
         pieces += 1
     groups.append(parts)
     return groups
