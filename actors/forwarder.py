@@ -393,8 +393,9 @@ class ForwarderActor(Actor):
             self.netconf.send(FastdpMacs(tuple(macs[:256])), None)
 
     def _send_frames(self, path: Path, src: int, dst: int, frames: list, inject: list) -> None:
+        # sealed: one contiguous body per datagram, for the crypto actor; clear: gathered
         out = pack_for_path(frames, path.max_datagram - self.seal_extra, sender=self.me_wire,
-                            src_peer=src, dst_peer=dst, seq=path.seq)
+                            src_peer=src, dst_peer=dst, seq=path.seq, gather=not self.encrypt)
         datagrams = out.datagrams
         path.seq += len(datagrams)
         if out.fitted:

@@ -176,3 +176,16 @@ def test_a_big_sealed_blob_goes_as_pieces_gathered_from_prefix_and_blob(
         pytest.skip("no UDP GSO here")
     assert reassembled(receiver, 4) == prefix + blob
     assert udp.counters.values == {"tx_datagrams": 1, "tx_bytes": len(prefix + blob)}
+
+
+def test_gathered_datagrams_go_as_sent_whole_or_as_pieces(udp: UdpSocket,
+                                                          receiver: socket.socket) -> None:
+    small = [b"H" * 36, b"\x00\x03", b"abc"]
+    big = [b"H" * 36, b"\x0b\xb8", bytes(range(250)) * 12]
+    udp.send_datagrams([small, big], addr(receiver), 1400)
+    assert receiver.recv(65535) == b"".join(small)
+    if udp.gso:
+        assert reassembled(receiver, 3) == b"".join(big)
+    else:
+        assert receiver.recv(65535) == b"".join(big)
+    assert udp.counters.values == {"tx_datagrams": 2, "tx_bytes": 41 + 3038}

@@ -190,21 +190,26 @@ class UdpSocket:
             sock.setsockopt(socket.IPPROTO_IP, udp.IP_MTU_DISCOVER, udp.IP_PMTUDISC_DONT)
 
     def send_datagrams(self, datagrams: Sequence[Any], addr: Addr, piece: int) -> None:
-        """Send sleeve datagrams to one next hop, those over ``piece`` bytes as pieces. The
-        first refused send drops it and the rest: the socket buffer is full (we never block),
-        or there is no route."""
-        sendto = self.sock.sendto
+        """Send sleeve datagrams (bytes, or lists of the parts to gather) to one next hop,
+        those over ``piece`` bytes as pieces. The first refused send drops it and the rest:
+        the socket buffer is full (we never block), or there is no route."""
+        sock = self.sock
+        sendto = sock.sendto
         nbytes = 0
         for i, d in enumerate(datagrams):
+            gathered = type(d) is list
+            size = sum(map(len, d)) if gathered else len(d)
             try:
-                if len(d) > piece and self.gso:
-                    self.send_pieces((d,), piece, addr)
+                if size > piece and self.gso:
+                    self.send_pieces(d if gathered else (d,), piece, addr)
+                elif gathered:
+                    sock.sendmsg(d, (), 0, addr)
                 else:
                     sendto(d, addr)
             except OSError:
                 self.counters.drop(SEND_FAILED, len(datagrams) - i)
                 break
-            nbytes += len(d)
+            nbytes += size
         self.counters.add("tx_datagrams", len(datagrams))
         self.counters.add("tx_bytes", nbytes)
 
