@@ -10,9 +10,14 @@ event PUB socket. Kernel state (bridge, veths, addresses) belongs to no process,
 here tears it down: a restart of any actor, or of the whole router, leaves containers alone.
 
 Sockets (all under WEAVE_RUN_DIR): ctl.sock ROUTER (CLI), actors.sock ROUTER (actors' DEALERs),
-events.sock PUB. Unless ``status_addr`` is empty, a thread serves the read-only HTTP server of
-``weavenet.web.server`` (metrics, status, report, topology page) on it, getting the status by
-asking ctl.sock like the CLI, so it cannot change anything.
+events.sock PUB. And the router's UDP socket (port 6783), opened here once and inherited by the
+forwarder, which reads it, and the crypto actor, which sends the datagrams it seals on it
+(``weavenet.dataplane.udp_socket``): both send from the one port, and a restarted forwarder
+finds the socket with its queued datagrams. Where the port cannot be had, it is logged and the
+forwarder opens it itself, and fails as it always did. Unless ``status_addr`` is empty, a
+thread serves the read-only HTTP server of ``weavenet.web.server`` (metrics, status, report,
+topology page) on it, getting the status by asking ctl.sock like the CLI, so it cannot change
+anything.
 
 Messages: on ctl.sock the control requests of ``weavenet.runtime.control``; ``status`` and
 ``stop`` are answered here (``CTL_REQUESTS``), the others relayed unchanged to the actor their
@@ -50,6 +55,7 @@ import zmq
 import weavenet
 from weavenet.cli import client
 from weavenet.crypto.keys import Password
+from weavenet.dataplane.udp_socket import UDP_FD_ENV, open_udp
 from weavenet.mesh import peerlist
 from weavenet.mesh.peer import Peer
 from weavenet.runtime import bus, control, log
@@ -59,6 +65,7 @@ from weavenet.runtime.request import Request, UsageError
 from weavenet.runtime.restart import RestartPolicy, RestartSettings
 from weavenet.web.server import StatusServer
 
+UDP_ACTORS = frozenset(("forwarder", "crypto"))  # inherit the router's UDP socket
 ACTOR_ORDER = ("netconf", "capture", "crypto", "forwarder", "gossip")  # stopped in reverse
 START_STAGES = (("netconf",), ("capture", "crypto", "forwarder", "gossip"))
 READY_TIMEOUT = 20.0
@@ -133,6 +140,7 @@ class Supervisor:
         self.stopping = False
         self.ctx = zmq.Context()
         self.http: StatusServer | None = None
+        self.udp: socket.socket | None = None
 
     # -- sockets ----------------------------------------------------------------------------
     def bind(self) -> None:
@@ -148,6 +156,11 @@ class Supervisor:
         self.bus.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.pub = self._socket(zmq.PUB, self.endpoints.events)
         self.endpoints.restrict_sockets()
+        try:
+            self.udp = open_udp(self.config.port)
+        except OSError as exc:
+            self.log.error("udp_bind_failed", port=self.config.port,
+                           reason=exc.strerror or str(exc))
         self.endpoints.pidfile.write_text(f"{os.getpid()}\n")
 
     def serve_http(self) -> None:
@@ -183,9 +196,14 @@ class Supervisor:
         # Actors import `actors.*` and `weavenet.*` from wherever this file was imported.
         here = str(Path(__file__).resolve().parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+        env.pop(UDP_FD_ENV, None)
+        fds: tuple[int, ...] = ()
+        if self.udp is not None and a.name in UDP_ACTORS:
+            fds = (self.udp.fileno(),)
+            env[UDP_FD_ENV] = str(fds[0])
         a.proc = subprocess.Popen(
             [sys.executable, "-m", f"actors.{a.name}", str(self.run_dir)],
-            env=env, stdin=subprocess.DEVNULL, close_fds=True,
+            env=env, stdin=subprocess.DEVNULL, close_fds=True, pass_fds=fds,
         )
         a.state = "starting"
         a.started_wall = time.time()
@@ -504,6 +522,8 @@ class Supervisor:
             a.proc = None
             a.state = "stopped"
         self.ctx.destroy(linger=0)
+        if self.udp is not None:
+            self.udp.close()
         for path in self.endpoints.socket_files():
             path.unlink(missing_ok=True)
         self.endpoints.pidfile.unlink(missing_ok=True)

@@ -4,7 +4,9 @@ Sockets:
 
 * UDP ``0.0.0.0:port`` (6783): sleeve datagrams (:mod:`weavenet.dataplane.sleeve`) to and from
   the neighbours, with UDP GSO/GRO where the kernel has them; its options and sends are in
-  :mod:`weavenet.dataplane.udp_socket`, the receive loop is here.
+  :mod:`weavenet.dataplane.udp_socket`, the receive loop is here. The socket is the
+  supervisor's, inherited (it outlives us, queued datagrams included); the crypto actor sends
+  sealed datagrams on it too. Started alone (tests), we open it ourselves.
 * PULL ``Endpoints.frames_out`` (capture binds it): batches of frames captured on our bridge.
 * The TAP ``weave-tap``, a queue of its own, write-only: every frame for our bridge (received
   from a peer, opened by crypto, or made here, like an ICMP "fragmentation needed") is written
@@ -31,8 +33,11 @@ Sockets:
   (:mod:`weavenet.dataplane.control_auth`): others are dropped and counted
   (``control_forged``, ``control_replayed``, ``control_no_key``), never answered.
 * DEALER ``Endpoints.crypto``, only with ``launch.encryption``: FRAMES bodies to seal and
-  sealed blobs to open, batched per neighbour (datagram layout: :mod:`weavenet.dataplane.sealed`).
-  Clear FRAMES datagrams are dropped when encrypting (no downgrade), sealed ones when not.
+  send, batched per neighbour with the neighbour's address and piece size (one way: the crypto
+  actor sends them on the shared socket and counts its own failures), and sealed blobs to open,
+  whose opened frames come back to be delivered or relayed (datagram layout:
+  :mod:`weavenet.dataplane.sealed`; messages: :mod:`weavenet.crypto.protocol`). Clear FRAMES
+  datagrams are dropped when encrypting (no downgrade), sealed ones when not.
 
 A thin loop around sans-IO cores: captured frames go through
 :class:`weavenet.dataplane.forwarding.Forwarder` and leave as sleeve datagrams to each next
@@ -54,7 +59,13 @@ from typing import Any
 
 import zmq
 
-from weavenet.crypto.protocol import OPEN, SEAL, CryptoProtoError, decode_reply, encode_request
+from weavenet.crypto.protocol import (
+    OPEN,
+    CryptoProtoError,
+    decode_reply,
+    encode_request,
+    encode_send,
+)
 from weavenet.dataplane import sleeve
 from weavenet.dataplane.batch import BatchError, decode_batch, tune_malloc
 from weavenet.dataplane.control_auth import CONTROL_NO_KEY
@@ -66,7 +77,7 @@ from weavenet.dataplane.path import Addr, Path, ceiling_for, describe_paths, rec
 from weavenet.dataplane.queues import connect_queue, send_batches
 from weavenet.dataplane.resync import PathsQuery, RoutesQuery
 from weavenet.dataplane.route_update import decode_route_update
-from weavenet.dataplane.sealed import SEAL_EXTRA, sealed_prefix
+from weavenet.dataplane.sealed import SEAL_EXTRA
 from weavenet.dataplane.sleeve import (
     FRAMES,
     OUTER_LEN,
@@ -78,7 +89,7 @@ from weavenet.dataplane.sleeve import (
     unpack_frames,
 )
 from weavenet.dataplane.udp import GRO_CMSG_SPACE, gro_size
-from weavenet.dataplane.udp_socket import UdpSocket, route_mtu
+from weavenet.dataplane.udp_socket import UdpSocket, configure, inherited_udp, route_mtu
 from weavenet.host import tap
 from weavenet.host.tap import ROUTER_PORT
 from weavenet.runtime.actor import Actor, drain, handles, main
@@ -100,8 +111,8 @@ EXPIRE_INTERVAL = 60.0
 # drop reasons of the actor (the sans-IO ones are in weavenet.dataplane's forwarding, pmtu and
 # inbound; a refused send is udp_socket's)
 CRYPTO_QUEUE_FULL = "crypto_queue_full"
-CRYPTO_FAILED = "crypto_failed"  # no keys yet, forged, replayed (the crypto actor counts why)
-BAD_CRYPTO_REPLY = "bad_crypto_reply"
+CRYPTO_FAILED = "crypto_failed"  # opening: no keys yet, forged, replayed (crypto counts why)
+BAD_CRYPTO_REPLY = "bad_crypto_reply"  # malformed, or not an answer to "open"
 NO_ADDRESS = "no_address"  # next hop whose UDP address we do not know
 TAP_UNAVAILABLE = "tap_unavailable"  # frames for our bridge while the TAP is not open
 TAP_WRITE_REFUSED = "tap_write_refused"  # the kernel refused one (full, malformed, port down)
@@ -121,7 +132,6 @@ class ForwarderActor(Actor):
         self.port = self.launch.port
         self.encrypt = self.launch.encryption
         self.seal_extra = SEAL_EXTRA if self.encrypt else 0  # room for the MAC when sealing
-        self.sealed_prefix = sealed_prefix(self.me_wire)
         self.counters = Counters()
         self.macs = MacCache()
         self.core = Forwarder(self.me_wire, self.macs, broadcast_peer=sleeve.BROADCAST_PEER)
@@ -137,8 +147,11 @@ class ForwarderActor(Actor):
         self.routes_data: dict[str, Any] | None = None
         self.published_paths: dict[str, Any] | None = None
         self.token = self.inc & 0xFFFFFFFFFFFFFFFF
+        sock = inherited_udp(self.port)
+        if sock is not None:
+            configure(sock)  # the supervisor set them; a restarted forwarder asserts them again
         self.udp = UdpSocket(self.port, sender=self.me_wire, frag_id=self.inc,
-                             counters=self.counters, log=self.log)
+                             counters=self.counters, log=self.log, sock=sock)
         self.frames_out = connect_queue(self.ctx, zmq.PULL, self.endpoints.frames_out)
         self.tap: tap.TapHandle | None = None
         self.tap_missing_since = time.monotonic()
@@ -297,7 +310,7 @@ class ForwarderActor(Actor):
         for msg, addr in out.controls:
             self._on_control(msg, addr, now)
         for sender, blobs in out.sealed.items():
-            self._to_crypto(OPEN, self.peers[sender], blobs, sender)
+            self._to_open(sender, blobs)
         if plan.inject or plan.send or plan.drops:
             self._execute(plan, now)
 
@@ -326,9 +339,19 @@ class ForwarderActor(Actor):
 
     # --- the crypto actor ------------------------------------------------------------------------
 
-    def _to_crypto(self, op: str, peer: str, payloads: list, tag: int) -> None:
-        """Queue batches for the crypto actor; a full queue drops them (never block)."""
-        send_batches(self.crypto, payloads, lambda chunk: encode_request(op, peer, chunk, tag),
+    # Both queue batches for the crypto actor; a full queue drops them (never block).
+
+    def _to_open(self, sender: int, blobs: list) -> None:
+        """Sealed blobs from ``sender``: opened, they come back to _on_crypto."""
+        peer = self.peers[sender]
+        send_batches(self.crypto, blobs, lambda chunk: encode_request(OPEN, peer, chunk, sender),
+                     self.counters, CRYPTO_QUEUE_FULL)
+
+    def _to_seal(self, path: Path, bodies: list) -> None:
+        """FRAMES bodies for ``path``'s neighbour: the crypto actor seals them and sends them
+        from our port itself; nothing comes back."""
+        name, addr, piece, me = path.name, path.addr, path.piece_size, self.me_wire
+        send_batches(self.crypto, bodies, lambda chunk: encode_send(name, addr, piece, me, chunk),
                      self.counters, CRYPTO_QUEUE_FULL)
 
     def _on_crypto(self) -> None:
@@ -342,12 +365,12 @@ class ForwarderActor(Actor):
             except CryptoProtoError:
                 counters.drop(BAD_CRYPTO_REPLY)
                 continue
+            if reply.op != OPEN:
+                counters.drop(BAD_CRYPTO_REPLY)  # sealed datagrams are crypto's to send
+                continue
             if reply.failed:
                 counters.drop(CRYPTO_FAILED, reply.failed)
-            if reply.op == SEAL:
-                path = self.paths.get(reply.tag) if isinstance(reply.tag, int) else None
-                self._send_sealed(path, results)
-            elif reply.tag not in self.peers:
+            if reply.tag not in self.peers:
                 counters.drop(UNKNOWN_SENDER, len(results) - reply.failed)
             else:
                 nframes += self.inbound.opened(results, reply.tag, now, plan)
@@ -355,12 +378,6 @@ class ForwarderActor(Actor):
             counters.add("rx", nframes)
         if plan.inject or plan.send or plan.drops:
             self._execute(plan, now)
-
-    def _send_sealed(self, path: Path | None, results: list) -> None:
-        if path is None or path.addr is None:
-            self.counters.drop(NO_ADDRESS, sum(1 for r in results if r))
-            return
-        self.udp.send_sealed(self.sealed_prefix, results, path.addr, path.piece_size)
 
     # --- carrying out a plan ---------------------------------------------------------------------
 
@@ -401,8 +418,9 @@ class ForwarderActor(Actor):
             self.netconf.send(FastdpMacs(tuple(macs[:256])), None)
 
     def _send_frames(self, path: Path, src: int, dst: int, frames: list, inject: list) -> None:
+        # sealed: one contiguous body per datagram, for the crypto actor; clear: gathered
         out = pack_for_path(frames, path.max_datagram - self.seal_extra, sender=self.me_wire,
-                            src_peer=src, dst_peer=dst, seq=path.seq)
+                            src_peer=src, dst_peer=dst, seq=path.seq, gather=not self.encrypt)
         datagrams = out.datagrams
         path.seq += len(datagrams)
         if out.fitted:
@@ -413,9 +431,7 @@ class ForwarderActor(Actor):
         self.counters.add("tx", out.sent)
         path.tx_frames += out.sent
         if self.encrypt:
-            # the crypto actor seals the bodies; its reply is sent on in _send_sealed
-            self._to_crypto(SEAL, path.name, [memoryview(d)[OUTER_LEN:] for d in datagrams],
-                            path.wire)
+            self._to_seal(path, [memoryview(d)[OUTER_LEN:] for d in datagrams])
             return
         self.udp.send_datagrams(datagrams, path.addr, path.piece_size)
 

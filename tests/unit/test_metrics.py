@@ -95,3 +95,26 @@ def test_a_failed_actor_is_down() -> None:
 def test_nothing_secret_is_exported() -> None:
     text = str(scrape(sample_status()))
     assert "password" not in text.lower() and "secret" not in text.lower()
+
+
+def test_sealed_datagrams_sent_by_crypto_count_in_the_sleeves_tx() -> None:
+    status = sample_status()
+    for a in status["actors"]:
+        if a["name"] == "crypto":
+            a["status"]["counters"].update(tx_datagrams=5, tx_bytes=7000, dropped=1,
+                                           drops={"send_failed": 1})
+    s = scrape(status)
+    assert by_name(s, "weave_sleeve_datagrams_total")[(("direction", "tx"),)] == 8 + 5
+    assert by_name(s, "weave_bytes_total")[(("direction", "tx"), ("path", "sleeve"))] == \
+        1188 + 7000
+    assert by_name(s, "weave_dropped_frames_total")[
+        (("actor", "crypto"), ("reason", "send_failed"))] == 1
+
+
+def test_status_shows_crypto_counters_when_encrypting() -> None:
+    from weavenet.cli.statusview import format_status
+
+    status = sample_status()
+    assert "\nCrypto: sealed 4\n" in format_status(status)
+    status["encryption"] = False
+    assert "Crypto:" not in format_status(status)

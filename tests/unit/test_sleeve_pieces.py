@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from weavenet.dataplane import sleeve
 from weavenet.dataplane.sleeve import (
     FRAGMENT,
     MAX_DATAGRAM,
@@ -159,3 +160,29 @@ def test_arbitrary_coalesced_reads_give_bounded_items_and_never_crash(data, size
             assert 0 < len(item) <= size
             with contextlib.suppress(SleeveError):
                 parse_header(item)
+
+
+def test_gathered_datagrams_hold_the_frames_uncopied_and_join_to_the_packed_bytes() -> None:
+    frames = [os.urandom(3000), os.urandom(2000), os.urandom(100), os.urandom(50), b"x"]
+    kw = {"sender": SENDER, "src_peer": 7, "dst_peer": 8, "seq": 5}
+    joined = sleeve.pack_datagram(frames, 5100, **kw).datagrams
+    gathered = sleeve.pack_datagram(frames, 5100, gather=True, **kw).datagrams
+    assert len(joined) == len(gathered) == 2
+    # the first holds two frames: parts, with the frames themselves; the second carries the
+    # small ones too, which are cheaper joined
+    assert isinstance(gathered[0], list) and gathered[0][2] is frames[0]
+    assert isinstance(gathered[1], bytes)
+    assert [b"".join(d) if isinstance(d, list) else d for d in gathered] == joined
+
+
+def test_a_datagram_split_from_its_parts_reassembles_to_the_joined_bytes() -> None:
+    parts = [b"P" * 12, os.urandom(5000), b"", os.urandom(777)]
+    r = Reassembler()
+    whole = None
+    for group in split_datagram(parts, 1000, sender=SENDER, frag_id=3):
+        # what GSO does: the group's bytes cut every 1000 (a piece may span several parts)
+        blob = b"".join(bytes(x) for x in group)
+        for seg in (blob[i : i + 1000] for i in range(0, len(blob), 1000)):
+            hdr = parse_header(seg)
+            whole = r.add(parse_piece(hdr, seg), 0.0) or whole
+    assert whole == b"".join(parts)

@@ -13,7 +13,7 @@ import structlog
 from weavenet.dataplane import sleeve
 from weavenet.dataplane import udp as udp_opts
 from weavenet.dataplane.sleeve import FRAGMENT, Reassembler, parse_header, parse_piece
-from weavenet.dataplane.udp_socket import SEND_FAILED, UdpSocket, route_mtu
+from weavenet.dataplane.udp_socket import SEND_FAILED, UdpSocket, open_udp, route_mtu
 from weavenet.runtime.counters import Counters
 
 ME = sleeve.peer_to_wire("02:00:00:00:00:01")
@@ -130,3 +130,62 @@ def test_a_probe_bigger_than_the_link_raises_emsgsize(udp: UdpSocket,
     with pytest.raises(OSError) as info:
         udp.send_control(sleeve.PMTU_PROBE, addr(receiver), 1, KEY, size=too_big, df=True)
     assert info.value.errno == errno.EMSGSIZE
+
+
+def test_a_probe_leaves_from_the_same_port_and_datagrams_still_reach_the_shared_socket(
+        udp: UdpSocket, receiver: socket.socket) -> None:
+    udp.send_control(sleeve.PMTU_PROBE, addr(receiver), 1, KEY, size=1400, df=True)
+    msg, source = receiver.recvfrom(65535)
+    assert len(msg) == 1400 and source[1] == udp.sock.getsockname()[1]
+    assert udp.probe is not None  # the kernel let it join the port
+    assert udp.probe.getsockopt(socket.IPPROTO_IP, udp_opts.IP_MTU_DISCOVER) == \
+        udp_opts.IP_PMTUDISC_PROBE
+    # datagrams from many source ports (the kernel's reuseport hash would spread them) all
+    # arrive on the shared socket, none on the send-only probe socket
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(32)]
+    try:
+        for i, s in enumerate(senders):
+            s.sendto(b"%d" % i, ("127.0.0.1", udp.sock.getsockname()[1]))
+        got = set()
+        udp.sock.settimeout(2.0)
+        for _ in senders:
+            got.add(udp.sock.recv(100))
+        assert got == {b"%d" % i for i in range(32)}
+        with pytest.raises(BlockingIOError):
+            udp.probe.recv(100)
+    finally:
+        for s in senders:
+            s.close()
+
+
+def test_a_second_router_cannot_join_the_port() -> None:
+    first = open_udp(0)
+    try:
+        with pytest.raises(OSError) as info:
+            open_udp(first.getsockname()[1])
+        assert info.value.errno == errno.EADDRINUSE
+    finally:
+        first.close()
+
+
+def test_a_big_sealed_blob_goes_as_pieces_gathered_from_prefix_and_blob(
+        udp: UdpSocket, receiver: socket.socket) -> None:
+    prefix, blob = b"P" * 12, bytes(range(256)) * 12
+    udp.send_sealed(prefix, [blob], addr(receiver), 1000)
+    if not udp.gso:
+        pytest.skip("no UDP GSO here")
+    assert reassembled(receiver, 4) == prefix + blob
+    assert udp.counters.values == {"tx_datagrams": 1, "tx_bytes": len(prefix + blob)}
+
+
+def test_gathered_datagrams_go_as_sent_whole_or_as_pieces(udp: UdpSocket,
+                                                          receiver: socket.socket) -> None:
+    small = [b"H" * 36, b"\x00\x03", b"abc"]
+    big = [b"H" * 36, b"\x0b\xb8", bytes(range(250)) * 12]
+    udp.send_datagrams([small, big], addr(receiver), 1400)
+    assert receiver.recv(65535) == b"".join(small)
+    if udp.gso:
+        assert reassembled(receiver, 3) == b"".join(big)
+    else:
+        assert receiver.recv(65535) == b"".join(big)
+    assert udp.counters.values == {"tx_datagrams": 2, "tx_bytes": 41 + 3038}

@@ -70,6 +70,9 @@ def format_status(st: dict[str, Any]) -> str:
     if forwarder:
         lines += ["", f"Forwarder: {forwarder.get('macs', 0)} MACs learned; "
                   + (_counters(forwarder.get("counters", {})) or "no traffic yet")]
+    crypto = _actor(st, "crypto").get("counters")
+    if st.get("encryption") and crypto:  # it sends the sealed datagrams: its drops are here
+        lines += ["", "Crypto: " + _counters(crypto)]
     atts = netconf.get("attachments")
     if atts is not None:
         lines += ["", f"Containers: {len(atts)}"]

@@ -5,6 +5,16 @@ per batch::
 
     request: [header, p1, ..., pn]   header = msgpack {"op": "seal"|"open", "peer": str, "tag": any}
     reply:   [header, r1, ..., rn]   header = msgpack {"op", "peer", "tag", "epoch", "failed"}
+    send:    [header, p1, ..., pn]   header = msgpack {"op": "send", "peer": str,
+                                                       "addr": [ip, port], "piece": int,
+                                                       "sender": int}   (no reply)
+
+``send`` is the sending side's one-way stage: seal each FRAMES body for ``peer`` and send it
+from the router's UDP socket to ``addr``, behind the clear prefix of ``sender`` (our wire peer
+id), as FRAGMENT pieces of ``piece`` bytes where it is bigger; failures are counted by the
+crypto actor, nobody is answered. ``open`` keeps its round trip: the forwarder needs the opened
+frames, to deliver or relay them. ``seal`` (seal and reply) is the same service without the
+send, for tests and tools.
 
 Payloads are raw ZeroMQ parts, never inside msgpack. The reply has exactly as many parts as the
 request, in the same order; ``r_i`` is the sealed (``seq u64 || MAC || ciphertext``) or opened
@@ -34,15 +44,18 @@ from weavenet.runtime.request import UsageError
 
 SEAL = "seal"
 OPEN = "open"
-OPS = frozenset((SEAL, OPEN))
+SEND = "send"
+OPS = frozenset((SEAL, OPEN, SEND))
 MAX_HEADER_LEN = 4096
 # A whole batch of frames (weavenet.dataplane.batch.MAX_BATCH, checked by a unit test) goes
 # in one request; crypto sits below the data plane, so the number is written here too.
 MAX_ITEMS = 4096
 # a UDP payload never exceeds 65507 bytes; anything larger cannot have come from or go to a peer
 MAX_PAYLOAD = 0xFFFF
+MAX_UDP = 65507  # the largest IPv4 UDP payload: the most a piece can be
 MAX_PEER_NAME = 255
 MAX_EPOCH = 2**64 - 1
+MAX_SENDER = 2**48 - 1  # a wire peer id (weavenet.dataplane.sleeve.peer_to_wire)
 OVERHEAD = DATAGRAM_OVERHEAD  # sealed length = payload length + OVERHEAD
 
 
@@ -55,6 +68,10 @@ class Request:
     op: str
     peer: str
     tag: Any = None
+    # only with op "send": where the sealed datagrams go, their piece size, our wire id
+    addr: tuple[str, int] | None = None
+    piece: int = 0
+    sender: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,28 @@ def encode_request(op: str, peer: str, payloads: Sequence[Any], tag: Any = None)
     return [msgpack.packb({"op": op, "peer": peer, "tag": tag}), *payloads]
 
 
+def encode_send(peer: str, addr: tuple[str, int], piece: int, sender: int,
+                payloads: Sequence[Any]) -> list[Any]:
+    """Parts of a ``send`` message, for ``send_multipart(parts, copy=False)``."""
+    _peer(peer)
+    _count(len(payloads))
+    return [msgpack.packb({"op": SEND, "peer": peer, "addr": list(addr), "piece": piece,
+                           "sender": sender}), *payloads]
+
+
+def _int(value: Any, low: int, high: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CryptoProtoError(f"{name} must be an integer in {low}..{high}")
+    return value
+
+
+def _addr(value: Any) -> tuple[str, int]:
+    if not isinstance(value, list | tuple) or len(value) != 2 or not isinstance(value[0], str) \
+            or not 0 < len(value[0]) <= 64:
+        raise CryptoProtoError("addr must be [ip, port]")
+    return value[0], _int(value[1], 1, 0xFFFF, "port")
+
+
 def decode_request(parts: Sequence[Any]) -> tuple[Request, Sequence[Any]]:
     """Split ``[header, p1..pn]`` (routing id already removed); payloads are returned as given.
 
@@ -112,8 +151,12 @@ def decode_request(parts: Sequence[Any]) -> tuple[Request, Sequence[Any]]:
         raise CryptoProtoError(f"request of {len(parts)} parts has no payload")
     _count(len(parts) - 1)
     header = _unpack_header(parts[0])
-    tag = header.get("tag")
-    return Request(_op(header.get("op")), _peer(header.get("peer")), tag), parts[1:]
+    op, peer = _op(header.get("op")), _peer(header.get("peer"))
+    if op == SEND:
+        return Request(op, peer, None, _addr(header.get("addr")),
+                       _int(header.get("piece"), 64, MAX_UDP, "piece"),
+                       _int(header.get("sender"), 1, MAX_SENDER, "sender")), parts[1:]
+    return Request(op, peer, header.get("tag")), parts[1:]
 
 
 def encode_reply_header(req: Request, epoch: int | None, failed: int) -> bytes:

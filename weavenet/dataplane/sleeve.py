@@ -79,6 +79,11 @@ CONTROL_LEN = OUTER_LEN + _CONTROL.size + TAG_LEN  # the smallest control datagr
 # UDP GSO: at most this many segments per send (UDP_MAX_SEGMENTS in older kernels)
 MAX_SEGMENTS = 64
 MAX_PIECES = 512  # of one datagram being reassembled (see Reassembler)
+# pack_datagram(gather=True): a datagram of at most this many frames is left as its parts for
+# sendmsg to gather. Measured (loopback, CPython 3.12): one 64 KB frame sent as pieces costs
+# ~3-20% less gathered than joined first; twenty 64-byte frames ~45% more, as each part is one
+# more buffer for sendmsg to take, while the join copies little.
+GATHER_FRAMES = 2
 
 
 class SleeveError(ValueError):
@@ -113,7 +118,7 @@ class Control(NamedTuple):
 
 
 class Packed(NamedTuple):
-    datagrams: list[bytes]
+    datagrams: list  # bytes; with gather, a list of parts where that is cheaper (pack_datagram)
     oversized: list[Buffer]  # frames that cannot fit max_size even alone: caller must act
 
 
@@ -155,13 +160,17 @@ def pack_datagram(
     dst_peer: int,
     seq: int = 0,
     flags: int = 0,
+    gather: bool = False,
 ) -> Packed:
     """Batch ``frames``, in order, into as few datagrams of at most ``max_size`` as fit.
 
     Datagrams get consecutive sequence numbers from ``seq``. A frame too big for a datagram
     on its own is returned in ``oversized`` (the caller segments it, fragments it or answers
-    with ICMP) - never silently dropped.
+    with ICMP) - never silently dropped. Datagrams are bytes; with ``gather``, one of at most
+    :data:`GATHER_FRAMES` frames is the list of its parts instead (header, then each frame's
+    length and the frame itself, not copied), for ``sendmsg``.
     """
+    join = _gather if gather else _join
     if not FRAMES_HEADER_LEN + FRAME_OVERHEAD < max_size <= MAX_DATAGRAM:
         raise ValueError(f"max_size {max_size} out of range")
     head = _FRAMES.pack(src_peer, dst_peer)
@@ -176,19 +185,26 @@ def pack_datagram(
             if FRAMES_HEADER_LEN + need > max_size:
                 oversized.append(frame)
                 continue
-            datagrams.append(_join(parts, flags, sender, seq + len(datagrams), head))
+            datagrams.append(join(parts, flags, sender, seq + len(datagrams), head))
             parts = []
             size = FRAMES_HEADER_LEN
         parts.append(pack_len(len(frame)))
         parts.append(frame)
         size += need
     if parts:
-        datagrams.append(_join(parts, flags, sender, seq + len(datagrams), head))
+        datagrams.append(join(parts, flags, sender, seq + len(datagrams), head))
     return Packed(datagrams, oversized)
 
 
 def _join(parts: list[Buffer], flags: int, sender: int, seq: int, head: bytes) -> bytes:
     return b"".join((_OUTER.pack(VERSION, FRAMES, flags, 0, sender, seq), head, *parts))
+
+
+def _gather(parts: list[Buffer], flags: int, sender: int, seq: int,
+            head: bytes) -> bytes | list[Buffer]:
+    if len(parts) > 2 * GATHER_FRAMES:
+        return _join(parts, flags, sender, seq, head)
+    return [_OUTER.pack(VERSION, FRAMES, flags, 0, sender, seq) + head, *parts]
 
 
 def control_tag(key: bytes, kind: int, flags: int, sender: int, seq: int, token: int,
@@ -300,17 +316,22 @@ class Piece(NamedTuple):
     chunk: Buffer
 
 
-def split_datagram(datagram: Buffer, piece_size: int, *, sender: int,
+def split_datagram(datagram: Buffer | Sequence[Buffer], piece_size: int, *, sender: int,
                    frag_id: int) -> list[list[Buffer]]:
-    """Cut ``datagram`` into FRAGMENT pieces of ``piece_size`` bytes (the last may be shorter).
+    """Cut ``datagram`` (one buffer, or the parts it is gathered from: a header and frames, a
+    clear prefix and a sealed blob) into FRAGMENT pieces of ``piece_size`` bytes (the last may
+    be shorter).
 
     Returns groups of buffers, one ``sendmsg`` each with UDP_SEGMENT = ``piece_size``: every
     group holds at most MAX_SEGMENTS pieces and MAX_DATAGRAM bytes, and each piece is a
-    header followed by a slice of ``datagram`` (no copy)."""
+    header followed by slices of ``datagram`` (no copy)."""
     if not PIECE_HEADER_LEN < piece_size <= MAX_DATAGRAM:
         raise ValueError(f"piece size {piece_size} out of range")
-    view = memoryview(datagram)
-    total = len(view)
+    if isinstance(datagram, bytes | bytearray | memoryview):
+        views = [memoryview(datagram)]
+    else:
+        views = [v for v in map(memoryview, datagram) if len(v)]
+    total = sum(map(len, views))
     if not 0 < total <= MAX_DATAGRAM:
         raise ValueError(f"datagram of {total} bytes cannot be split")
     room = piece_size - PIECE_HEADER_LEN
@@ -319,12 +340,21 @@ def split_datagram(datagram: Buffer, piece_size: int, *, sender: int,
     groups: list[list[Buffer]] = []
     parts: list[Buffer] = []
     pieces = 0
+    vi = vpos = 0  # where the next piece starts: views[vi][vpos:]
     for offset in range(0, total, room):
         if pieces == per_group:
             groups.append(parts)
             parts, pieces = [], 0
         parts.append(pack(VERSION, FRAGMENT, 0, 0, sender, frag_id, offset, total))
-        parts.append(view[offset : offset + room])
+        need = min(room, total - offset)
+        while need:
+            view = views[vi]
+            take = min(need, len(view) - vpos)
+            parts.append(view[vpos : vpos + take])
+            need -= take
+            vpos += take
+            if vpos == len(view):
+                vi, vpos = vi + 1, 0
         pieces += 1
     groups.append(parts)
     return groups

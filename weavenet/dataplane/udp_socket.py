@@ -1,10 +1,31 @@
-"""The sleeve's UDP socket: opened with its options, and every send that goes through it.
+"""The sleeve's UDP socket: opened with its options, shared, and every send that goes through it.
 
-Frames and frag tests go without DF (the kernel may fragment them); only PMTU probes switch to
-DF for the one send. Datagrams bigger than the path MTU go as FRAGMENT pieces in one GSO send;
-GRO gives them (and runs of same-sized datagrams) back in one read. Both are optional: without
-GRO pieces arrive one by one, without GSO (the first EINVAL/EIO) big datagrams go whole and the
-kernel fragments them. Nothing here blocks: a send the kernel refuses is a counted drop.
+One socket on ``0.0.0.0:port`` (6783) per router, opened by the supervisor (:func:`open_udp`)
+and handed to the forwarder and the crypto actor as an inherited descriptor named by the
+environment variable :data:`UDP_FD_ENV` (:func:`inherited_udp`). The forwarder reads it and
+sends clear datagrams and control messages; the crypto actor only sends the datagrams it
+sealed. Both send from port 6783, so a NAT in front of us keeps one mapping for the peer. Why
+one inherited socket rather than one per process: a socket of its own would have to join the
+port with ``SO_REUSEPORT`` and the kernel would spread arriving datagrams over the two, and
+handing the forwarder's descriptor to crypto (SCM_RIGHTS) would lose it with the forwarder;
+the supervisor's copy outlives a forwarder killed with -9, with the datagrams queued on it.
+
+What two processes may not do on a shared socket is toggle an option per send: the option is
+the socket's, so the other process's sends would get it too. Frames and frag tests go without
+DF (the kernel may fragment them), a PMTU probe needs DF: probes leave from a second,
+send-only socket on the same port (:func:`open_probe`), in the port's ``SO_REUSEPORT`` group,
+whose BPF program gives every arriving datagram to the shared socket (see
+:mod:`weavenet.dataplane.udp`). Where the kernel refuses that, the forwarder falls back to
+switching DF on the shared socket for the probe's one send (the crypto actor's sends during
+that instant carry DF too; they are no bigger than the path MTU unless GSO is missing).
+:func:`open_udp` first binds the port plainly, so a port already taken is refused as before
+rather than joined.
+
+Datagrams bigger than the path MTU go as FRAGMENT pieces in one GSO send; GRO gives them (and
+runs of same-sized datagrams) back in one read. Both are optional: without GRO pieces arrive
+one by one, without GSO (the first EINVAL/EIO) big datagrams go whole and the kernel fragments
+them. Datagrams are gathered from their parts (``sendmsg``), never joined first. Nothing here
+blocks: a send the kernel refuses is a counted drop.
 
 Counters: ``tx_datagrams``, ``tx_bytes``, ``control_tx``, ``control_send_errors``, and the drop
 ``send_failed``. The receive loop stays in the forwarder (``sock.recvmsg`` with
@@ -15,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import socket
 import time
 from collections.abc import Iterable, Sequence
@@ -27,6 +49,7 @@ from weavenet.runtime.counters import Counters
 
 SOCKET_BUFFER = 4 * 1024 * 1024
 SEND_FAILED = "send_failed"  # drop reason: EAGAIN (a full socket buffer), no route, ...
+UDP_FD_ENV = "WEAVE_UDP_FD"  # the descriptor of the router's UDP socket, inherited
 
 
 def route_mtu(addr: Addr) -> int:
@@ -40,9 +63,29 @@ def route_mtu(addr: Addr) -> int:
 
 
 def open_udp(port: int) -> socket.socket:
-    """The non-blocking UDP socket on ``0.0.0.0:port``: big buffers (forced past the sysctl
-    limits where we may), no DF, GRO where the kernel has it."""
+    """The non-blocking UDP socket on ``0.0.0.0:port``, with its options (:func:`configure`),
+    first in the port's ``SO_REUSEPORT`` group with every datagram steered to it; without the
+    steering (an old kernel) a plain socket, and probes toggle DF instead."""
+    if port:
+        # taken by anyone (another router?): fail here as a plain bind would, not join it
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as check:
+            check.bind(("0.0.0.0", port))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("0.0.0.0", port))
+        sock.setsockopt(socket.SOL_SOCKET, udp.SO_ATTACH_REUSEPORT_CBPF, udp.STEER_TO_FIRST)
+    except OSError:
+        sock.close()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("0.0.0.0", port))
+    configure(sock)
+    return sock
+
+
+def configure(sock: socket.socket) -> None:
+    """Big buffers (forced past the sysctl limits where we may), no DF, GRO where the kernel
+    has it, non-blocking. Idempotent: a restarted forwarder sets them again."""
     for opt, force in ((socket.SO_RCVBUF, udp.SO_RCVBUFFORCE),
                        (socket.SO_SNDBUF, udp.SO_SNDBUFFORCE)):
         try:
@@ -50,24 +93,53 @@ def open_udp(port: int) -> socket.socket:
         except OSError:  # not privileged: up to the sysctl limit
             sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
     sock.setsockopt(socket.IPPROTO_IP, udp.IP_MTU_DISCOVER, udp.IP_PMTUDISC_DONT)
-    sock.bind(("0.0.0.0", port))
     sock.setblocking(False)
     with contextlib.suppress(OSError):
         sock.setsockopt(udp.SOL_UDP, udp.UDP_GRO, 1)
+
+
+def inherited_udp(port: int) -> socket.socket | None:
+    """The router's UDP socket handed down by the supervisor (:data:`UDP_FD_ENV`), if any;
+    a descriptor that is not a UDP socket on ``port`` is an error (ValueError)."""
+    fd = os.environ.get(UDP_FD_ENV)
+    if not fd:
+        return None
+    sock = socket.socket(fileno=int(fd))
+    if sock.type != socket.SOCK_DGRAM or sock.getsockname()[1] != port:
+        sock.detach()
+        raise ValueError(f"{UDP_FD_ENV}={fd} is not a UDP socket on port {port}")
     return sock
 
 
+def open_probe(sock: socket.socket) -> socket.socket | None:
+    """A send-only socket on ``sock``'s port that sets DF and ignores the learned PMTU (what
+    a PMTU probe needs), or None where it cannot join the port (see :func:`open_udp`)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.setsockopt(socket.IPPROTO_IP, udp.IP_MTU_DISCOVER, udp.IP_PMTUDISC_PROBE)
+        probe.bind(("0.0.0.0", sock.getsockname()[1]))
+        probe.setblocking(False)
+    except OSError:
+        probe.close()
+        return None
+    return probe
+
+
 class UdpSocket:
-    """The socket with its send state: whether GSO works, the last FRAGMENT id."""
+    """The socket with its send state: whether GSO works, the last FRAGMENT id, the probe
+    socket (opened at the first probe: the crypto actor never sends one)."""
 
     def __init__(self, port: int, *, sender: int, frag_id: int, counters: Counters,
-                 log: Any) -> None:
-        self.sock = open_udp(port)
+                 log: Any, sock: socket.socket | None = None) -> None:
+        self.sock = open_udp(port) if sock is None else sock
         self.sender = sender  # our wire peer id, in every header we build
-        self.frag_id = frag_id  # random start: a restarted forwarder does not reuse ids soon
+        self.frag_id = frag_id  # random start: a restarted sender does not reuse ids soon
         self.counters = counters
         self.log = log
         self.gso = True
+        self.probe: socket.socket | None = None
+        self.probe_tried = False
         # control datagrams' seq, checked by the neighbours' replay windows: from the clock,
         # which never goes back within a boot, so a restarted forwarder is still fresh
         self.control_seq = time.monotonic_ns()
@@ -76,7 +148,10 @@ class UdpSocket:
         return self.sock.fileno()
 
     def close(self) -> None:
+        """Close our descriptors (the supervisor's copy of a shared socket stays open)."""
         self.sock.close()
+        if self.probe is not None:
+            self.probe.close()
 
     def send_control(self, kind: int, addr: Addr, token: int, key: bytes, *, value: int = 0,
                      size: int = 0, df: bool = False) -> None:
@@ -86,15 +161,11 @@ class UdpSocket:
         self.control_seq += 1
         msg = sleeve.build_control(kind, sender=self.sender, token=token, key=key, value=value,
                                    size=size, seq=self.control_seq)
-        sock = self.sock
         try:
             if df:
-                sock.setsockopt(socket.IPPROTO_IP, udp.IP_MTU_DISCOVER, udp.IP_PMTUDISC_PROBE)
-            try:
-                sock.sendto(msg, addr)
-            finally:
-                if df:
-                    sock.setsockopt(socket.IPPROTO_IP, udp.IP_MTU_DISCOVER, udp.IP_PMTUDISC_DONT)
+                self._send_df(msg, addr)
+            else:
+                self.sock.sendto(msg, addr)
         except OSError as exc:
             if df and exc.errno == errno.EMSGSIZE:
                 raise
@@ -102,38 +173,59 @@ class UdpSocket:
             return
         self.counters.add("control_tx")
 
+    def _send_df(self, msg: bytes, addr: Addr) -> None:
+        if not self.probe_tried:
+            self.probe_tried = True
+            self.probe = open_probe(self.sock)
+            if self.probe is None:
+                self.log.warning("udp_probe_socket_unavailable")
+        if self.probe is not None:
+            self.probe.sendto(msg, addr)
+            return
+        sock = self.sock  # the fallback: DF on the shared socket for this one send
+        sock.setsockopt(socket.IPPROTO_IP, udp.IP_MTU_DISCOVER, udp.IP_PMTUDISC_PROBE)
+        try:
+            sock.sendto(msg, addr)
+        finally:
+            sock.setsockopt(socket.IPPROTO_IP, udp.IP_MTU_DISCOVER, udp.IP_PMTUDISC_DONT)
+
     def send_datagrams(self, datagrams: Sequence[Any], addr: Addr, piece: int) -> None:
-        """Send sleeve datagrams to one next hop, those over ``piece`` bytes as pieces. The
-        first refused send drops it and the rest: the socket buffer is full (we never block),
-        or there is no route."""
-        sendto = self.sock.sendto
+        """Send sleeve datagrams (bytes, or lists of the parts to gather) to one next hop,
+        those over ``piece`` bytes as pieces. The first refused send drops it and the rest:
+        the socket buffer is full (we never block), or there is no route."""
+        sock = self.sock
+        sendto = sock.sendto
         nbytes = 0
         for i, d in enumerate(datagrams):
+            gathered = type(d) is list
+            size = sum(map(len, d)) if gathered else len(d)
             try:
-                if len(d) > piece and self.gso:
-                    self.send_pieces(d, piece, addr)
+                if size > piece and self.gso:
+                    self.send_pieces(d if gathered else (d,), piece, addr)
+                elif gathered:
+                    sock.sendmsg(d, (), 0, addr)
                 else:
                     sendto(d, addr)
             except OSError:
                 self.counters.drop(SEND_FAILED, len(datagrams) - i)
                 break
-            nbytes += len(d)
+            nbytes += size
         self.counters.add("tx_datagrams", len(datagrams))
         self.counters.add("tx_bytes", nbytes)
 
     def send_sealed(self, prefix: bytes, blobs: Iterable[Any], addr: Addr, piece: int) -> None:
-        """Send the crypto actor's sealed blobs behind our clear ``prefix``; an empty blob
-        failed to seal and is skipped, a refused send is a drop."""
+        """Send sealed blobs behind our clear ``prefix``; an empty blob failed to seal and is
+        skipped, a refused send is a drop."""
         sendmsg = self.sock.sendmsg
         n = nbytes = 0
         for blob in blobs:
             if not blob:
                 continue
             try:
+                # gather the clear prefix and the sealed blob without copying them together
                 if len(blob) + SEALED_PREFIX_LEN > piece and self.gso:
-                    nbytes += self.send_pieces(b"".join((prefix, blob)), piece, addr)
+                    nbytes += self.send_pieces((prefix, blob), piece, addr)
                 else:
-                    # gather the clear prefix and the sealed blob without copying them together
                     nbytes += sendmsg((prefix, blob), (), 0, addr)
             except OSError:
                 self.counters.drop(SEND_FAILED)
@@ -142,21 +234,25 @@ class UdpSocket:
         self.counters.add("tx_datagrams", n)
         self.counters.add("tx_bytes", nbytes)
 
-    def send_pieces(self, datagram: Any, piece: int, addr: Addr) -> int:
-        """Send a datagram bigger than the path MTU as FRAGMENT pieces, one GSO send per group
-        of up to 64; where the kernel refuses GSO, send it whole from now on (the kernel then
-        fragments it, which the frag test showed the path carries)."""
+    def send_pieces(self, parts: Sequence[Any], piece: int, addr: Addr) -> int:
+        """Send a datagram bigger than the path MTU, gathered from ``parts``, as FRAGMENT
+        pieces, one GSO send per group of up to 64; where the kernel refuses GSO, send it whole
+        from now on (the kernel then fragments it, which the frag test showed the path
+        carries). Returns its length."""
         self.frag_id = frag_id = (self.frag_id + 1) & 0xFFFFFFFFFFFFFFFF
         cmsg = udp.gso_cmsg(piece)
         sendmsg = self.sock.sendmsg
         try:
-            for parts in sleeve.split_datagram(datagram, piece, sender=self.sender,
+            for group in sleeve.split_datagram(parts, piece, sender=self.sender,
                                                frag_id=frag_id):
-                sendmsg(parts, cmsg, 0, addr)
+                sendmsg(group, cmsg, 0, addr)
         except OSError as exc:
             if exc.errno not in (errno.EINVAL, errno.EIO, errno.ENOPROTOOPT):
                 raise
             self.gso = False
             self.log.warning("udp_gso_unavailable", reason=str(exc))
-            self.sock.sendto(datagram, addr)
-        return len(datagram)
+            if len(parts) == 1:
+                self.sock.sendto(parts[0], addr)
+            else:
+                self.sock.sendmsg(parts, (), 0, addr)
+        return sum(map(len, parts))

@@ -24,6 +24,8 @@ FRAME_COUNTERS = (  # path "bridge": the TAP on the weave bridge, where containe
     ("forwarder", "rx", "sleeve", "rx", "rx_bytes"),
     ("forwarder", "tx", "sleeve", "tx", "tx_bytes"),
 )
+# with encryption the crypto actor sends the sealed datagrams: sleeve tx counts are the sum
+SLEEVE_SENDERS = ("forwarder", "crypto")
 
 
 def families(report: dict[str, Any]) -> Iterator[Metric]:
@@ -87,14 +89,16 @@ def _traffic(counters: dict[str, dict[str, Any]]) -> Iterator[Metric]:
     for actor, direction, path, n_key, b_key in FRAME_COUNTERS:
         c = counters.get(actor, {})
         frames.add_metric([direction, path], c.get(n_key, 0))
-        size.add_metric([direction, path], c.get(b_key, 0))
+        nbytes = _sleeve_tx(counters, b_key) if (path, direction) == ("sleeve", "tx") \
+            else c.get(b_key, 0)
+        size.add_metric([direction, path], nbytes)
     yield frames
     yield size
     datagrams = CounterMetricFamily("weave_sleeve_datagrams", "UDP datagrams of the sleeve, by "
                                     "direction.", labels=["direction"])
     fw = counters.get("forwarder", {})
     datagrams.add_metric(["rx"], fw.get("rx_datagrams", 0))
-    datagrams.add_metric(["tx"], fw.get("tx_datagrams", 0))
+    datagrams.add_metric(["tx"], _sleeve_tx(counters, "tx_datagrams"))
     yield datagrams
     drops = CounterMetricFamily("weave_dropped_frames", "Frames or datagrams dropped, by the "
                                 "actor that dropped them and why.", labels=["actor", "reason"])
@@ -102,6 +106,10 @@ def _traffic(counters: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         for reason, n in sorted((counters[actor].get("drops") or {}).items()):
             drops.add_metric([actor, reason], n)
     yield drops
+
+
+def _sleeve_tx(counters: dict[str, dict[str, Any]], key: str) -> int:
+    return sum(counters.get(actor, {}).get(key, 0) for actor in SLEEVE_SENDERS)
 
 
 def _paths(paths: dict[str, dict[str, Any]]) -> Iterator[Metric]:

@@ -241,13 +241,17 @@ function panel(report, dt) {
     `${me.nickname} ${me.name} - ${report.peers.length} peers - version ${report.version}`;
   const fw = report.counters.forwarder || {};
   const pfw = previous ? previous.report.counters.forwarder || {} : {};
+  // with encryption the crypto actor sends the sealed datagrams
+  const sent = r => ((r.counters.forwarder || {}).tx_bytes || 0) +
+    ((r.counters.crypto || {}).tx_bytes || 0);
   const bits = (now, before) => {
     const b = rate(now, before, dt);
     return b === null ? null : b * 8;
   };
   document.getElementById("rates").textContent =
     `sleeve in ${human(bits(fw.rx_bytes, pfw.rx_bytes), "bit/s")}, ` +
-    `out ${human(bits(fw.tx_bytes, pfw.tx_bytes), "bit/s")}`;
+    `out ${human(bits(sent(report), previous ? sent(previous.report) : undefined),
+                  "bit/s")}`;
   rows("conns", report.connections.map(c => [[
     [(c.nickname || "") + " " + (c.peer || c.address)], [c.state, c.state], [c.path || "-"],
     [c.mtu || "-"], [c.reason || ""]], {"data-peer": c.peer || "", "data-state": c.state}]));
