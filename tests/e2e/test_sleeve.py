@@ -2,6 +2,10 @@
 
 host1 <-> host2 <-> host3 (host3 names only host2). Containers: 10.0.1.1 on host1, 10.0.1.2 on
 host2, 10.0.1.3 on host3; the second application network 10.0.2.0/24 on host1 and host2.
+
+Every test runs three times: launched with the seed's commands (the fast datapath carries what
+it can), with ``--no-fastdp`` (every frame by the sleeve) and with ``-password`` (the encrypted
+sleeve).
 """
 
 from __future__ import annotations
@@ -29,12 +33,21 @@ pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 
 
+MODES = {"seed": (), "sleeve": ("--no-fastdp",), "encrypted": ("-password", "wfvAwt7sj")}
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def flags(request) -> tuple[str, ...]:
+    """The launch flags of this round of the file's tests."""
+    return MODES[request.param]
+
+
 @pytest.fixture(scope="module")
-def net(lab3: Lab):
+def net(lab3: Lab, flags: tuple[str, ...]):
     h1, h2, h3 = lab3.hosts
-    weave(h1, "launch", "10.0.0.1/16")
-    weave(h2, "launch", "10.0.0.2/16", h1.ip)
-    weave(h3, "launch", "10.0.0.3/16", h2.ip)
+    weave(h1, "launch", "10.0.0.1/16", *flags)
+    weave(h2, "launch", "10.0.0.2/16", *flags, h1.ip)
+    weave(h3, "launch", "10.0.0.3/16", *flags, h2.ip)
     c = {
         "a1": weave(h1, "run", "10.0.1.1/24", "-t", "-i", "busybox"),
         "a2": weave(h2, "run", "10.0.1.2/24", "-t", "-i", "busybox"),
@@ -47,6 +60,8 @@ def net(lab3: Lab):
     lab3.clear_faults()
     for h in lab3.hosts:
         h.run(["weave", "reset"], check=False)
+    for name, cid in c.items():  # the next round starts its own with the same addresses
+        lab3.host(f"host{name[1]}").run(["docker", "rm", "-f", cid], check=False)
 
 
 def test_ping_works_both_ways_across_hosts(net):
@@ -205,7 +220,7 @@ def test_killed_capture_or_forwarder_resume_within_seconds(net):
         assert actor(h1, name)["pid"] != pid
 
 
-def test_stop_and_launch_resume_cross_host_traffic_without_restarting_containers(net):
+def test_stop_and_launch_resume_cross_host_traffic_without_restarting_containers(net, flags):
     lab, c = net
     h1, h2, _ = lab.hosts
     before = h1.container_pid(c["a1"])
@@ -214,12 +229,12 @@ def test_stop_and_launch_resume_cross_host_traffic_without_restarting_containers
     # as this once did, passes whatever the router does.)
     ethwe = h1.exec_in_container(c["a1"], ["ip", "-o", "-4", "addr", "show", "ethwe"]).stdout
     assert "10.0.1.1/24" in ethwe, ethwe
-    weave(h1, "launch", "10.0.0.1/16")
+    weave(h1, "launch", "10.0.0.1/16", *flags)
     eventually_pings(h2, c["a2"], "10.0.1.1")
     assert h1.container_pid(c["a1"]) == before
 
 
-def test_large_frames_cross_a_path_with_a_small_mtu(net):
+def test_large_frames_cross_a_path_with_a_small_mtu(net, flags):
     lab, c = net
     h1, h2, _ = lab.hosts
     eventually_pings(h1, c["a1"], "10.0.1.2", size=10000)
@@ -230,8 +245,8 @@ def test_large_frames_cross_a_path_with_a_small_mtu(net):
     lab.drop_udp_larger_than(h2, 700)
     lab.drop_udp_larger_than(h1, 700)
     try:
-        weave(h1, "launch", "10.0.0.1/16")
-        weave(h2, "launch", "10.0.0.2/16", h1.ip)
+        weave(h1, "launch", "10.0.0.1/16", *flags)
+        weave(h2, "launch", "10.0.0.2/16", *flags, h1.ip)
         eventually_pings(h1, c["a1"], "10.0.1.2", size=10000, timeout=45)
 
         def small_path() -> dict | None:  # status rides on heartbeats: up to a second behind
