@@ -89,7 +89,7 @@ def capture(host: Host, path: Path) -> Iterator[Path]:
     # --immediate-mode: without it libpcap hands packets over in blocks up to a second late,
     # and whatever is still in the ring when tcpdump is stopped is lost.
     proc = host.popen(["tcpdump", "-i", "eth0", "-n", "-s", "0", "-U", "--immediate-mode",
-                       "-w", str(path), "tcp port 6783 or udp port 6783"],
+                       "-w", str(path), "tcp port 6783 or udp port 6783 or udp port 6784"],
                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         # tcpdump says "listening on eth0" once its socket is attached and filtered.
@@ -173,6 +173,9 @@ def test_containers_talk_and_the_underlay_carries_no_plaintext(net, tmp_path: Pa
         exchange_secret(h1, h2, c, 4422)
     packets = assert_no_plaintext(pcap)
     assert sealed_datagrams(packets, h2.ip), "no sealed sleeve datagrams were captured"
+    # encrypted peers never use the fast datapath: nothing at all by VXLAN (UDP 6784)
+    vxlan = [p for p in pcap_payloads(pcap) if 6784 in (p[2], p[3])]
+    assert not vxlan, f"{len(vxlan)} packets by VXLAN between encrypted peers"
     assert not [p for p in packets if p[0] == "udp" and p[4][:2] == bytes((sleeve.VERSION, 1))
                 and p[4][2] == 0], "clear frame datagrams on the underlay"
 

@@ -248,7 +248,19 @@ def main(actor_cls: type[Actor], argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir")
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
-    return actor_cls(run_dir, load_config(run_dir)).run()
+    actor = actor_cls(run_dir, load_config(run_dir))
+    # A developer's profile of the data plane: WEAVE_PROFILE_DIR=/tmp/p weave launch ...; each
+    # actor writes DIR/<name>.prof (cProfile, read with pstats) when it stops.
+    profile_dir = os.environ.get("WEAVE_PROFILE_DIR")
+    if not profile_dir:
+        return actor.run()
+    import cProfile
+
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(actor.run)
+    finally:
+        prof.dump_stats(str(Path(profile_dir) / f"{actor_cls.NAME}.prof"))
 
 
 if __name__ == "__main__":  # pragma: no cover
