@@ -71,6 +71,7 @@ _CONTROL = struct.Struct("!QI")
 TAG_LEN = 16  # of a control datagram's authentication tag
 _LEN = struct.Struct("!H")
 _PIECE = struct.Struct("!BBBBQQII")  # the outer header, then offset and total
+_OFFSET = struct.Struct("!I")
 OUTER_LEN = _OUTER.size
 FRAMES_HEADER_LEN = OUTER_LEN + _FRAMES.size
 FRAME_OVERHEAD = _LEN.size  # per frame inside a datagram
@@ -324,39 +325,34 @@ def split_datagram(datagram: Buffer | Sequence[Buffer], piece_size: int, *, send
 
     Returns groups of buffers, one ``sendmsg`` each with UDP_SEGMENT = ``piece_size``: every
     group holds at most MAX_SEGMENTS pieces and MAX_DATAGRAM bytes, and each piece is a
-    header followed by slices of ``datagram`` (no copy)."""
+    header followed by a slice of the datagram. Parts are joined first: one copy of up to
+    64 KiB costs less than cutting pieces across part boundaries in Python (half the time of
+    the whole split, measured), and a single buffer needs no copy at all."""
     if not PIECE_HEADER_LEN < piece_size <= MAX_DATAGRAM:
         raise ValueError(f"piece size {piece_size} out of range")
     if isinstance(datagram, bytes | bytearray | memoryview):
-        views = [memoryview(datagram)]
+        whole = memoryview(datagram)
+    elif len(datagram) == 1:
+        whole = memoryview(datagram[0])
     else:
-        views = [v for v in map(memoryview, datagram) if len(v)]
-    total = sum(map(len, views))
+        whole = memoryview(b"".join(datagram))
+    total = len(whole)
     if not 0 < total <= MAX_DATAGRAM:
         raise ValueError(f"datagram of {total} bytes cannot be split")
     room = piece_size - PIECE_HEADER_LEN
-    per_group = min(MAX_SEGMENTS, MAX_DATAGRAM // piece_size)
-    pack = _PIECE.pack
+    step = room * min(MAX_SEGMENTS, MAX_DATAGRAM // piece_size)  # bytes of datagram per group
+    # the pieces' headers differ only in the offset: pack the rest once
+    head = _PIECE.pack(VERSION, FRAGMENT, 0, 0, sender, frag_id, 0, total)
+    before, after = head[:-8], head[-4:]
+    pack_offset = _OFFSET.pack
     groups: list[list[Buffer]] = []
-    parts: list[Buffer] = []
-    pieces = 0
-    vi = vpos = 0  # where the next piece starts: views[vi][vpos:]
-    for offset in range(0, total, room):
-        if pieces == per_group:
-            groups.append(parts)
-            parts, pieces = [], 0
-        parts.append(pack(VERSION, FRAGMENT, 0, 0, sender, frag_id, offset, total))
-        need = min(room, total - offset)
-        while need:
-            view = views[vi]
-            take = min(need, len(view) - vpos)
-            parts.append(view[vpos : vpos + take])
-            need -= take
-            vpos += take
-            if vpos == len(view):
-                vi, vpos = vi + 1, 0
-        pieces += 1
-    groups.append(parts)
+    for first in range(0, total, step):
+        parts: list[Buffer] = []
+        add = parts.append
+        for offset in range(first, min(first + step, total), room):
+            add(before + pack_offset(offset) + after)
+            add(whole[offset : offset + room])
+        groups.append(parts)
     return groups
 
 
