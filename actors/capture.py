@@ -5,6 +5,11 @@ TSO/checksum offloads, reads frames in batches and PUSHes them to the forwarder,
 the frames the forwarder PUSHes back. It never blocks: a full queue or a refused write is a
 counted drop. Everything it handles is "virtio-net header + Ethernet frame".
 
+Admission (``weavenet.dataplane.intake``): when the queue to the forwarder refuses a batch,
+reading the TAP pauses until the pause is over and the queue has room again, so an overload is
+shed by the TAP's kernel queue (``tap_dropped`` in status, the kernel's count) instead of
+being read and dropped here. Status shows the intake's pauses.
+
 Sockets (both bound here; batches as in :mod:`weavenet.dataplane.batch`):
 
 * PUSH ``Endpoints.frames_out``: frames read from the TAP, to the forwarder.
@@ -17,11 +22,14 @@ import os
 import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
 
 from weavenet.dataplane.batch import BatchError, decode_batch, encode_batch, tune_malloc
+from weavenet.dataplane.intake import Intake
+from weavenet.dataplane.queues import QUEUE_HWM
 from weavenet.host import tap
 from weavenet.host.tap import ROUTER_PORT
 from weavenet.runtime.actor import Actor, drain, main
@@ -30,7 +38,6 @@ from weavenet.runtime.counters import Counters
 READ_BATCH = 64  # frames per read batch (one ZeroMQ message)
 READS_PER_WAKEUP = 4  # batches read before going back to the poller (lets injection interleave)
 INJECT_BATCHES_PER_WAKEUP = 64
-QUEUE_HWM = 1024  # batches
 TAP_WAIT = 5.0  # seconds to wait for netconf's TAP before giving up (the supervisor restarts us)
 
 # drop reasons
@@ -59,6 +66,19 @@ def wait_for_tap(name: str, timeout: float) -> tap.TapHandle:
         time.sleep(0.2)
 
 
+def tap_tx_dropped(ifname: str) -> int | None:
+    """Frames the kernel dropped on their way to us (the TAP's queue was full): its transmit
+    drops in /proc/net/dev, which is our own namespace's (sysfs may be another's)."""
+    try:
+        for line in Path("/proc/self/net/dev").read_text().splitlines():
+            name, _, fields = line.partition(":")
+            if name.strip() == ifname:
+                return int(fields.split()[11])  # rx: 8 fields, then tx bytes packets errs drop
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 class Capture(Actor):
     NAME = "capture"
 
@@ -79,6 +99,7 @@ class Capture(Actor):
         self.inj.setsockopt(zmq.RCVHWM, QUEUE_HWM)
         self.inj.setsockopt(zmq.LINGER, 0)
         self.inj.bind(self.endpoints.frames_in)
+        self.intake = Intake()
         self.add_reader(self.tap.fd, self._on_tap)
         self.add_reader(self.inj, self._on_inject)
 
@@ -97,8 +118,34 @@ class Capture(Actor):
                 send(encode_batch({}, items), zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 counters.drop(QUEUE_FULL, len(items))
+                self._pause()
+                return
             if len(items) < READ_BATCH:
                 return
+
+    def _pause(self) -> None:
+        """The forwarder's queue is full: stop reading the TAP (the kernel queues or drops
+        meanwhile) until the intake's pause is over and the queue has room."""
+        now = time.monotonic()
+        resume_at = self.intake.refused(now)
+        self.remove_reader(self.tap.fd)
+        self.after(max(0.0, resume_at - now), self._pause_over)
+
+    def _pause_over(self) -> None:
+        if self._resume():
+            return
+        self.add_writer(self.out, self._on_room)  # still full: resume when it has room
+
+    def _on_room(self) -> None:
+        if self._resume():
+            self.remove_reader(self.out)
+
+    def _resume(self) -> bool:
+        room = bool(self.out.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
+        if not self.intake.may_resume(time.monotonic(), room):
+            return False
+        self.add_reader(self.tap.fd, self._on_tap)
+        return True
 
     def _on_inject(self) -> None:
         fd = self.tap.fd
@@ -126,7 +173,8 @@ class Capture(Actor):
 
     def status(self) -> dict[str, Any]:
         return {"counters": self.counters.snapshot(), "tap": self.tap.ifname,
-                "offloads": self.tap.offloads}
+                "offloads": self.tap.offloads, "intake": self.intake.status(time.monotonic()),
+                "tap_dropped": tap_tx_dropped(self.tap.ifname)}
 
     def teardown(self) -> None:
         tap_handle = getattr(self, "tap", None)

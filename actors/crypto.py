@@ -52,7 +52,7 @@ from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, drain, handles, main
 from weavenet.runtime.bus import BusError
 
-QUEUE_HWM = 1024  # batches each way
+QUEUE_HWM = 16  # batches each way: by latency, as weavenet.dataplane.queues.QUEUE_HWM
 REQUESTS_PER_WAKEUP = 256  # bounded drain, so heartbeats and key installs are never starved
 STATS_INTERVAL = 30.0
 
