@@ -7,8 +7,10 @@ counted drop. Everything it handles is "virtio-net header + Ethernet frame".
 
 Admission (``weavenet.dataplane.intake``): when the queue to the forwarder refuses a batch,
 reading the TAP pauses until the pause is over and the queue has room again, so an overload is
-shed by the TAP's kernel queue (``tap_dropped`` in status, the kernel's count) instead of
-being read and dropped here. Status shows the intake's pauses.
+shed by the TAP's kernel queue instead of being read and dropped here. Drops by reason:
+``queue_full`` (read, then refused by the forwarder's queue), ``tap_backlog`` (the kernel's
+count of frames its full TAP queue dropped, since this capture started), ``write_refused``,
+``bad_batch``. Status shows the intake's pauses.
 
 Sockets (both bound here; batches as in :mod:`weavenet.dataplane.batch`):
 
@@ -42,6 +44,7 @@ TAP_WAIT = 5.0  # seconds to wait for netconf's TAP before giving up (the superv
 
 # drop reasons
 QUEUE_FULL = "queue_full"  # forwarder not keeping up (or not there): frames read, not passed on
+TAP_BACKLOG = "tap_backlog"  # not read: the kernel dropped them at the TAP's full queue
 WRITE_REFUSED = "write_refused"  # the kernel refused an injected frame
 BAD_BATCH = "bad_batch"
 
@@ -100,6 +103,7 @@ class Capture(Actor):
         self.inj.setsockopt(zmq.LINGER, 0)
         self.inj.bind(self.endpoints.frames_in)
         self.intake = Intake()
+        self.tap_dropped_at_start = tap_tx_dropped(self.tap.ifname)
         self.add_reader(self.tap.fd, self._on_tap)
         self.add_reader(self.inj, self._on_inject)
 
@@ -172,9 +176,15 @@ class Capture(Actor):
             counters.add("tx_bytes", nbytes)
 
     def status(self) -> dict[str, Any]:
-        return {"counters": self.counters.snapshot(), "tap": self.tap.ifname,
-                "offloads": self.tap.offloads, "intake": self.intake.status(time.monotonic()),
-                "tap_dropped": tap_tx_dropped(self.tap.ifname)}
+        counters = self.counters.snapshot()
+        now_dropped = tap_tx_dropped(self.tap.ifname)
+        if now_dropped is not None and self.tap_dropped_at_start is not None:
+            backlog = now_dropped - self.tap_dropped_at_start
+            if backlog > 0:
+                counters["drops"][TAP_BACKLOG] = backlog  # type: ignore[index]
+                counters["dropped"] += backlog  # type: ignore[operator]
+        return {"counters": counters, "tap": self.tap.ifname, "offloads": self.tap.offloads,
+                "intake": self.intake.status(time.monotonic())}
 
     def teardown(self) -> None:
         tap_handle = getattr(self, "tap", None)
