@@ -74,27 +74,32 @@ def tcp_gbits(client: Host, server: Host, cpid: int | None, spid: int | None, ds
 UDP_OFFERS = (25_000, 50_000, 100_000, 0)
 
 
+def udp64(client: Host, server: Host, cpid: int | None, spid: int | None, dst: str,
+          seconds: float, offer: float) -> tuple[float, float] | None:
+    """64-byte UDP offered at ``offer`` packets/s (0: flat out) for ``seconds``: the rates
+    (packets/s) sent and received, None (said on stderr) when iperf3 gave no result."""
+    srv = iperf_server(server, spid)
+    try:
+        bits = str(int(offer * 64 * 8)) if offer else "0"
+        out = iperf_client(client, cpid, dst, seconds, "-u", "-l", "64", "-b", bits)
+    finally:
+        srv.kill()
+        srv.wait()
+    try:
+        s = out["end"]["sum"]
+        return s["packets"] / s["seconds"], (s["packets"] - s["lost_packets"]) / s["seconds"]
+    except (KeyError, TypeError, ZeroDivisionError):
+        print(f"  udp at {offer or 'max'} pps: {out.get('error', 'no result')}",
+              file=sys.stderr)
+        return None
+
+
 def udp_pps(client: Host, server: Host, cpid: int | None, spid: int | None, dst: str,
             seconds: float) -> float | None:
     """Small (64-byte payload) UDP datagrams per second received at the best offered rate."""
-    best = None
-    for offer in UDP_OFFERS:
-        srv = iperf_server(server, spid)
-        try:
-            bits = str(offer * 64 * 8) if offer else "0"
-            out = iperf_client(client, cpid, dst, seconds / 2, "-u", "-l", "64", "-b", bits)
-        finally:
-            srv.kill()
-            srv.wait()
-        try:
-            s = out["end"]["sum"]
-            received = (s["packets"] - s["lost_packets"]) / s["seconds"]
-        except (KeyError, TypeError, ZeroDivisionError):
-            print(f"  udp at {offer or 'max'} pps: {out.get('error', 'no result')}",
-                  file=sys.stderr)
-            continue
-        best = received if best is None else max(best, received)
-    return best
+    got = [r[1] for offer in UDP_OFFERS
+           if (r := udp64(client, server, cpid, spid, dst, seconds / 2, offer))]
+    return max(got) if got else None
 
 
 def overload(client: Host, server: Host, cpid: int | None, spid: int | None, dst: str,
@@ -103,22 +108,11 @@ def overload(client: Host, server: Host, cpid: int | None, spid: int | None, dst
     of ``best``. A sleeve that collapses when overloaded delivers far less than it can."""
     if not best:
         return None
-    offer = 2 * best
-    srv = iperf_server(server, spid)
-    try:
-        out = iperf_client(client, cpid, dst, seconds, "-u", "-l", "64", "-b",
-                           str(int(offer * 64 * 8)))
-    finally:
-        srv.kill()
-        srv.wait()
-    try:
-        s = out["end"]["sum"]
-        got = (s["packets"] - s["lost_packets"]) / s["seconds"]
-        sent = s["packets"] / s["seconds"]
-    except (KeyError, TypeError, ZeroDivisionError):
-        print(f"  udp overload: {out.get('error', 'no result')}", file=sys.stderr)
+    r = udp64(client, server, cpid, spid, dst, seconds, 2 * best)
+    if r is None:
         return None
-    return {"offered_pps": offer, "sent_pps": sent, "delivered_pps": got,
+    sent, got = r
+    return {"offered_pps": 2 * best, "sent_pps": sent, "delivered_pps": got,
             "fraction_of_best": got / best}
 
 
