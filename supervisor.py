@@ -54,7 +54,6 @@ import zmq
 
 import weavenet
 from weavenet.cli import client
-from weavenet.crypto.keys import Password
 from weavenet.dataplane.udp_socket import UDP_FD_ENV, open_udp
 from weavenet.mesh import peerlist
 from weavenet.mesh.peer import Peer
@@ -579,7 +578,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"weave-supervisor: bad launch config: {exc.reason}")
     raw = read_password(args)
     # Stretched once here; actors only ever see the derived value, over the bus.
-    secret = Password(raw).derived_secret() if raw is not None else None
+    secret = None
+    if raw is not None:
+        # imported only with a password: nacl's Argon2id and OpenSSL's hashes cost ~5 MB
+        from weavenet.crypto.keys import Password
+
+        secret = Password(raw).derived_secret()
     Path(config.state_dir).mkdir(parents=True, exist_ok=True)
     os.chmod(config.state_dir, 0o700)
     # The identity is settled once, before any actor starts, so they all agree on it.

@@ -11,6 +11,13 @@ forwarder makes) are written by the forwarder itself through a detached queue of
 (see the forwarder's docstring); they no longer make a ZeroMQ hop back through capture, and
 they keep flowing while capture restarts.
 
+Admission (``weavenet.dataplane.intake``): when the queue to the forwarder refuses a batch,
+reading the TAP pauses until the pause is over and the queue has room again, so an overload is
+shed by the TAP's kernel queue instead of being read and dropped here. Drops by reason:
+``queue_full`` (read, then refused by the forwarder's queue), ``tap_backlog`` (the kernel's
+count of frames its full TAP queue dropped, since this capture started). Status shows the
+intake's pauses.
+
 Socket (bound here; batches as in :mod:`weavenet.dataplane.batch`):
 
 * PUSH ``Endpoints.frames_out``: frames read from the TAP, to the forwarder.
@@ -21,11 +28,14 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
 
 from weavenet.dataplane.batch import encode_batch, tune_malloc
+from weavenet.dataplane.intake import Intake
+from weavenet.dataplane.queues import QUEUE_HWM
 from weavenet.host import tap
 from weavenet.host.tap import ROUTER_PORT
 from weavenet.runtime.actor import Actor, main
@@ -33,11 +43,11 @@ from weavenet.runtime.counters import Counters
 
 READ_BATCH = 64  # frames per read batch (one ZeroMQ message)
 READS_PER_WAKEUP = 4  # batches read before going back to the poller
-QUEUE_HWM = 1024  # batches
 TAP_WAIT = 5.0  # seconds to wait for netconf's TAP before giving up (the supervisor restarts us)
 
 # drop reasons
 QUEUE_FULL = "queue_full"  # forwarder not keeping up (or not there): frames read, not passed on
+TAP_BACKLOG = "tap_backlog"  # not read: the kernel dropped them at the TAP's full queue
 
 
 class TapMissing(RuntimeError):
@@ -57,6 +67,19 @@ def wait_for_tap(name: str, timeout: float) -> tap.TapHandle:
         time.sleep(0.2)
 
 
+def tap_tx_dropped(ifname: str) -> int | None:
+    """Frames the kernel dropped on their way to us (the TAP's queue was full): its transmit
+    drops in /proc/net/dev, which is our own namespace's (sysfs may be another's)."""
+    try:
+        for line in Path("/proc/self/net/dev").read_text().splitlines():
+            name, _, fields = line.partition(":")
+            if name.strip() == ifname:
+                return int(fields.split()[11])  # rx: 8 fields, then tx bytes packets errs drop
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 class Capture(Actor):
     NAME = "capture"
 
@@ -73,6 +96,8 @@ class Capture(Actor):
         self.out.setsockopt(zmq.SNDHWM, QUEUE_HWM)
         self.out.setsockopt(zmq.LINGER, 0)
         self.out.bind(self.endpoints.frames_out)
+        self.intake = Intake()
+        self.tap_dropped_at_start = tap_tx_dropped(self.tap.ifname)
         self.add_reader(self.tap.fd, self._on_tap)
 
     def _on_tap(self) -> None:
@@ -90,12 +115,45 @@ class Capture(Actor):
                 send(encode_batch({}, items), zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 counters.drop(QUEUE_FULL, len(items))
+                self._pause()
+                return
             if len(items) < READ_BATCH:
                 return
 
+    def _pause(self) -> None:
+        """The forwarder's queue is full: stop reading the TAP (the kernel queues or drops
+        meanwhile) until the intake's pause is over and the queue has room."""
+        now = time.monotonic()
+        resume_at = self.intake.refused(now)
+        self.remove_reader(self.tap.fd)
+        self.after(max(0.0, resume_at - now), self._pause_over)
+
+    def _pause_over(self) -> None:
+        if self._resume():
+            return
+        self.add_writer(self.out, self._on_room)  # still full: resume when it has room
+
+    def _on_room(self) -> None:
+        if self._resume():
+            self.remove_reader(self.out)
+
+    def _resume(self) -> bool:
+        room = bool(self.out.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
+        if not self.intake.may_resume(time.monotonic(), room):
+            return False
+        self.add_reader(self.tap.fd, self._on_tap)
+        return True
+
     def status(self) -> dict[str, Any]:
-        return {"counters": self.counters.snapshot(), "tap": self.tap.ifname,
-                "offloads": self.tap.offloads}
+        counters = self.counters.snapshot()
+        now_dropped = tap_tx_dropped(self.tap.ifname)
+        if now_dropped is not None and self.tap_dropped_at_start is not None:
+            backlog = now_dropped - self.tap_dropped_at_start
+            if backlog > 0:
+                counters["drops"][TAP_BACKLOG] = backlog  # type: ignore[index]
+                counters["dropped"] += backlog  # type: ignore[operator]
+        return {"counters": counters, "tap": self.tap.ifname, "offloads": self.tap.offloads,
+                "intake": self.intake.status(time.monotonic())}
 
     def teardown(self) -> None:
         tap_handle = getattr(self, "tap", None)

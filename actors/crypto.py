@@ -74,7 +74,7 @@ from weavenet.runtime.actor import Actor, drain, handles, main
 from weavenet.runtime.bus import BusError
 from weavenet.runtime.counters import Counters
 
-QUEUE_HWM = 1024  # batches each way
+QUEUE_HWM = 16  # batches each way: by latency, as weavenet.dataplane.queues.QUEUE_HWM
 REQUESTS_PER_WAKEUP = 256  # bounded drain, so heartbeats and key installs are never starved
 STATS_INTERVAL = 30.0
 SEAL_FAILURES = ("no_keys", "malformed", "exhausted")  # the key ring's reasons, when sealing

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import secrets
 import socket
 import sys
 import time
@@ -295,9 +294,10 @@ class Gossip(Actor):
         connecting); an outbound one reports to its ConnectionMaker target."""
         stream = tcp.Stream(sock, self, lambda: self._on_socket(conn))  # conn: bound below
         # without a password the connection id keys the sleeve's control datagrams
-        # (weavenet.dataplane.control_auth): it must not be predictable, so not self.rng
+        # (weavenet.dataplane.control_auth): it must not be predictable, so not self.rng (the
+        # system's randomness, as secrets.randbits, whose import loads OpenSSL: ~3.5 MB)
         handshake, decoder = new_handshake(self.hs_config, self.password, outbound=outbound,
-                                           conn_id=secrets.randbits(64))
+                                           conn_id=random.SystemRandom().getrandbits(64))
         now = time.monotonic()
         conn = SocketConnection(outbound, address, address if outbound else None, handshake,
                                 deadline=now + HANDSHAKE_TIMEOUT, decoder=decoder, last_rx=now,

@@ -24,11 +24,10 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from weavenet.host import arp, bridge, conntrack, dockerwatch, exposenat, veth, vxlan
 from weavenet.host.attachments import FILE_NAME, Attachment, Attachments, ns_inode
 from weavenet.host.netns import HostNetError
+from weavenet.host.vxlan import NetlinkError  # pyroute2's, imported lean (host.netlink)
 from weavenet.runtime.actor import Actor, handles, main
 from weavenet.runtime.bus import FAILED, BusError
 from weavenet.runtime.control import Attach, Detach, Expose, Hide, Ps, Target

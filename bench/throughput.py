@@ -4,7 +4,10 @@ Measured in the same run: native (the two hosts' underlay, no overlay); a hand-b
 VXLAN path between the same hosts (netns -> veth -> bridge -> vxlan -> underlay: the ideal the
 fast datapath aims at); weavenet with its default fast datapath; weavenet with --no-fastdp (the
 sleeve); and, with --password, the encrypted sleeve. Each figure is printed with its ratio to
-native and to the raw VXLAN path. Run as root:
+native and to the raw VXLAN path. For weavenet also: an overload figure (64-byte UDP offered
+at twice the best rate received, and what is still delivered, as a fraction of that best),
+and host1's router memory, RSS and PSS summed over its processes (supervisor and actors),
+with how much the RSS grew over the run's bounded floods. Run as root:
 
     .venv/bin/python bench/throughput.py [--seconds 5] [--password PW]
 
@@ -71,27 +74,46 @@ def tcp_gbits(client: Host, server: Host, cpid: int | None, spid: int | None, ds
 UDP_OFFERS = (25_000, 50_000, 100_000, 0)
 
 
+def udp64(client: Host, server: Host, cpid: int | None, spid: int | None, dst: str,
+          seconds: float, offer: float) -> tuple[float, float] | None:
+    """64-byte UDP offered at ``offer`` packets/s (0: flat out) for ``seconds``: the rates
+    (packets/s) sent and received, None (said on stderr) when iperf3 gave no result."""
+    srv = iperf_server(server, spid)
+    try:
+        bits = str(int(offer * 64 * 8)) if offer else "0"
+        out = iperf_client(client, cpid, dst, seconds, "-u", "-l", "64", "-b", bits)
+    finally:
+        srv.kill()
+        srv.wait()
+    try:
+        s = out["end"]["sum"]
+        return s["packets"] / s["seconds"], (s["packets"] - s["lost_packets"]) / s["seconds"]
+    except (KeyError, TypeError, ZeroDivisionError):
+        print(f"  udp at {offer or 'max'} pps: {out.get('error', 'no result')}",
+              file=sys.stderr)
+        return None
+
+
 def udp_pps(client: Host, server: Host, cpid: int | None, spid: int | None, dst: str,
             seconds: float) -> float | None:
     """Small (64-byte payload) UDP datagrams per second received at the best offered rate."""
-    best = None
-    for offer in UDP_OFFERS:
-        srv = iperf_server(server, spid)
-        try:
-            bits = str(offer * 64 * 8) if offer else "0"
-            out = iperf_client(client, cpid, dst, seconds / 2, "-u", "-l", "64", "-b", bits)
-        finally:
-            srv.kill()
-            srv.wait()
-        try:
-            s = out["end"]["sum"]
-            received = (s["packets"] - s["lost_packets"]) / s["seconds"]
-        except (KeyError, TypeError, ZeroDivisionError):
-            print(f"  udp at {offer or 'max'} pps: {out.get('error', 'no result')}",
-                  file=sys.stderr)
-            continue
-        best = received if best is None else max(best, received)
-    return best
+    got = [r[1] for offer in UDP_OFFERS
+           if (r := udp64(client, server, cpid, spid, dst, seconds / 2, offer))]
+    return max(got) if got else None
+
+
+def overload(client: Host, server: Host, cpid: int | None, spid: int | None, dst: str,
+             seconds: float, best: float | None) -> dict[str, float] | None:
+    """64-byte UDP offered at twice ``best`` (packets/s): what is delivered, and its fraction
+    of ``best``. A sleeve that collapses when overloaded delivers far less than it can."""
+    if not best:
+        return None
+    r = udp64(client, server, cpid, spid, dst, seconds, 2 * best)
+    if r is None:
+        return None
+    sent, got = r
+    return {"offered_pps": 2 * best, "sent_pps": sent, "delivered_pps": got,
+            "fraction_of_best": got / best}
 
 
 def ping_ms(host: Host, pid: int | None, dst: str, count: int = 50) -> float | None:
@@ -103,9 +125,9 @@ def ping_ms(host: Host, pid: int | None, dst: str, count: int = 50) -> float | N
 
 
 def memory_mb(host: Host) -> dict[str, dict[str, float]]:
-    """RSS and PSS of the supervisor and each actor. Summed RSS counts the shared libraries
-    (libpython, libzmq, libsodium) once per process; PSS shares them out, so its sum is what
-    the router really occupies."""
+    """RSS and PSS of the supervisor and each actor, and their sums (``total``). Summed RSS
+    counts the shared libraries (libpython, libzmq, libsodium) once per process; PSS shares
+    them out, so its sum is what the router really occupies."""
     st = json.loads(host.run(["weave", "status", "--json"]).stdout)
     pids = {"supervisor": st["pid"], **{a["name"]: a["pid"] for a in st["actors"]}}
     out: dict[str, dict[str, float]] = {"rss": {}, "pss": {}}
@@ -156,12 +178,16 @@ def raw_vxlan(lab: Lab) -> tuple[list[str], list[str]]:
     return paths, undo
 
 
-def figures(h1: Host, h2: Host, p1: Any, p2: Any, dst: str, seconds: float) -> dict[str, Any]:
-    return {
+def figures(h1: Host, h2: Host, p1: Any, p2: Any, dst: str, seconds: float,
+            overloaded: bool = False) -> dict[str, Any]:
+    res = {
         "tcp_gbit_s": tcp_gbits(h1, h2, p1, p2, dst, seconds),
         "udp64_pps": udp_pps(h1, h2, p1, p2, dst, seconds),
         "ping_ms": ping_ms(h1, p1, dst),
     }
+    if overloaded:
+        res["udp64_overload"] = overload(h1, h2, p1, p2, dst, seconds, res["udp64_pps"])
+    return res
 
 
 def weavenet(lab: Lab, seconds: float, *flags: str) -> dict[str, Any]:
@@ -177,8 +203,14 @@ def weavenet(lab: Lab, seconds: float, *flags: str) -> dict[str, Any]:
             wait_for(lambda: '"overlay": "fastdp"' in h1.run(
                 ["weave", "status", "--json"]).stdout, 20, "fastdp")
         p1, p2 = h1.container_pid(c1), h2.container_pid(c2)
-        res = figures(h1, h2, p1, p2, "10.0.1.2", seconds)
+        before = memory_mb(h1)
+        res = figures(h1, h2, p1, p2, "10.0.1.2", seconds, overloaded=True)
         res["memory_mb"] = memory_mb(h1)
+        res["memory_mb"]["before"] = before
+        # the floods are bounded (each by --seconds): a router whose memory follows what it is
+        # offered, not what it holds by design, grows here
+        res["memory_mb"]["rss_growth"] = (res["memory_mb"]["rss"].get("total", 0)
+                                          - before["rss"].get("total", 0))
         return res
     finally:
         for h in lab.hosts:
@@ -226,18 +258,27 @@ def table(res: dict[str, Any]) -> str:
 
     rows = res["rows"]
     native, raw = rows["native"], rows.get("raw vxlan", {})
+    def mem(r: dict[str, Any], kind: str) -> str:
+        m = r.get("memory_mb")
+        return f"{m[kind].get('total', 0):.0f}" if m else "-"
+
     out = [("path", "TCP Gbit/s", "x native", "x raw", "UDP64 pps", "x native", "x raw",
-            "ping ms", "x native", "x raw", "RSS MB")]
+            "UDP64 2x pps", "x best", "ping ms", "x native", "x raw", "RSS MB", "PSS MB",
+            "RSS +MB")]
     for name, r in rows.items():
+        over = r.get("udp64_overload")
+        growth = r.get("memory_mb", {}).get("rss_growth")
         out.append((
             name,
             fmt(r["tcp_gbit_s"], ".2f"), ratio(r["tcp_gbit_s"], native["tcp_gbit_s"]),
             ratio(r["tcp_gbit_s"], raw.get("tcp_gbit_s")),
             fmt(r["udp64_pps"], ",.0f"), ratio(r["udp64_pps"], native["udp64_pps"]),
             ratio(r["udp64_pps"], raw.get("udp64_pps")),
+            fmt(over["delivered_pps"], ",.0f") if over else "-",
+            fmt(over["fraction_of_best"], ".2f") if over else "-",
             fmt(r["ping_ms"], ".3f"), ratio(r["ping_ms"], native["ping_ms"]),
             ratio(r["ping_ms"], raw.get("ping_ms")),
-            f"{r['memory_mb']['rss'].get('total', 0):.0f}" if "memory_mb" in r else "-",
+            mem(r, "rss"), mem(r, "pss"), fmt(growth, "+.1f") if growth is not None else "-",
         ))
     w = [max(len(r[i]) for r in out) for i in range(len(out[0]))]
     lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in out]

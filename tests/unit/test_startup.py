@@ -6,10 +6,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-import structlog
 import zmq
 
 from weavenet.runtime import bus
+from weavenet.runtime.log import stderr_logger
 from weavenet.runtime.startup import await_reply, fetch_secret
 
 
@@ -34,7 +34,7 @@ def test_the_reply_is_found_behind_other_messages(sockets: tuple[zmq.Socket, zmq
     sup.send_multipart([ident, b"not an envelope"])
     sup.send_multipart([ident, bus.encode(other)])
     sup.send_multipart([ident, bus.encode(bus.reply(bus.decode(data), {"secret": b"k"}))])
-    reply = await_reply(actor, req, 5.0, structlog.get_logger())
+    reply = await_reply(actor, req, 5.0, stderr_logger())
     assert reply is not None and reply.in_reply_to == req.id and reply.body == {"secret": b"k"}
 
 
@@ -42,7 +42,7 @@ def test_no_reply_in_time_is_none(sockets: tuple[zmq.Socket, zmq.Socket]) -> Non
     _, actor = sockets
     req = bus.request("secret.get", src="gossip")
     actor.send(bus.encode(req))
-    assert await_reply(actor, req, 0.05, structlog.get_logger()) is None
+    assert await_reply(actor, req, 0.05, stderr_logger()) is None
 
 
 class Asker:
@@ -51,7 +51,7 @@ class Asker:
 
     def __init__(self, sup: zmq.Socket) -> None:
         self.sup = sup
-        self.log = structlog.get_logger()
+        self.log = stderr_logger()
 
     def send_sup(self, env: bus.Envelope) -> None:
         self.sup.send(bus.encode(env))

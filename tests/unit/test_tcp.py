@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-import structlog
 import zmq
 
 from weavenet.runtime import tcp
+from weavenet.runtime.log import stderr_logger
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def stream_of(sock: socket.socket, loop: Loop | None = None) -> tcp.Stream:
 
 def pair(listener: socket.socket, loop: Loop) -> tuple[tcp.Stream, socket.socket]:
     client = socket.create_connection(("127.0.0.1", port_of(listener)))
-    accepted = eventually(lambda: list(tcp.accept(listener, 1, structlog.get_logger())))
+    accepted = eventually(lambda: list(tcp.accept(listener, 1, stderr_logger())))
     sock, address = accepted[0]  # type: ignore[index]
     assert address == f"127.0.0.1:{client.getsockname()[1]}"
     return stream_of(sock, loop), client
@@ -136,7 +136,7 @@ def test_a_refused_connect_is_a_stream_error(dials: Dials) -> None:
 def test_accept_takes_at_most_its_limit_per_wakeup(listener: socket.socket) -> None:
     clients = [socket.create_connection(("127.0.0.1", port_of(listener))) for _ in range(3)]
     time.sleep(0.05)
-    log = structlog.get_logger()
+    log = stderr_logger()
     first = list(tcp.accept(listener, 2, log))
     rest = list(tcp.accept(listener, 2, log))
     assert (len(first), len(rest)) == (2, 1)

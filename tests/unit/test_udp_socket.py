@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
 from weavenet.dataplane import sleeve
 from weavenet.dataplane import udp as udp_opts
 from weavenet.dataplane.sleeve import FRAGMENT, Reassembler, parse_header, parse_piece
 from weavenet.dataplane.udp_socket import SEND_FAILED, UdpSocket, open_udp, route_mtu
 from weavenet.runtime.counters import Counters
+from weavenet.runtime.log import stderr_logger
 
 ME = sleeve.peer_to_wire("02:00:00:00:00:01")
 KEY = bytes(32)  # a control key (see weavenet.dataplane.control_auth)
@@ -31,7 +31,7 @@ def receiver() -> Iterator[socket.socket]:
 
 @pytest.fixture
 def udp() -> Iterator[UdpSocket]:
-    u = UdpSocket(0, sender=ME, frag_id=41, counters=Counters(), log=structlog.get_logger())
+    u = UdpSocket(0, sender=ME, frag_id=41, counters=Counters(), log=stderr_logger())
     yield u
     u.close()
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import weavenet
 from weavenet.cli.containers import docker_client, first_line
+from weavenet.host import dockerapi
 from weavenet.runtime.bus import FAILED, BusError
 from weavenet.runtime.launch import LaunchConfig
 
@@ -37,7 +38,7 @@ CAPABILITIES = ("NET_ADMIN", "NET_RAW", "SYS_ADMIN")
 TUN = "/dev/net/tun"
 RESTART_POLICY = "unless-stopped"  # back after a reboot, unless `weave stop` stopped it
 PASSWORD_FILE = "password"
-DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+DEFAULT_DOCKER_SOCKET = dockerapi.DEFAULT_SOCKET
 LABEL = "weavenet.router"  # marks the container as ours
 STOP_TIMEOUT = 15  # seconds Docker waits after SIGTERM before SIGKILL
 
@@ -46,13 +47,7 @@ def image(version: str = weavenet.__version__) -> str:
     return f"{IMAGE_REPO}:{version}"
 
 
-def docker_socket(docker_host: str | None) -> str | None:
-    """The unix socket DOCKER_HOST names (the default one when unset); None for tcp:// etc."""
-    if not docker_host:
-        return DEFAULT_DOCKER_SOCKET
-    if docker_host.startswith("unix://"):
-        return docker_host[len("unix://"):]
-    return None
+docker_socket = dockerapi.socket_path  # the unix socket DOCKER_HOST names, or None
 
 
 def run_spec(config: LaunchConfig, run_dir: Path, state_dir: Path, docker_host: str | None,

@@ -28,7 +28,6 @@ master secret, so keys and proofs are bound to this connection and cannot be rep
 from __future__ import annotations
 
 import enum
-import hmac
 from dataclasses import dataclass, field
 
 import nacl.exceptions
@@ -38,6 +37,7 @@ from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
 from nacl.public import PrivateKey
 
+from weavenet.crypto.primitives import compare_digest
 from weavenet.crypto.seal import (
     KEY_SIZE,
     CryptoError,
@@ -134,7 +134,7 @@ class SessionKeys:
         """Raise `PasswordMismatch` unless `proof` is the remote side's proof for this session."""
         if not isinstance(proof, bytes):
             raise PasswordMismatch("malformed password proof")
-        if not hmac.compare_digest(proof, self._expected_remote_proof):
+        if not compare_digest(proof, self._expected_remote_proof):
             raise PasswordMismatch("password mismatch")
 
     def stream_sealer(self) -> StreamSealer:
@@ -190,7 +190,7 @@ def derive_session_keys(
     for party in (local, remote):
         if not isinstance(party.public_key, bytes) or len(party.public_key) != PUBLIC_KEY_SIZE:
             raise HandshakeError(f"malformed public key from {party.name!r}")
-    if hmac.compare_digest(local.public_key, remote.public_key):
+    if compare_digest(local.public_key, remote.public_key):
         # our own key reflected back: refuse rather than talk to ourselves
         raise HandshakeError("remote public key equals ours")
     try:

@@ -25,7 +25,6 @@ status); it is not answered and changes no path.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -33,6 +32,7 @@ from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
 
 from weavenet.crypto.keys import SessionKeys
+from weavenet.crypto.primitives import compare_digest
 from weavenet.crypto.replay import ReplayWindow
 from weavenet.dataplane.sleeve import Control, control_tag
 
@@ -97,7 +97,7 @@ class ControlAuth:
         remembered as seen), else the drop reason."""
         expected = control_tag(self.keys.recv, msg.kind, msg.flags, msg.sender, msg.seq,
                                msg.token, msg.value)
-        if not hmac.compare_digest(expected, msg.tag):
+        if not compare_digest(expected, msg.tag):
             return CONTROL_FORGED
         # only an authentic datagram moves the window (see weavenet.crypto.replay)
         return None if self.window.check_and_update(msg.seq) else CONTROL_REPLAYED

@@ -14,7 +14,11 @@ import zmq
 from weavenet.dataplane.batch import MAX_BATCH
 from weavenet.runtime.counters import Counters
 
-QUEUE_HWM = 1024  # batches
+# Batches each end of a queue holds (a connection holds the sum of both ends'). Sized by
+# latency, not a thousand: 2 x 16 batches of up to 64 small frames are ~40 ms of what the
+# sleeve carries at 50 k frames/s, and bound what a flood can make the router hold; a queue
+# that fills is what tells capture to read less (weavenet.dataplane.intake).
+QUEUE_HWM = 16
 RECONNECT_IVL_MS = 20  # redial an ipc peer that went away (a restarting actor) this often
 
 

@@ -35,12 +35,12 @@ Peers travel as their 48-bit MAC-like names in a u64; see :func:`peer_to_wire`.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
+from weavenet.crypto.primitives import blake2b
 from weavenet.dataplane.frame import Buffer
 
 VERSION = 0x52  # 2: control datagrams carry a tag (version 1 had none)
@@ -212,7 +212,7 @@ def control_tag(key: bytes, kind: int, flags: int, sender: int, seq: int, token:
                 value: int) -> bytes:
     """The tag of a control datagram under ``key`` (one direction of one TCP connection)."""
     signed = _OUTER.pack(VERSION, kind, flags, 0, sender, seq) + _CONTROL.pack(token, value)
-    return hashlib.blake2b(signed, digest_size=TAG_LEN, key=key,
+    return blake2b(signed, digest_size=TAG_LEN, key=key,
                            person=b"weavenet-sleeve").digest()
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from weavenet.host import dockerapi
 from weavenet.host.attachments import Attachment
 
 ACTIONS = ("start", "destroy")
@@ -73,21 +74,41 @@ def plan(a: Attachment, state: ContainerState | None,
 
 
 def connect() -> Any:
-    """A Docker client (DOCKER_HOST honoured); raises what the SDK raises."""
-    import docker  # imported late: only the watcher thread and its callers need it
-
-    client = docker.from_env(timeout=API_TIMEOUT)
+    """A Docker client (DOCKER_HOST honoured), already answering; raises OSError or what the
+    SDK raises. A Unix socket is spoken to by :mod:`weavenet.host.dockerapi`; anything else
+    (tcp://, TLS) through the Docker SDK, imported only then."""
+    path = dockerapi.socket_path(os.environ.get("DOCKER_HOST"))
+    client: Any = dockerapi.Client(path, API_TIMEOUT) if path is not None else _SdkClient()
     client.ping()
     return client
 
 
+class _SdkClient:
+    """The Docker SDK behind the interface of :class:`dockerapi.Client`."""
+
+    def __init__(self) -> None:
+        import docker
+
+        self._docker = docker.from_env(timeout=API_TIMEOUT)
+        self._not_found = docker.errors.NotFound
+
+    def ping(self) -> None:
+        self._docker.ping()
+
+    def inspect_container(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            return self._docker.api.inspect_container(container_id)
+        except self._not_found:
+            return None
+
+    def events(self, decode: bool = True, filters: dict[str, Any] | None = None) -> Any:
+        return self._docker.events(decode=decode, filters=filters)
+
+
 def container_state(client: Any, container_id: str) -> ContainerState | None:
     """The container's state, None if Docker does not know it (removed)."""
-    import docker.errors
-
-    try:
-        attrs = client.api.inspect_container(container_id)
-    except docker.errors.NotFound:
+    attrs = client.inspect_container(container_id)
+    if attrs is None:
         return None
     state = attrs.get("State") or {}
     return ContainerState(bool(state.get("Running")), int(state.get("Pid") or 0))

@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import random
 import re
-import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from weavenet.runtime.address import shown
 from weavenet.runtime.statefile import write_atomic
+
+# secrets' randomness without importing secrets (it loads hmac, hashlib and OpenSSL: ~4 MB in
+# every process that names a peer)
+_SYSTEM_RANDOM = random.SystemRandom()
 
 PEER_NAME_FILE = "peer-name"
 MAX_NICKNAME_LEN = 255
@@ -52,7 +55,7 @@ class PeerName(str):
     @classmethod
     def random(cls, rng: random.Random | None = None) -> PeerName:
         """A random locally administered unicast MAC-like name."""
-        raw = bytearray(rng.randbytes(6) if rng is not None else secrets.token_bytes(6))
+        raw = bytearray(rng.randbytes(6) if rng is not None else os.urandom(6))
         # Locally administered (bit 1) and unicast (bit 0 clear): never collides with a real NIC.
         raw[0] = (raw[0] | 0x02) & 0xFE
         return cls(":".join(f"{b:02x}" for b in raw))
@@ -93,7 +96,7 @@ def default_nickname() -> str:
 def new_uid(rng: random.Random | None = None) -> int:
     """A random non-zero 64-bit incarnation UID (zero is kept free to mean 'unknown')."""
     while True:
-        uid = rng.getrandbits(UID_BITS) if rng is not None else secrets.randbits(UID_BITS)
+        uid = rng.getrandbits(UID_BITS) if rng is not None else _SYSTEM_RANDOM.getrandbits(UID_BITS)
         if uid:
             return uid
 

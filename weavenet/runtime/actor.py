@@ -95,7 +95,7 @@ class Actor:
         self.running = True
         self._parent = os.getppid()
         self._readers: dict[Any, Callable[[], None]] = {}
-        self._timers: list[tuple[float, int, float, Callable[[], None]]] = []
+        self._timers: list[tuple[float, int, float | None, Callable[[], None]]] = []
         self._timer_seq = 0
         self.poller = zmq.Poller()
         self.sup = self.ctx.socket(zmq.DEALER)
@@ -109,9 +109,20 @@ class Actor:
         self._readers[sock_or_fd] = callback
         self.poller.register(sock_or_fd, zmq.POLLIN)
 
+    def add_writer(self, sock: zmq.Socket, callback: Callable[[], None]) -> None:
+        """Call ``callback`` while ``sock`` can take a message (a full queue has room again);
+        ``remove_reader`` removes it."""
+        self._readers[sock] = callback
+        self.poller.register(sock, zmq.POLLOUT)
+
     def remove_reader(self, sock_or_fd: Any) -> None:
         if self._readers.pop(sock_or_fd, None) is not None:
             self.poller.unregister(sock_or_fd)
+
+    def after(self, delay: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, ``delay`` seconds from now."""
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (time.monotonic() + delay, self._timer_seq, None, callback))
 
     def every(self, interval: float, callback: Callable[[], None],
               first: float | None = None) -> None:
@@ -234,7 +245,8 @@ class Actor:
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
                     _, seq, interval, cb = heapq.heappop(self._timers)
-                    heapq.heappush(self._timers, (now + interval, seq, interval, cb))
+                    if interval is not None:  # None: once (after())
+                        heapq.heappush(self._timers, (now + interval, seq, interval, cb))
                     cb()
         finally:
             self.teardown()

@@ -1,102 +1,27 @@
-"""The HTTP server: ``/metrics``, ``/status``, ``/report`` and the topology page at ``/``.
+"""The HTTP server of the router: ``/metrics``, ``/status``, ``/report`` and the topology page.
 
 It runs on a thread of the supervisor process and gets everything through one callable that
 returns the router's status (the supervisor passes one that asks its own control socket, as
-`weave status` does), so it can only read: it has no other handle on the router. Only GET and
-HEAD are served; POST, PUT, DELETE, PATCH and OPTIONS get 405, any other method 501.
+`weave status` does), so it can only read: it has no other handle on the router. The socket is
+bound and listening from the start (a port in use is reported at launch); the HTTP machinery
+(:mod:`weavenet.web.handler`) is imported when the first connection arrives, so a router that
+nobody looks at does not hold it.
 """
 
 from __future__ import annotations
 
-import json
+import select
 import socket
 import threading
 from collections.abc import Callable
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
-from weavenet.cli.report import build_report
 from weavenet.runtime.address import parse_host_port
-from weavenet.runtime.bus import BusError
 from weavenet.runtime.defaults import STATUS_PORT
-from weavenet.web.metrics import ReportCollector
-from weavenet.web.page import PAGE
 
-Fetch = Callable[[], dict[str, Any]]
-ALLOW = "GET, HEAD"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, addr: tuple[str, int], fetch_status: Fetch) -> None:
-        if ":" in addr[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(addr, _Handler)
-        self.fetch_status = fetch_status
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ReportCollector(lambda: build_report(fetch_status())))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "weave"
-    sys_version = ""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = self.path.split("?", 1)[0]
-        try:
-            if path == "/":
-                self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE.encode())
-            elif path == "/metrics":
-                self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST,
-                           generate_latest(self.server.registry))
-            elif path == "/status":
-                self._json(self.server.fetch_status())
-            elif path == "/report":
-                self._json(build_report(self.server.fetch_status()))
-            else:
-                self._error(HTTPStatus.NOT_FOUND, f"no such page: {path}")
-        except BusError as exc:  # the router is stopping, or too busy to answer in time
-            self._error(HTTPStatus.SERVICE_UNAVAILABLE, exc.reason)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._head_only = True
-        self.do_GET()
-
-    def _refuse(self) -> None:
-        self._error(HTTPStatus.METHOD_NOT_ALLOWED, "read-only: only GET and HEAD",
-                    {"Allow": ALLOW})
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse  # noqa: N815
-
-    def _json(self, body: dict[str, Any]) -> None:
-        self._send(HTTPStatus.OK, "application/json",
-                   json.dumps(body, indent=2, sort_keys=True).encode())
-
-    def _error(self, status: HTTPStatus, reason: str,
-               headers: dict[str, str] | None = None) -> None:
-        self._send(status, "application/json", json.dumps({"error": reason}).encode(), headers)
-
-    def _send(self, status: HTTPStatus, ctype: str, body: bytes,
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if not getattr(self, "_head_only", False):
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass  # a scrape every few seconds is not worth a log line
+Fetch = Callable[[], dict[str, Any]]  # the router's status
+BACKLOG = 5  # socketserver's request_queue_size, what the server had when it bound itself
+IDLE_POLL = 0.5  # seconds between looks at the closing flag before the first connection
 
 
 class StatusServer:
@@ -104,21 +29,55 @@ class StatusServer:
     ``(host, port)`` pair, port 0 for any), serving on a daemon thread once started."""
 
     def __init__(self, addr: str | tuple[str, int], fetch_status: Fetch) -> None:
-        where = parse_host_port(addr, STATUS_PORT) if isinstance(addr, str) else addr
-        self.httpd = _Server(where, fetch_status)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="status-http",
-                                       daemon=True)
+        host, port = parse_host_port(addr, STATUS_PORT) if isinstance(addr, str) else addr
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((host, port))
+            self.sock.listen(BACKLOG)
+        except OSError:
+            self.sock.close()
+            raise
+        self.fetch_status = fetch_status
+        self.httpd: Any = None
+        self._closing = False
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name="status-http", daemon=True)
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self.httpd.server_address[:2]
+        host, port = self.sock.getsockname()[:2]
         return str(host), int(port)
 
     def start(self) -> StatusServer:
         self.thread.start()
         return self
 
+    def _run(self) -> None:
+        while not self._closing:
+            try:
+                readable, _, _ = select.select([self.sock], [], [], IDLE_POLL)
+            except (OSError, ValueError):  # closed under us
+                return
+            if readable:
+                break
+        from weavenet.web.handler import Server
+
+        with self._lock:
+            if self._closing:
+                return
+            self.httpd = Server(self.sock, self.fetch_status)
+        self.httpd.serve_forever()
+
     def close(self) -> None:
-        if self.thread.is_alive():
-            self.httpd.shutdown()
-        self.httpd.server_close()
+        with self._lock:
+            self._closing = True
+            httpd = self.httpd
+        if httpd is not None and self.thread.is_alive():
+            httpd.shutdown()
+        if httpd is not None:
+            httpd.server_close()
+        else:
+            self.thread.join(2 * IDLE_POLL)
+            self.sock.close()
