@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import wait_for
+from tests.support import netns_pings, wait_for
 
-__all__ = ["Router", "router", "wait_for"]  # wait_for: imported from here by older tests
+# wait_for: imported from here by older tests
+__all__ = ["Router", "RouterPair", "router", "router_pair", "wait_for"]
 
 BIN = Path(sys.executable).parent
 
@@ -102,3 +104,44 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
         yield r
     finally:
         r.cleanup()
+
+
+@dataclasses.dataclass
+class RouterPair:
+    """Two routers on an underlay veth (198.18.0.1 and .2), each with a container namespace
+    attached at 10.0.1.1 and 10.0.1.2 (``ca``, ``cb``)."""
+
+    a: Router
+    b: Router
+    ca: str
+    cb: str
+
+
+@contextlib.contextmanager
+def router_pair(prefix: str, *launch: str, a_flags: tuple[str, ...] = (),
+                b_flags: tuple[str, ...] = ()) -> Iterator[RouterPair]:
+    """Launch two routers with ``launch`` flags (and each its own), b naming a, attach a
+    container namespace to each, wait for a ping across; everything is removed on exit."""
+    _need_root()
+    base = Path(f"/tmp/{prefix}-{uuid.uuid4().hex[:6]}")  # short: ipc paths are limited
+    base.mkdir()
+    routers: list[Router] = []
+    try:
+        for tag in ("a", "b"):
+            (base / tag).mkdir()
+            routers.append(Router(base / tag))
+        a, b = routers
+        a.sh(f"ip link add ua type veth peer name ub netns {b.ns}")
+        a.sh("ip addr add 198.18.0.1/24 dev ua && ip link set ua up")
+        b.sh("ip addr add 198.18.0.2/24 dev ub && ip link set ub up")
+        a.weave("launch", *launch, *a_flags)
+        b.weave("launch", *launch, *b_flags, "198.18.0.1")
+        ca, cb = a.container_ns(), b.container_ns()
+        a.weave("attach", "10.0.1.1/24", f"netns:{ca}")
+        b.weave("attach", "10.0.1.2/24", f"netns:{cb}")
+        wait_for(lambda: netns_pings(ca, "10.0.1.2"), 30, "a ping from a to b")
+        yield RouterPair(a, b, ca, cb)
+    finally:
+        for r in routers:
+            r.cleanup()
+        shutil.rmtree(base, ignore_errors=True)

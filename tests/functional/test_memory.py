@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.functional.conftest import Router
-from tests.support import netns_pings, wait_for
+from tests.functional.conftest import Router, router_pair
+from tests.support import wait_for
 
 pytestmark = [
     pytest.mark.root,
@@ -69,28 +67,8 @@ def rss_mb(routers: list[Router]) -> float:
 
 @pytest.fixture
 def pair() -> Iterator[tuple[Router, Router, str, str]]:
-    base = Path(f"/tmp/wmem-{uuid.uuid4().hex[:6]}")
-    base.mkdir()
-    routers: list[Router] = []
-    try:
-        for tag in ("a", "b"):
-            (base / tag).mkdir()
-            routers.append(Router(base / tag))
-        a, b = routers
-        a.sh(f"ip link add ua type veth peer name ub netns {b.ns}")
-        a.sh("ip addr add 198.18.0.1/24 dev ua && ip link set ua up")
-        b.sh("ip addr add 198.18.0.2/24 dev ub && ip link set ub up")
-        a.weave("launch", "--no-fastdp")
-        b.weave("launch", "--no-fastdp", "198.18.0.1")
-        ca, cb = a.container_ns(), b.container_ns()
-        a.weave("attach", "10.0.1.1/24", f"netns:{ca}")
-        b.weave("attach", "10.0.1.2/24", f"netns:{cb}")
-        wait_for(lambda: netns_pings(ca, "10.0.1.2"), 30, "a ping across the sleeve")
-        yield a, b, ca, cb
-    finally:
-        for r in routers:
-            r.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
+    with router_pair("wmem", "--no-fastdp") as p:
+        yield p.a, p.b, p.ca, p.cb
 
 
 def delivered(b: Router) -> int:

@@ -10,18 +10,16 @@ on b's end of the link.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import struct
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.functional.conftest import Router
+from tests.functional.conftest import Router, RouterPair, router_pair
 from tests.support import netns_pings, wait_for
 from weavenet.dataplane import sleeve
 from weavenet.dataplane.udp_socket import UDP_FD_ENV
@@ -40,38 +38,11 @@ A_NAME, B_NAME = "02:00:00:00:0a:01", "02:00:00:00:0b:02"
 A_IP, B_IP = "10.0.1.1", "10.0.1.2"
 
 
-class Pair:
-    def __init__(self, a: Router, b: Router) -> None:
-        self.a, self.b = a, b
-        self.ca = self.cb = ""
-
-
 @pytest.fixture(scope="module")
-def pair() -> Iterator[Pair]:
-    base = Path(f"/tmp/wz-{uuid.uuid4().hex[:6]}")
-    base.mkdir()
-    routers: list[Router] = []
-    try:
-        for tag in ("a", "b"):
-            (base / tag).mkdir()
-            routers.append(Router(base / tag))
-        ra, rb = routers
-        ra.sh(f"ip link add ua type veth peer name ub netns {rb.ns}")
-        ra.sh("ip addr add 198.18.0.1/24 dev ua && ip link set ua up")
-        rb.sh("ip addr add 198.18.0.2/24 dev ub && ip link set ub up")
-        p = Pair(ra, rb)
-        ra.weave("launch", "--no-fastdp", "--name", A_NAME, "--password", "sesame")
-        rb.weave("launch", "--no-fastdp", "--name", B_NAME, "--password", "sesame",
-                 "198.18.0.1")
-        p.ca, p.cb = ra.container_ns(), rb.container_ns()
-        ra.weave("attach", f"{A_IP}/24", f"netns:{p.ca}")
-        rb.weave("attach", f"{B_IP}/24", f"netns:{p.cb}")
-        wait_for(lambda: netns_pings(p.ca, B_IP), timeout=30, what="ping a -> b, encrypted")
+def pair() -> Iterator[RouterPair]:
+    with router_pair("wz", "--no-fastdp", "--password", "sesame", a_flags=("--name", A_NAME),
+                     b_flags=("--name", B_NAME)) as p:
         yield p
-    finally:
-        for r in routers:
-            r.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def udp_socket_of(pid: int) -> str:
@@ -81,7 +52,7 @@ def udp_socket_of(pid: int) -> str:
     return os.readlink(f"/proc/{pid}/fd/{env[UDP_FD_ENV]}")
 
 
-def sleeve_datagrams_at_b(p: Pair, during: Callable[[], object]) -> list[tuple[int, bytes]]:
+def sleeve_datagrams_at_b(p: RouterPair, during: Callable[[], object]) -> list[tuple[int, bytes]]:
     """(UDP source port, payload head) of each UDP datagram to 6783 arriving at b while
     ``during`` runs."""
     fd = os.open(f"/var/run/netns/{p.b.ns}", os.O_RDONLY)
@@ -133,7 +104,7 @@ def crypto_counters(r: Router) -> dict:
     return r.actors()["crypto"]["status"].get("counters", {})
 
 
-def test_sealed_datagrams_leave_from_the_routers_port_sent_by_crypto(pair: Pair):
+def test_sealed_datagrams_leave_from_the_routers_port_sent_by_crypto(pair: RouterPair):
     seen = sleeve_datagrams_at_b(pair, lambda: netns_pings(pair.ca, B_IP, count=5))
     ports = sealed_frames(seen)
     assert len(ports) >= 5, seen
@@ -160,7 +131,7 @@ def kill_9(r: Router, name: str) -> dict:
 
 
 def test_a_forwarder_killed_with_kill_9_finds_the_same_socket_and_crypto_keeps_sending(
-        pair: Pair):
+        pair: RouterPair):
     sock = udp_socket_of(pair.a.actors()["crypto"]["pid"])
     fwd = kill_9(pair.a, "forwarder")
     assert udp_socket_of(fwd["pid"]) == sock  # not closed, not rebound: the supervisor's
@@ -169,7 +140,7 @@ def test_a_forwarder_killed_with_kill_9_finds_the_same_socket_and_crypto_keeps_s
     assert sealed_frames(seen) and set(sealed_frames(seen)) == {PORT}
 
 
-def test_a_crypto_actor_killed_with_kill_9_sends_again_from_the_port(pair: Pair):
+def test_a_crypto_actor_killed_with_kill_9_sends_again_from_the_port(pair: RouterPair):
     sock = udp_socket_of(pair.a.actors()["forwarder"]["pid"])
     crypto = kill_9(pair.a, "crypto")
     assert udp_socket_of(crypto["pid"]) == sock
