@@ -14,7 +14,6 @@ Writes bench/results/fastdp_tcp.json. Every load is bounded by --seconds.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import ping_ms, raw_vxlan, tcp_gbits  # noqa: E402
+from throughput import ping_ms, raw_vxlan, report, tcp_gbits  # noqa: E402
 
 from tests.support import eventually_pings, wait_for  # noqa: E402
 from weavenet.lab import Lab  # noqa: E402
@@ -98,11 +97,7 @@ def main() -> int:
         p.error("--rounds must be 1..50 and --seconds 1..120")
     with Lab(2, prefix=unique_prefix("wf")) as lab:
         res = measure(lab, a.seconds, a.rounds)
-    print(table(res))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2))
-    print(f"written {a.out}")
-    return 0
+    return report(table(res), res, a.out)
 
 
 if __name__ == "__main__":

@@ -298,10 +298,15 @@ def main() -> int:
         finally:
             for h in lab.hosts:
                 h.run(["weave", "reset"], check=False)
-    print(table(res))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2))
-    print(f"written {a.out}")
+    return report(table(res), res, a.out)
+
+
+def report(text: str, res: dict[str, Any], out: Path) -> int:
+    """Print a benchmark's table and write its figures as JSON to ``out``."""
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    print(f"written {out}")
     return 0
 
 
