@@ -37,7 +37,7 @@ from typing import Any, Self
 
 import msgpack
 
-from weavenet.crypto.seal import DATAGRAM_OVERHEAD, KEY_SIZE
+from weavenet.crypto.sizes import DATAGRAM_OVERHEAD, KEY_SIZE
 from weavenet.runtime.codec import Buffer, unpack_map
 from weavenet.runtime.request import Request as BusRequest
 from weavenet.runtime.request import UsageError

@@ -31,13 +31,15 @@ import nacl.exceptions
 from nacl.bindings import crypto_secretbox_easy, crypto_secretbox_open_easy
 
 from weavenet.crypto.replay import DEFAULT_WIDTH, ReplayWindow
+from weavenet.crypto.sizes import (  # noqa: F401  (part of this module's interface)
+    DATAGRAM_OVERHEAD,
+    KEY_SIZE,
+    LENGTH_SIZE,
+    MAC_SIZE,
+    SEQ_SIZE,
+    STREAM_OVERHEAD,
+)
 
-KEY_SIZE = 32
-MAC_SIZE = 16
-SEQ_SIZE = 8
-LENGTH_SIZE = 4
-DATAGRAM_OVERHEAD = SEQ_SIZE + MAC_SIZE
-STREAM_OVERHEAD = LENGTH_SIZE + MAC_SIZE
 # counters run 0 .. SEQ_LIMIT - 1; the all-ones value is never used so a counter cannot wrap
 SEQ_LIMIT = 2**64 - 1
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024  # control messages (full topology) stay far below this

@@ -26,15 +26,14 @@ status); it is not answered and changes no path.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from nacl.encoding import RawEncoder
-from nacl.hash import blake2b
-
-from weavenet.crypto.keys import SessionKeys
-from weavenet.crypto.primitives import compare_digest
+from weavenet.crypto.primitives import blake2b, compare_digest
 from weavenet.crypto.replay import ReplayWindow
 from weavenet.dataplane.sleeve import Control, control_tag
+
+if TYPE_CHECKING:  # not at run time: it would load libsodium into the forwarder for a type
+    from weavenet.crypto.keys import SessionKeys
 
 KEY_SIZE = 32
 
@@ -53,8 +52,8 @@ class ControlKeys(NamedTuple):
 
 
 def _derive(secret: bytes, label: bytes) -> bytes:
-    return blake2b(label, digest_size=KEY_SIZE, key=secret, person=b"weavenet-ctlkey",
-                   encoder=RawEncoder)
+    # keyed BLAKE2b, the same bytes as libsodium's (and PyNaCl's) with this personalisation
+    return blake2b(label, digest_size=KEY_SIZE, key=secret, person=b"weavenet-ctlkey").digest()
 
 
 def connection_keys(connection_id: int, session: SessionKeys | None) -> ControlKeys:

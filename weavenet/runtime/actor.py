@@ -9,7 +9,6 @@ restarting). Its settings are ``self.launch``, the :class:`LaunchConfig` the sup
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import heapq
 import os
@@ -256,10 +255,11 @@ class Actor:
 
 
 def main(actor_cls: type[Actor], argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"actors.{actor_cls.NAME}")
-    parser.add_argument("run_dir")
-    args = parser.parse_args(argv)
-    run_dir = Path(args.run_dir)
+    # one argument, so no argparse (~0.4 MB in each of five processes)
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0].startswith("-"):
+        sys.exit(f"usage: python -m actors.{actor_cls.NAME} RUN_DIR")
+    run_dir = Path(args[0])
     actor = actor_cls(run_dir, load_config(run_dir))
     # A developer's profile of the data plane: WEAVE_PROFILE_DIR=/tmp/p weave launch ...; each
     # actor writes DIR/<name>.prof (cProfile, read with pstats) when it stops.

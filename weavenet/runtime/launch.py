@@ -10,11 +10,10 @@ usage error (the CLI's own checks of ``--port`` and ``--mtu`` are these).
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from weavenet.runtime import defaults
 from weavenet.runtime.address import AddressError, normalize
@@ -27,6 +26,9 @@ from weavenet.runtime.request import (
     text,
     texts,
 )
+
+if TYPE_CHECKING:  # the CLI's; actors need not load argparse
+    import argparse
 
 MIN_MTU = 576  # the IPv4 minimum every host must accept
 MAX_MTU = 65535
