@@ -162,3 +162,17 @@ def test_gossip_keys_reach_the_paths_and_only_new_keys_reset_the_window() -> Non
     reconcile(paths, {B: ("02:00:00:00:00:0b", ADDR)}, 3.0, {})
     assert paths[B].send_key == new_a.send and paths[B].verify(heartbeat(new_b.send, 2)) is None
     assert paths[B].verify(heartbeat(bytes(32), 3)) == CONTROL_FORGED
+
+
+def test_control_keys_are_libsodiums_keyed_blake2b() -> None:
+    """Derived by the interpreter's BLAKE2b, they must stay byte for byte what libsodium
+    (through PyNaCl) derives, as earlier versions did: peers of both must agree."""
+    from nacl.encoding import RawEncoder
+    from nacl.hash import blake2b
+
+    from weavenet.dataplane.control_auth import connection_keys
+
+    keys = connection_keys(0x0123456789ABCDEF, None)
+    want = blake2b(b"clear", digest_size=32, key=(0x0123456789ABCDEF).to_bytes(8, "big"),
+                   person=b"weavenet-ctlkey", encoder=RawEncoder)
+    assert keys.send == keys.recv == want
