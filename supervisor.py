@@ -54,7 +54,7 @@ import zmq
 
 import weavenet
 from weavenet.cli import client
-from weavenet.dataplane.udp_socket import UDP_FD_ENV, open_udp
+from weavenet.dataplane.udp_port import UDP_FD_ENV, open_udp
 from weavenet.mesh import peerlist
 from weavenet.mesh.peer import Peer
 from weavenet.runtime import bus, control, log

@@ -68,7 +68,8 @@ from weavenet.crypto.protocol import (
 )
 from weavenet.dataplane.batch import tune_malloc
 from weavenet.dataplane.sealed import sealed_prefix
-from weavenet.dataplane.udp_socket import UdpSocket, inherited_udp
+from weavenet.dataplane.udp_port import inherited_udp
+from weavenet.dataplane.udp_socket import UdpSocket
 from weavenet.runtime import bus
 from weavenet.runtime.actor import Actor, drain, handles, main
 from weavenet.runtime.bus import BusError

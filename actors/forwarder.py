@@ -89,7 +89,8 @@ from weavenet.dataplane.sleeve import (
     unpack_frames,
 )
 from weavenet.dataplane.udp import GRO_CMSG_SPACE, gro_size
-from weavenet.dataplane.udp_socket import UdpSocket, configure, inherited_udp, route_mtu
+from weavenet.dataplane.udp_port import configure, inherited_udp
+from weavenet.dataplane.udp_socket import UdpSocket, route_mtu
 from weavenet.host import tap
 from weavenet.host.tap import ROUTER_PORT
 from weavenet.runtime.actor import Actor, drain, handles, main

@@ -22,7 +22,7 @@ import pytest
 from tests.functional.conftest import Router, RouterPair, router_pair
 from tests.support import netns_pings, wait_for
 from weavenet.dataplane import sleeve
-from weavenet.dataplane.udp_socket import UDP_FD_ENV
+from weavenet.dataplane.udp_port import UDP_FD_ENV
 from weavenet.host.netns import socket_in_netns
 
 pytestmark = [

@@ -12,7 +12,8 @@ import pytest
 from weavenet.dataplane import sleeve
 from weavenet.dataplane import udp as udp_opts
 from weavenet.dataplane.sleeve import FRAGMENT, Reassembler, parse_header, parse_piece
-from weavenet.dataplane.udp_socket import SEND_FAILED, UdpSocket, open_udp, route_mtu
+from weavenet.dataplane.udp_port import open_udp
+from weavenet.dataplane.udp_socket import SEND_FAILED, UdpSocket, route_mtu
 from weavenet.runtime.counters import Counters
 from weavenet.runtime.log import stderr_logger
 
