@@ -1,14 +1,18 @@
-"""Batches of frames between actors over ZeroMQ (capture <-> forwarder <-> crypto).
+"""Batches of frames between actors over ZeroMQ (capture -> forwarder).
 
-A batch is one multipart message: a small msgpack map (always ``v`` and ``n``, plus whatever
-the sender adds, e.g. ``src``/``dst`` peers or ``via``) followed by one raw part per frame.
-Frames are never packed inside msgpack, so no codec pass runs over their bytes. What copying
-remains: the senders pass ``copy=False``, but pyzmq still copies every part smaller than
-``zmq.COPY_THRESHOLD`` (64 KiB) into its message (cheaper than sharing it), which is nearly
-every frame; only parts that large (GSO super-frames) are shared with libzmq until sent. The
-ipc transport then writes each part through a Unix socket (a kernel copy per crossing). The
-receiver, with ``copy=False``, gets ``zmq.Frame`` objects and slices their memory as
-memoryviews without copying again.
+A batch is one multipart message: a small msgpack map (always ``v``, ``n`` the number of
+frames and ``p`` the number of frames in each following part, plus whatever the sender adds)
+followed by the parts. A part holding one frame is that frame's bytes; a part holding several
+(a run of frames below ``PACK_BELOW`` bytes) is each frame behind its u32 length. Why pack: a
+ZeroMQ message part costs a few microseconds on each side whatever its size (pyzmq's
+per-part calls, libzmq's per-part bookkeeping), more than copying a small frame, so 64 small
+frames in one part cost one part; a big frame (a GSO super-frame) stays a part of its own, not
+copied into a run. Frames are never inside msgpack, so no codec pass runs over their bytes.
+What copying remains: the senders pass ``copy=False``, but pyzmq still copies every part
+smaller than ``zmq.COPY_THRESHOLD`` (64 KiB) into its message (cheaper than sharing it); parts
+that large are shared with libzmq until sent. The ipc transport then writes each part through
+a Unix socket (a kernel copy per crossing). The receiver, with ``copy=False``, gets
+``zmq.Frame`` objects and slices their memory as memoryviews without copying again.
 
 Nothing here touches a socket; parts may be ``bytes``, ``memoryview`` or ``zmq.Frame``.
 """
@@ -16,6 +20,7 @@ Nothing here touches a socket; parts may be ``bytes``, ``memoryview`` or ``zmq.F
 from __future__ import annotations
 
 import ctypes
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,8 +29,10 @@ import msgpack
 from weavenet.dataplane.frame import ETH_HLEN, VLAN_HLEN, VNET_HDR_LEN, Buffer
 from weavenet.runtime.codec import unpack_map
 
-VERSION = 1
+VERSION = 2
 MAX_BATCH = 4096  # frames per batch
+PACK_BELOW = 4096  # frames this small travel packed in runs (see the module docstring)
+_LEN = struct.Struct("!I")
 MAX_HEADER_LEN = 4096
 # A GSO super-frame: a 64 KiB IP packet behind a vnet header and a doubly tagged Ethernet header.
 MAX_FRAME_LEN = 0xFFFF + VNET_HDR_LEN + ETH_HLEN + 2 * VLAN_HLEN
@@ -61,13 +68,35 @@ class BatchError(ValueError):
 
 
 def encode_batch(header: dict[str, Any], frames: Sequence[Buffer]) -> list[Buffer]:
-    """Parts for ``socket.send_multipart(parts, copy=False)``; ``header`` must not use v/n."""
+    """Parts for ``socket.send_multipart(parts, copy=False)``; ``header`` must not use v/n/p."""
     if not frames:
         raise BatchError("a batch needs at least one frame")
     if len(frames) > MAX_BATCH:
         raise BatchError(f"{len(frames)} frames exceed the batch limit {MAX_BATCH}")
-    head = msgpack.packb({**header, "v": VERSION, "n": len(frames)})
-    return [head, *frames]
+    parts: list[Buffer] = []
+    counts: list[int] = []
+    run: list[Buffer] = []
+    pack = _LEN.pack
+
+    def flush() -> None:
+        if len(run) == 1:
+            parts.append(run[0])
+        elif run:
+            parts.append(b"".join([x for f in run for x in (pack(len(f)), f)]))
+        if run:
+            counts.append(len(run))
+            run.clear()
+
+    for frame in frames:
+        if len(frame) < PACK_BELOW:
+            run.append(frame)
+        else:
+            flush()
+            parts.append(frame)
+            counts.append(1)
+    flush()
+    head = msgpack.packb({**header, "v": VERSION, "n": len(frames), "p": counts})
+    return [head, *parts]
 
 
 def _buffer(part: Any) -> Buffer:
@@ -78,6 +107,25 @@ def _buffer(part: Any) -> Buffer:
     return buf
 
 
+def _unpack(buf: Buffer, k: int, out: list[Buffer]) -> None:
+    """The ``k`` frames of a packed part, as slices of it."""
+    view = memoryview(buf)
+    end = len(view)
+    pos = 0
+    unpack = _LEN.unpack_from
+    for _ in range(k):
+        if pos + 4 > end:
+            raise BatchError("packed part ends inside a length")
+        (n,) = unpack(view, pos)
+        pos += 4
+        if not 0 < n < PACK_BELOW or pos + n > end:
+            raise BatchError(f"packed frame of {n} bytes out of range")
+        out.append(view[pos : pos + n])
+        pos += n
+    if pos != end:
+        raise BatchError(f"{end - pos} bytes after the packed frames")
+
+
 def decode_batch(parts: Sequence[Any]) -> tuple[dict[str, Any], list[Buffer]]:
     if len(parts) < 2:
         raise BatchError(f"batch of {len(parts)} parts has no frames")
@@ -85,13 +133,19 @@ def decode_batch(parts: Sequence[Any]) -> tuple[dict[str, Any], list[Buffer]]:
     header = unpack_map(raw, BatchError, "batch header", MAX_HEADER_LEN)
     if header.get("v") != VERSION:
         raise BatchError(f"unknown batch version {header.get('v')!r}")
-    n = header.get("n")
-    if type(n) is not int or n != len(parts) - 1:
-        raise BatchError(f"batch header says {n!r} frames, got {len(parts) - 1}")
-    if n > MAX_BATCH:
-        raise BatchError(f"{n} frames exceed the batch limit {MAX_BATCH}")
-    frames = [_buffer(p) for p in parts[1:]]
-    for frame in frames:
-        if not 0 < len(frame) <= MAX_FRAME_LEN:
-            raise BatchError(f"frame of {len(frame)} bytes out of range")
+    n, counts = header.get("n"), header.get("p")
+    if type(n) is not int or not 0 < n <= MAX_BATCH:
+        raise BatchError(f"batch header says {n!r} frames")
+    if (type(counts) is not list or len(counts) != len(parts) - 1
+            or any(type(k) is not int or k < 1 for k in counts) or sum(counts) != n):
+        raise BatchError(f"batch header's parts {counts!r} do not match {len(parts) - 1} parts")
+    frames: list[Buffer] = []
+    for part, k in zip(parts[1:], counts, strict=True):
+        buf = _buffer(part)
+        if k == 1:
+            if not 0 < len(buf) <= MAX_FRAME_LEN:
+                raise BatchError(f"frame of {len(buf)} bytes out of range")
+            frames.append(buf)
+        else:
+            _unpack(buf, k, frames)
     return header, frames
