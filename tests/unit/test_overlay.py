@@ -186,3 +186,18 @@ def test_overlays_count_only_full_size_heartbeats_as_heard() -> None:
     assert links.heard("p", 7, 1, c.t) is links.links["p"]
     assert ov.last_heard == c.t
     assert links.heard("p", 8, 2, c.t) is None  # another incarnation
+
+
+def test_a_cut_says_no_heartbeat_then_small_heartbeats_say_path_mtu() -> None:
+    """path_lost (the sleeve path stopped answering: probably a cut) falls back at once
+    saying no heartbeat, even though small heartbeats were answered until then; when small
+    ones go on getting through and full-size ones do not, the reason becomes the MTU, reported
+    as a new switch to the sleeve."""
+    c = Clock()
+    ov = Overlay(c.t)
+    run(ov, c, 2.0, ack=True, hear=True)
+    assert ov.last_small_ack is not None  # counted although each round's full ack came first
+    ov.path_lost()
+    assert ov.tick(c.t) == Switch(Path.SLEEVE, overlay.NO_HEARTBEAT.format(port=6784))
+    switches = run(ov, c, 4.0, ack=False, hear=False, small=True)
+    assert [s for _, s in switches] == [Switch(Path.SLEEVE, overlay.MTU_TOO_SMALL)]

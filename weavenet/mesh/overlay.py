@@ -26,8 +26,10 @@ A sans-IO state machine per established connection, driven by gossip with ``time
   and a fresh heartbeat from the peer bring it back (well within 15 s), so a flapping path
   does not flap the datapath.
 
-``tick`` returns a :class:`Switch` when the path changes (gossip logs ``overlay_switch`` and
-tells netconf and the forwarder); ``due`` says when to send the next heartbeat.
+``tick`` returns a :class:`Switch` when the path changes, or on the sleeve when the reason
+changes (e.g. a cut first, then small heartbeats getting through: the path MTU); gossip logs
+``overlay_switch`` and tells netconf and the forwarder. ``due`` says when to send the next
+heartbeat.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ SLOW_INTERVAL = 1.0
 TIMEOUT = 2.5
 HOLD_DOWN = 3.0
 SMALL = 1 << 63  # set in a small heartbeat's sequence number (the rest is the round's)
+RECENT_ROUNDS = 8  # a small heartbeat's ack counts if it is of one of our last rounds
 
 
 class Path(enum.Enum):
@@ -107,7 +110,9 @@ class Overlay:
     def acked(self, seq: int, now: float) -> None:
         """The peer says (over TCP) that heartbeat ``seq`` arrived through its VXLAN device."""
         if seq & SMALL:
-            if (seq & ~SMALL) in self.sent:  # a recent round's: our small one got through
+            # a recent round's small one got through (its full-size twin's ack may have come
+            # first and taken the round out of ``sent``: not a test here)
+            if 0 <= self.seq - (seq & ~SMALL) < RECENT_ROUNDS:
                 self.last_small_ack = now
             return
         if seq in self.sent:
@@ -123,8 +128,9 @@ class Overlay:
         """The connection's sleeve path just stopped answering heartbeats (UDP 6783): most
         likely the link is cut, so fastdp is not trusted until a heartbeat is acknowledged
         again; the next ``tick`` moves a fastdp link to the sleeve at once instead of after
-        ``TIMEOUT`` (a cut link is routed around as fast with fastdp as without)."""
-        self.last_ack = self.last_heard = None
+        ``TIMEOUT`` (a cut link is routed around as fast with fastdp as without). The reason
+        is then "no heartbeat" until the small heartbeats say otherwise."""
+        self.last_ack = self.last_heard = self.last_small_ack = None
 
     # -- the decision ---------------------------------------------------------------------------
     def _fresh(self, when: float | None, now: float) -> bool:
@@ -147,7 +153,14 @@ class Overlay:
                 self.reason = FASTDP_OK
                 return Switch(Path.FASTDP, self.reason)
             if not both and now - self.sleeve_since > TIMEOUT:
-                self.reason = self._silence(now)  # kept current while probing goes on
+                # kept current while probing goes on; a change is reported (logged) except
+                # the first, from PROBING, of a link that never was on fastdp
+                why = self._silence(now)
+                if why != self.reason:
+                    first = self.reason == PROBING
+                    self.reason = why
+                    if not first:
+                        return Switch(Path.SLEEVE, why)
         return None
 
     def _silence(self, now: float) -> str:
