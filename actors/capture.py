@@ -2,7 +2,7 @@
 
 It attaches a queue of the persistent multi-queue TAP ``weave-tap`` (created by netconf) with
 virtio-net headers and TSO/checksum offloads, reads frames in batches and PUSHes them to the
-forwarder. It never blocks: a full queue is a counted drop. Everything it handles is
+forwarder. It never blocks: a full queue pauses reading (below). Everything it handles is
 "virtio-net header + Ethernet frame". Its queue is the TAP's only attached one, so the kernel
 steers every frame the bridge sends to the TAP here.
 
@@ -12,11 +12,10 @@ forwarder makes) are written by the forwarder itself through a detached queue of
 they keep flowing while capture restarts.
 
 Admission (``weavenet.dataplane.intake``): when the queue to the forwarder refuses a batch,
-reading the TAP pauses until the pause is over and the queue has room again, so an overload is
-shed by the TAP's kernel queue instead of being read and dropped here. Drops by reason:
-``queue_full`` (read, then refused by the forwarder's queue), ``tap_backlog`` (the kernel's
-count of frames its full TAP queue dropped, since this capture started). Status shows the
-intake's pauses.
+the batch is held and reading the TAP pauses until the queue has room again (the held batch
+goes first), so an overload is shed by the TAP's kernel queue instead of being read and
+dropped here. Drops by reason: ``tap_backlog`` (the kernel's count of frames its full TAP
+queue dropped, since this capture started). Status shows the intake's pauses.
 
 Socket (bound here; batches as in :mod:`weavenet.dataplane.batch`):
 
@@ -46,7 +45,6 @@ READS_PER_WAKEUP = 4  # batches read before going back to the poller
 TAP_WAIT = 5.0  # seconds to wait for netconf's TAP before giving up (the supervisor restarts us)
 
 # drop reasons
-QUEUE_FULL = "queue_full"  # forwarder not keeping up (or not there): frames read, not passed on
 TAP_BACKLOG = "tap_backlog"  # not read: the kernel dropped them at the TAP's full queue
 
 
@@ -111,38 +109,30 @@ class Capture(Actor):
                 return
             counters.add("rx", len(items))
             counters.add("rx_bytes", sum(map(len, items)))
+            batch = encode_batch({}, items)
             try:
-                send(encode_batch({}, items), zmq.NOBLOCK, copy=False)
+                send(batch, zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                counters.drop(QUEUE_FULL, len(items))
-                self._pause()
+                self._pause(batch)
                 return
             if len(items) < READ_BATCH:
                 return
 
-    def _pause(self) -> None:
-        """The forwarder's queue is full: stop reading the TAP (the kernel queues or drops
-        meanwhile) until the intake's pause is over and the queue has room."""
-        now = time.monotonic()
-        resume_at = self.intake.refused(now)
+    def _pause(self, batch: list) -> None:
+        """The forwarder's queue is full: hold ``batch``, stop reading the TAP (the kernel
+        queues or drops meanwhile) until the queue has room."""
+        self.intake.refused(batch, time.monotonic())
         self.remove_reader(self.tap.fd)
-        self.after(max(0.0, resume_at - now), self._pause_over)
-
-    def _pause_over(self) -> None:
-        if self._resume():
-            return
-        self.add_writer(self.out, self._on_room)  # still full: resume when it has room
+        self.add_writer(self.out, self._on_room)
 
     def _on_room(self) -> None:
-        if self._resume():
-            self.remove_reader(self.out)
-
-    def _resume(self) -> bool:
-        room = bool(self.out.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
-        if not self.intake.may_resume(time.monotonic(), room):
-            return False
+        try:
+            self.out.send_multipart(self.intake.held, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return  # room for less than a message after all: wait for more
+        self.intake.sent_held(time.monotonic())
+        self.remove_reader(self.out)
         self.add_reader(self.tap.fd, self._on_tap)
-        return True
 
     def status(self) -> dict[str, Any]:
         counters = self.counters.snapshot()
