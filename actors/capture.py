@@ -131,7 +131,7 @@ class Capture(Actor):
         except zmq.Again:
             return  # room for less than a message after all: wait for more
         self.intake.sent_held(time.monotonic())
-        self.remove_reader(self.out)
+        self.remove_writer(self.out)
         self.add_reader(self.tap.fd, self._on_tap)
 
     def status(self) -> dict[str, Any]:

@@ -43,8 +43,9 @@ A thin loop around sans-IO cores: captured frames go through
 :class:`weavenet.dataplane.forwarding.Forwarder` and leave as sleeve datagrams to each next
 hop's :class:`weavenet.dataplane.path.Path` (address, liveness, PMTU); datagrams from the
 network are sorted by :class:`weavenet.dataplane.inbound.Inbound` and either written to our
-TAP or relayed. No queue is waited on: a full one drops and counts
-(:mod:`weavenet.dataplane.queues`).
+TAP or relayed. No queue is waited on: a batch the crypto actor's full queue refuses is held
+and the forwarder stops reading its inputs until the queue has room
+(:class:`weavenet.dataplane.queues.Backlog`), so the overload waits in kernel buffers.
 The core runs on wire peer ids (48-bit ints, see :func:`weavenet.dataplane.sleeve.peer_to_wire`)
 so nothing is converted per datagram; names only appear in routes, status and events.
 """
@@ -74,7 +75,7 @@ from weavenet.dataplane.inbound import MALFORMED, UNKNOWN_SENDER, Arrivals, Inbo
 from weavenet.dataplane.maccache import MacCache
 from weavenet.dataplane.outbound import pack_for_path
 from weavenet.dataplane.path import Addr, Path, ceiling_for, describe_paths, reconcile
-from weavenet.dataplane.queues import connect_queue, send_batches
+from weavenet.dataplane.queues import Backlog, batches, connect_queue
 from weavenet.dataplane.resync import PathsQuery, RoutesQuery
 from weavenet.dataplane.route_update import decode_route_update
 from weavenet.dataplane.sealed import SEAL_EXTRA
@@ -111,7 +112,8 @@ EXPIRE_INTERVAL = 60.0
 
 # drop reasons of the actor (the sans-IO ones are in weavenet.dataplane's forwarding, pmtu and
 # inbound; a refused send is udp_socket's)
-CRYPTO_QUEUE_FULL = "crypto_queue_full"
+CRYPTO_QUEUE_FULL = "crypto_queue_full"  # held past the backlog's limit, or given up
+CRYPTO_GIVE_UP = 1.0  # s: inputs paused for a crypto actor that takes nothing this long
 CRYPTO_FAILED = "crypto_failed"  # opening: no keys yet, forged, replayed (crypto counts why)
 BAD_CRYPTO_REPLY = "bad_crypto_reply"  # malformed, or not an answer to "open"
 NO_ADDRESS = "no_address"  # next hop whose UDP address we do not know
@@ -162,6 +164,8 @@ class ForwarderActor(Actor):
         if self.encrypt:
             self.crypto = connect_queue(self.ctx, zmq.DEALER, self.endpoints.crypto)
             self.add_reader(self.crypto, self._on_crypto)
+            self.crypto_backlog = Backlog(self.crypto, self.counters, CRYPTO_QUEUE_FULL)
+            self.crypto_paused = 0  # a count of pauses, so that an old give-up timer is ignored
         self.add_reader(self.udp.fileno(), self._on_udp)
         self.add_reader(self.frames_out, self._on_captured)
         # A restarted gossip knows nothing of the paths: tell it now, not at the next change.
@@ -340,20 +344,49 @@ class ForwarderActor(Actor):
 
     # --- the crypto actor ------------------------------------------------------------------------
 
-    # Both queue batches for the crypto actor; a full queue drops them (never block).
+    # Both queue batches for the crypto actor. A batch its full queue refuses is held, and the
+    # forwarder stops reading the UDP socket and capture's queue until the crypto actor takes
+    # it (or CRYPTO_GIVE_UP passes: the actor is gone, the held batches are dropped).
 
     def _to_open(self, sender: int, blobs: list) -> None:
         """Sealed blobs from ``sender``: opened, they come back to _on_crypto."""
         peer = self.peers[sender]
-        send_batches(self.crypto, blobs, lambda chunk: encode_request(OPEN, peer, chunk, sender),
-                     self.counters, CRYPTO_QUEUE_FULL)
+        for chunk in batches(blobs):
+            self._to_crypto(encode_request(OPEN, peer, chunk, sender), len(chunk))
 
     def _to_seal(self, path: Path, bodies: list) -> None:
         """FRAMES bodies for ``path``'s neighbour: the crypto actor seals them and sends them
         from our port itself; nothing comes back."""
         name, addr, piece, me = path.name, path.addr, path.piece_size, self.me_wire
-        send_batches(self.crypto, bodies, lambda chunk: encode_send(name, addr, piece, me, chunk),
-                     self.counters, CRYPTO_QUEUE_FULL)
+        for chunk in batches(bodies):
+            self._to_crypto(encode_send(name, addr, piece, me, chunk), len(chunk))
+
+    def _to_crypto(self, parts: list, count: int) -> None:
+        backlog = self.crypto_backlog
+        held = len(backlog)
+        backlog.send(parts, count)
+        if not held and backlog:  # the first refusal: pause our inputs
+            self.remove_reader(self.udp.fileno())
+            self.remove_reader(self.frames_out)
+            self.add_writer(self.crypto, self._on_crypto_room)
+            self.crypto_paused += 1
+            pause = self.crypto_paused
+            self.after(CRYPTO_GIVE_UP, lambda: self._crypto_gone(pause))
+
+    def _on_crypto_room(self) -> None:
+        if self.crypto_backlog.flush():
+            self._crypto_resume()
+
+    def _crypto_gone(self, pause: int) -> None:
+        if pause == self.crypto_paused and self.crypto_backlog:
+            self.crypto_backlog.drop()
+            self._crypto_resume()
+
+    def _crypto_resume(self) -> None:
+        self.crypto_paused += 1
+        self.remove_writer(self.crypto)
+        self.add_reader(self.udp.fileno(), self._on_udp)
+        self.add_reader(self.frames_out, self._on_captured)
 
     def _on_crypto(self) -> None:
         plan = Plan()

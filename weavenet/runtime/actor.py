@@ -94,6 +94,7 @@ class Actor:
         self.running = True
         self._parent = os.getppid()
         self._readers: dict[Any, Callable[[], None]] = {}
+        self._writers: dict[Any, Callable[[], None]] = {}
         self._timers: list[tuple[float, int, float | None, Callable[[], None]]] = []
         self._timer_seq = 0
         self.poller = zmq.Poller()
@@ -106,16 +107,28 @@ class Actor:
     # -- wiring helpers for subclasses ------------------------------------------------------
     def add_reader(self, sock_or_fd: Any, callback: Callable[[], None]) -> None:
         self._readers[sock_or_fd] = callback
-        self.poller.register(sock_or_fd, zmq.POLLIN)
+        self._register(sock_or_fd)
 
     def add_writer(self, sock: zmq.Socket, callback: Callable[[], None]) -> None:
-        """Call ``callback`` while ``sock`` can take a message (a full queue has room again);
-        ``remove_reader`` removes it."""
-        self._readers[sock] = callback
-        self.poller.register(sock, zmq.POLLOUT)
+        """Call ``callback`` while ``sock`` can take a message (a full queue has room again),
+        until ``remove_writer``; a socket may have a reader too."""
+        self._writers[sock] = callback
+        self._register(sock)
 
     def remove_reader(self, sock_or_fd: Any) -> None:
         if self._readers.pop(sock_or_fd, None) is not None:
+            self._register(sock_or_fd)
+
+    def remove_writer(self, sock: zmq.Socket) -> None:
+        if self._writers.pop(sock, None) is not None:
+            self._register(sock)
+
+    def _register(self, sock_or_fd: Any) -> None:
+        flags = (zmq.POLLIN if sock_or_fd in self._readers else 0) | (
+            zmq.POLLOUT if sock_or_fd in self._writers else 0)
+        if flags:
+            self.poller.register(sock_or_fd, flags)  # registering again modifies
+        elif sock_or_fd in self.poller:
             self.poller.unregister(sock_or_fd)
 
     def after(self, delay: float, callback: Callable[[], None]) -> None:
@@ -237,9 +250,10 @@ class Actor:
                     timeout = max(0.0, (self._timers[0][0] - time.monotonic()) * 1000)
                 # pyzmq retries poll() itself after a signal handler returns.
                 events = self.poller.poll(timeout)
-                for sock, _ in events:
-                    cb = self._readers.get(sock)
-                    if cb is not None:
+                for sock, ready in events:
+                    if ready & zmq.POLLIN and (cb := self._readers.get(sock)) is not None:
+                        cb()
+                    if ready & zmq.POLLOUT and (cb := self._writers.get(sock)) is not None:
                         cb()
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
