@@ -186,3 +186,33 @@ def test_a_datagram_split_from_its_parts_reassembles_to_the_joined_bytes() -> No
             hdr = parse_header(seg)
             whole = r.add(parse_piece(hdr, seg), 0.0) or whole
     assert whole == b"".join(parts)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(min_value=40, max_value=20000), st.integers(min_value=200, max_value=1500),
+       st.integers(min_value=0, max_value=40), st.integers(min_value=0, max_value=255))
+def test_a_one_run_read_is_one_piece_and_any_damage_falls_back_to_the_loop(length, size, at,
+                                                                           xor):
+    """The fast path takes a GRO read that is one GSO send; a damaged header (any byte of
+    any piece's header changed) sends it to the per-piece loop, which must then agree with
+    what the pieces are one at a time."""
+    d = datagram(length)
+    for group in split_datagram(d, size, sender=SENDER, frag_id=9):
+        read = bytearray(b"".join(bytes(p) for p in group))
+        items = split_coalesced(bytes(read), size)
+        pieces = [i for i in items if isinstance(i, Piece)]
+        if len(group) > 2:
+            assert len(items) == 1 and len(pieces) == 1
+            assert sleeve._one_run(memoryview(bytes(read)), size) is not None  # the fast path
+        whole = pieces[0]
+        assert bytes(whole.chunk) == d[whole.offset : whole.offset + len(whole.chunk)]
+        # damage one header byte of one piece
+        pos = (at % (len(group) // 2)) * size + at % PIECE_HEADER_LEN
+        read[pos] ^= xor or 1
+        damaged = split_coalesced(bytes(read), size)
+        r1, r2 = Reassembler(), Reassembler()
+        got_fast = [bytes(x) if not isinstance(x, Piece) else r1.add(x, 0.0) for x in damaged]
+        got_slow = [r2.add(x, 0.0) if isinstance(x, Piece) else bytes(x)
+                    for off in range(0, len(read), size)
+                    for x in split_coalesced(bytes(read[off : off + size]), size)]
+        assert [g for g in got_fast if g] == [g for g in got_slow if g]

@@ -381,6 +381,9 @@ def split_coalesced(data: Buffer, size: int) -> list[Buffer | Piece]:
     :func:`parse_header` and the per-datagram path (which rejects what is malformed)."""
     view = memoryview(data)
     end = len(view)
+    whole = _one_run(view, size)
+    if whole is not None:
+        return [whole]
     out: list[Buffer | Piece] = []
     unpack = _PIECE.unpack_from
     run: list[memoryview] = []
@@ -415,6 +418,38 @@ def split_coalesced(data: Buffer, size: int) -> list[Buffer | Piece]:
     if run:
         flush()
     return out
+
+
+@lru_cache(maxsize=8)
+def _headers_format(count: int) -> struct.Struct:
+    return struct.Struct("!" + "BBBBQQII" * count)
+
+
+def _one_run(view: memoryview, size: int) -> Piece | None:
+    """The usual GRO read (one GSO send: consecutive pieces of one datagram, the last maybe
+    shorter) as one :class:`Piece`, checked with one header comparison instead of a loop per
+    piece (a 64 KB super-frame: ~45 pieces); None for anything else, which the loop of
+    :func:`split_coalesced` sorts out."""
+    end = len(view)
+    count = -(-end // size)
+    last = end - (count - 1) * size
+    if count < 2 or size <= PIECE_HEADER_LEN or last <= PIECE_HEADER_LEN:
+        return None
+    version, kind, flags, _, sender, frag_id, offset, total = _PIECE.unpack_from(view, 0)
+    room = size - PIECE_HEADER_LEN
+    if (version != VERSION or kind != FRAGMENT or flags
+            or not OUTER_LEN <= total <= MAX_DATAGRAM
+            or offset + (count - 1) * room + last - PIECE_HEADER_LEN > total):
+        return None
+    # every piece's header is the first one's but for its offset: pack what they must be
+    fields = [VERSION, FRAGMENT, 0, 0, sender, frag_id, 0, total] * count
+    fields[6::8] = range(offset, offset + count * room, room)
+    expected = _headers_format(count).pack(*fields)
+    starts = range(0, end, size)
+    if b"".join([view[i : i + PIECE_HEADER_LEN] for i in starts]) != expected:
+        return None
+    chunk = b"".join([view[i + PIECE_HEADER_LEN : i + size] for i in starts])
+    return Piece(sender, frag_id, offset, total, chunk)
 
 
 class Reassembler:
