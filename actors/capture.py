@@ -12,10 +12,11 @@ forwarder makes) are written by the forwarder itself through a detached queue of
 they keep flowing while capture restarts.
 
 Admission (``weavenet.dataplane.intake``): when the queue to the forwarder refuses a batch,
-the batch is held and reading the TAP pauses until the queue has room again (the held batch
-goes first), so an overload is shed by the TAP's kernel queue instead of being read and
-dropped here. Drops by reason: ``tap_backlog`` (the kernel's count of frames its full TAP
-queue dropped, since this capture started). Status shows the intake's pauses.
+the batch is held and reading the TAP pauses until the pause is over and the queue has room
+again (the held batch goes first), so an overload is shed by the TAP's kernel queue instead
+of being read and dropped here. Drops by reason: ``tap_backlog`` (the kernel's count of
+frames its full TAP queue dropped, since this capture started). Status shows the intake's
+pauses.
 
 Socket (bound here; batches as in :mod:`weavenet.dataplane.batch`):
 
@@ -33,7 +34,7 @@ from typing import Any
 import zmq
 
 from weavenet.dataplane.batch import encode_batch, tune_malloc
-from weavenet.dataplane.intake import Intake
+from weavenet.dataplane.intake import GATHER_BELOW, Intake
 from weavenet.dataplane.queues import QUEUE_HWM
 from weavenet.host import tap
 from weavenet.host.tap import ROUTER_PORT
@@ -107,32 +108,48 @@ class Capture(Actor):
             items = tap.read_batch(fd, READ_BATCH)
             if not items:
                 return
+            nbytes = sum(map(len, items))
             counters.add("rx", len(items))
-            counters.add("rx_bytes", sum(map(len, items)))
+            counters.add("rx_bytes", nbytes)
             batch = encode_batch({}, items)
             try:
                 send(batch, zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                self._pause(batch)
+                self._pause(batch, gather=nbytes < GATHER_BELOW * len(items))
                 return
             if len(items) < READ_BATCH:
                 return
 
-    def _pause(self, batch: list) -> None:
-        """The forwarder's queue is full: hold ``batch``, stop reading the TAP (the kernel
-        queues or drops meanwhile) until the queue has room."""
-        self.intake.refused(batch, time.monotonic())
+    def _pause(self, batch: list, gather: bool = True) -> None:
+        """The forwarder's queue is full: hold ``batch`` and stop reading the TAP (the kernel
+        queues or drops meanwhile) until the intake's pause is over and the queue has room."""
+        now = time.monotonic()
+        resume_at = self.intake.refused(now, batch, gather=gather)
         self.remove_reader(self.tap.fd)
-        self.add_writer(self.out, self._on_room)
+        self.after(max(0.0, resume_at - now), self._pause_over)
+
+    def _pause_over(self) -> None:
+        if self._resume():
+            return
+        self.add_writer(self.out, self._on_room)  # still full: resume when it has room
 
     def _on_room(self) -> None:
-        try:
-            self.out.send_multipart(self.intake.held, zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            return  # room for less than a message after all: wait for more
-        self.intake.sent_held(time.monotonic())
-        self.remove_writer(self.out)
+        if self._resume():
+            self.remove_writer(self.out)
+
+    def _resume(self) -> bool:
+        room = bool(self.out.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
+        if not self.intake.may_resume(time.monotonic(), room):
+            return False
+        held, self.intake.held = self.intake.held, None
+        if held is not None:
+            try:
+                self.out.send_multipart(held, zmq.NOBLOCK, copy=False)
+            except zmq.Again:  # room for less than it after all: pause again
+                self._pause(held)
+                return True  # paused anew, with its own timer: this wait is over
         self.add_reader(self.tap.fd, self._on_tap)
+        return True
 
     def status(self) -> dict[str, Any]:
         counters = self.counters.snapshot()
