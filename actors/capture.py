@@ -42,6 +42,8 @@ from weavenet.runtime.actor import Actor, main
 from weavenet.runtime.counters import Counters
 
 READ_BATCH = 64  # frames per read batch (one ZeroMQ message)
+# ... and bytes: 64 super-frames make a 4 MB message, and the queue holds 32 messages
+READ_BATCH_BYTES = 256 << 10
 READS_PER_WAKEUP = 4  # batches read before going back to the poller
 TAP_WAIT = 5.0  # seconds to wait for netconf's TAP before giving up (the supervisor restarts us)
 
@@ -105,7 +107,7 @@ class Capture(Actor):
         counters = self.counters
         # A TAP file descriptor, not ZeroMQ, so not drain(): bounded by a count instead.
         for _ in range(READS_PER_WAKEUP):
-            items = tap.read_batch(fd, READ_BATCH)
+            items = tap.read_batch(fd, READ_BATCH, max_bytes=READ_BATCH_BYTES)
             if not items:
                 return
             nbytes = sum(map(len, items))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,12 +36,14 @@ from weavenet.lab.lab import unique_prefix  # noqa: E402
 IDLE = 8.0  # seconds after launch before the idle sample
 
 
-def totals(lab: Lab) -> dict[str, tuple[float, float]]:
-    """host -> (RSS, PSS) in MB, summed over its router's processes."""
-    out = {}
+def totals(lab: Lab) -> dict[str, Any]:
+    """host -> (RSS, PSS) in MB, summed over its router's processes; and under "rss" each
+    host's RSS per process."""
+    out: dict[str, Any] = {"rss": {}}
     for h in lab.hosts:
         m = memory_mb(h)
         out[h.name] = (m["rss"]["total"], m["pss"]["total"])
+        out["rss"][h.name] = {k: round(v, 1) for k, v in m["rss"].items() if k != "total"}
     return out
 
 
@@ -58,8 +61,10 @@ def run(lab: Lab, seconds: float, every: float, warmup: float, flags: list[str])
         udp_srv = iperf_server(h2, p2, 5201)
         tcp_srv = iperf_server(h2, p2, 5202)
         enter = ["nsenter", "-t", str(p1), "-n", "iperf3", "-c", "10.0.1.2"]
-        udp = h1.popen([*enter, "-p", "5201", "-u", "-l", "64", "-b", "0", "-t", str(seconds)])
-        tcp = h1.popen([*enter, "-p", "5202", "-t", str(seconds / 2)])
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        udp = h1.popen([*enter, "-p", "5201", "-u", "-l", "64", "-b", "0", "-t", str(seconds)],
+                       **quiet)
+        tcp = h1.popen([*enter, "-p", "5202", "-t", str(seconds / 2)], **quiet)
         start = time.monotonic()
         try:
             while udp.poll() is None and time.monotonic() - start < seconds + 30:
@@ -79,7 +84,7 @@ def run(lab: Lab, seconds: float, every: float, warmup: float, flags: list[str])
 
 def report(res: dict) -> None:
     samples = res["samples"]
-    hosts = [k for k in samples[0] if k not in ("t", "idle")]
+    hosts = [k for k in samples[0] if k not in ("t", "idle", "rss")]
     print(f"weavenet {' '.join(res['flags'])}: router memory, MB summed over its processes")
     print("| t (s) | " + " | ".join(f"{h} RSS (PSS)" for h in hosts) + " |")
     print("| ---: | " + " | ".join("---:" for _ in hosts) + " |")
@@ -90,9 +95,11 @@ def report(res: dict) -> None:
     if len(warm) >= 2:
         for h in hosts:
             rss = [s[h][0] for s in warm]
+            top = max(warm, key=lambda s: s[h][0])
             print(f"{h}: from {warm[0]['t']:.0f} s to {warm[-1]['t']:.0f} s RSS "
-                  f"{rss[-1] - rss[0]:+.1f} MB (max {max(rss):.1f}, idle "
-                  f"{samples[0][h][0]:.1f})")
+                  f"{rss[-1] - rss[0]:+.1f} MB (max {max(rss):.1f} at {top['t']:.0f} s, idle "
+                  f"{samples[0][h][0]:.1f}); per process idle {samples[0]['rss'][h]}, "
+                  f"at the max {top['rss'][h]}")
 
 
 def main() -> int:

@@ -300,7 +300,7 @@ class TestRouterPort:
         with pytest.raises(OSError):
             tap.write_frame(-1, build_vnet_hdr() + frame)  # a bug, not a drop
 
-    def test_read_batch_stops_at_max_frames_and_never_blocks(
+    def test_read_batch_stops_at_max_frames_or_bytes_and_never_blocks(
         self, site: Site, tap_fd: int, container_raw: socket.socket
     ) -> None:
         src = mac_bytes(site.mac)
@@ -325,7 +325,9 @@ class TestRouterPort:
             wait_for(handed_to_the_tap, 5, "the five frames to reach the TAP", interval=0)
         first = tap.read_batch(tap_fd, max_frames=2)
         assert len(first) == 2
-        got = first
+        second = tap.read_batch(tap_fd, max_bytes=1)  # the first item is past any byte limit
+        assert len(second) == 1
+        got = first + second
 
         def all_read() -> bool:
             select.select([tap_fd], [], [], 0.1)

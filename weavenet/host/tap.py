@@ -201,14 +201,19 @@ def create_persistent_tap(name: str) -> None:
         os.close(fd)
 
 
-def read_batch(fd: int, max_frames: int = 64, bufsize: int = MAX_ITEM) -> list[bytes]:
-    """Read up to `max_frames` items (vnet header + frame) without blocking."""
+def read_batch(fd: int, max_frames: int = 64, bufsize: int = MAX_ITEM,
+               max_bytes: int = 1 << 62) -> list[bytes]:
+    """Read up to `max_frames` items (vnet header + frame), and no more once `max_bytes` are
+    in, without blocking."""
     items: list[bytes] = []
-    while len(items) < max_frames:
+    size = 0
+    while len(items) < max_frames and size < max_bytes:
         try:
-            items.append(os.read(fd, bufsize))
+            item = os.read(fd, bufsize)
         except BlockingIOError:
             break
+        items.append(item)
+        size += len(item)
     return items
 
 
