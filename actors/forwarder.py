@@ -107,7 +107,8 @@ DATAGRAMS_PER_WAKEUP = 256  # bound the work per poll so capture's queue and tim
 # 64 KB made the receiving router's RSS jump by ~10 MB under TCP
 BYTES_PER_WAKEUP = 1 << 20
 BATCHES_PER_WAKEUP = 16
-CRYPTO_REPLIES_PER_WAKEUP = 64
+# replies of up to MESSAGE_BYTES each: what a wakeup holds until its plan runs
+CRYPTO_REPLIES_PER_WAKEUP = 8
 HEARTBEAT_INTERVAL = 0.5  # see weavenet.dataplane.path.PATH_OK_FOR
 PMTU_POLL = 0.1
 STATS_INTERVAL = 30.0

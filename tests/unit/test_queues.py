@@ -61,3 +61,10 @@ def test_dropping_the_backlog_counts_what_it_held(ctx: zmq.Context) -> None:
     backlog.send(encode_batch({}, [b"y"] * 2), 2)
     backlog.drop()
     assert len(backlog) == 0 and counters.drops == {"full": 6}
+
+
+def test_batches_are_bounded_in_bytes_too_but_never_empty() -> None:
+    items = [b"a" * 100, b"b" * 100, b"c" * 300, b"d" * 50, b"e" * 60]
+    assert [len(c) for c in batches(items, max_bytes=200)] == [2, 1, 2]
+    assert [len(c) for c in batches([b"x" * 1000, b"y"], max_bytes=10)] == [1, 1]
+    assert list(batches([], max_bytes=10)) == []

@@ -22,6 +22,11 @@ from weavenet.runtime.counters import Counters
 # sleeve carries at 50 k frames/s, and bound what a flood can make the router hold; a queue
 # that fills is what tells capture to read less (weavenet.dataplane.intake).
 QUEUE_HWM = 16
+# Bytes per message: a queue is bounded in messages, and a message of 64 KB super-frames
+# (up to a wakeup's MB) times QUEUE_HWM at both ends of both directions held ~20 MB more in
+# the encrypted receiving router under TCP (crypto +9, forwarder +12 MB over idle; with
+# this, and 8 replies per forwarder wakeup, +3 and +5 to +8).
+MESSAGE_BYTES = 256 << 10
 RECONNECT_IVL_MS = 20  # redial an ipc peer that went away (a restarting actor) this often
 
 
@@ -38,10 +43,18 @@ def connect_queue(ctx: zmq.Context, kind: int, endpoint: str) -> zmq.Socket:
     return sock
 
 
-def batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    """``items`` in chunks of at most MAX_BATCH, one message each."""
-    for i in range(0, len(items), MAX_BATCH):
-        yield items[i : i + MAX_BATCH]
+def batches(items: Sequence[Any], max_bytes: int = MESSAGE_BYTES) -> Iterator[Sequence[Any]]:
+    """``items`` (buffers) in chunks of at most MAX_BATCH items and, past the first item, at
+    most ``max_bytes``: one message each."""
+    start, size = 0, 0
+    for i, item in enumerate(items):
+        n = len(item)
+        if i > start and (i - start >= MAX_BATCH or size + n > max_bytes):
+            yield items[start:i]
+            start, size = i, 0
+        size += n
+    if start < len(items):
+        yield items[start:]
 
 
 class Backlog:
