@@ -548,6 +548,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def derive_apart(raw: bytes) -> bytes:
+    """The password stretched (Argon2id, ``weavenet.crypto.keys.Password``) in a forked child,
+    so that this long-lived process never maps libsodium and cffi (~1.6 MB RSS each router).
+    Called before any thread or ZeroMQ context exists, which is what makes fork safe here."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: derive, write, exit without running the parent's cleanup
+        code = 1
+        try:
+            os.close(r)
+            from weavenet.crypto.keys import Password
+
+            secret = Password(raw).derived_secret()
+            with os.fdopen(w, "wb") as out:
+                out.write(secret)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as inp:
+        secret = inp.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not secret:
+        sys.exit("weave-supervisor: deriving the key from the password failed")
+    return secret
+
+
 def read_password(args: argparse.Namespace) -> bytes | None:
     if args.password_file:
         try:
@@ -578,12 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"weave-supervisor: bad launch config: {exc.reason}")
     raw = read_password(args)
     # Stretched once here; actors only ever see the derived value, over the bus.
-    secret = None
-    if raw is not None:
-        # imported only with a password: nacl's Argon2id and OpenSSL's hashes cost ~5 MB
-        from weavenet.crypto.keys import Password
-
-        secret = Password(raw).derived_secret()
+    secret = None if raw is None else derive_apart(raw)
     Path(config.state_dir).mkdir(parents=True, exist_ok=True)
     os.chmod(config.state_dir, 0o700)
     # The identity is settled once, before any actor starts, so they all agree on it.
