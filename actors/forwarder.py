@@ -117,7 +117,9 @@ EXPIRE_INTERVAL = 60.0
 # drop reasons of the actor (the sans-IO ones are in weavenet.dataplane's forwarding, pmtu and
 # inbound; a refused send is udp_socket's)
 CRYPTO_QUEUE_FULL = "crypto_queue_full"  # held past the backlog's limit, or given up
-CRYPTO_GIVE_UP = 1.0  # s: inputs paused for a crypto actor that takes nothing this long
+# s: inputs paused for a crypto actor that takes nothing this long (dead: it restarts within
+# ~0.3 s); well under PATH_OK_FOR, as heartbeats are not read meanwhile
+CRYPTO_GIVE_UP = 0.5
 CRYPTO_FAILED = "crypto_failed"  # opening: no keys yet, forged, replayed (crypto counts why)
 BAD_CRYPTO_REPLY = "bad_crypto_reply"  # malformed, or not an answer to "open"
 NO_ADDRESS = "no_address"  # next hop whose UDP address we do not know

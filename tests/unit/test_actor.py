@@ -10,6 +10,7 @@ from typing import Any
 
 import msgpack
 import pytest
+import zmq
 
 import supervisor
 from weavenet.runtime import bus
@@ -95,3 +96,19 @@ def test_the_supervisor_answers_or_relays_every_control_request_and_nothing_else
     assert own | relayed == {c.TYPE for c in CONTROL_REQUESTS}
     assert set(supervisor.REQUEST_ROUTES.values()) <= set(supervisor.ACTOR_ORDER)
     assert Path(supervisor.__file__).parent == Path(__file__).resolve().parents[2]
+
+
+def test_one_socket_may_have_a_reader_and_a_writer_each_removed_alone(actor: Echo):
+    sock = actor.ctx.socket(zmq.PAIR)
+    sock.bind("inproc://reader-and-writer")
+    actor.add_reader(sock, lambda: None)
+    actor.add_writer(sock, lambda: None)
+    assert dict(actor.poller.sockets)[sock] == zmq.POLLIN | zmq.POLLOUT
+    actor.remove_writer(sock)  # e.g. the crypto queue has room again: its replies still count
+    assert dict(actor.poller.sockets)[sock] == zmq.POLLIN
+    actor.add_writer(sock, lambda: None)
+    actor.remove_reader(sock)
+    assert dict(actor.poller.sockets)[sock] == zmq.POLLOUT
+    actor.remove_writer(sock)
+    assert sock not in actor.poller
+    sock.close(linger=0)

@@ -15,9 +15,9 @@ arrives meanwhile waits in or overflows the TAP's kernel queue (counted by the k
 TAP's transmit drops). Reading resumes when the pause is over and the queue has room
 again. A pause that follows a resume too closely (the consumer is saturated, not momentarily
 slow) doubles, up to ``max_pause``; one that follows a calm spell starts again from
-``min_pause``. So under a steady overload capture reads in
-bursts that match what the forwarder takes, the rest is shed by the kernel for free, and what
-is read is forwarded, with the queue latency bounded by its limit (tens of batches).
+``min_pause``. So under a steady overload capture reads in bursts that match what the
+forwarder takes, the rest is shed by the kernel for free, and what is read is forwarded, with
+the queue latency bounded by its limit (tens of batches).
 
 Why the refused batch is held, not dropped: a TCP flow that loses one 64 KB super-frame at
 capture loses ~45 segments and halves its window (iperf3 over the sleeve: ~8,000 retransmits
