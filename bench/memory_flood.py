@@ -27,9 +27,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import RESULTS, iperf_server, memory_mb  # noqa: E402
+from throughput import RESULTS, container_pair, iperf_server, memory_mb  # noqa: E402
 
-from tests.support import eventually_pings  # noqa: E402
 from weavenet.lab import Lab  # noqa: E402
 from weavenet.lab.lab import unique_prefix  # noqa: E402
 
@@ -49,13 +48,7 @@ def totals(lab: Lab) -> dict[str, Any]:
 
 def run(lab: Lab, seconds: float, every: float, warmup: float, flags: list[str]) -> dict:
     h1, h2 = lab.hosts
-    h1.run(["weave", "launch", "10.0.0.1/16", *flags])
-    h2.run(["weave", "launch", "10.0.0.2/16", *flags, h1.ip])
-    try:
-        c1 = h1.run(["weave", "run", "10.0.1.1/24", "-t", "-i", "busybox"]).stdout.strip()
-        c2 = h2.run(["weave", "run", "10.0.1.2/24", "-t", "-i", "busybox"]).stdout.strip()
-        eventually_pings(h1, c1, "10.0.1.2")
-        p1, p2 = h1.container_pid(c1), h2.container_pid(c2)
+    with container_pair(lab, *flags) as (p1, p2):
         time.sleep(IDLE)
         samples: list[dict[str, Any]] = [{"t": 0.0, "idle": True, **totals(lab)}]
         udp_srv = iperf_server(h2, p2, 5201)
@@ -76,10 +69,6 @@ def run(lab: Lab, seconds: float, every: float, warmup: float, flags: list[str])
                 p.kill()
                 p.wait()
         return {"flags": flags, "seconds": seconds, "warmup": warmup, "samples": samples}
-    finally:
-        for h in lab.hosts:
-            h.run(["weave", "reset"], check=False)
-            h.run(["sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null"], check=False)
 
 
 def report(res: dict) -> None:

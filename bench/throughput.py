@@ -17,10 +17,12 @@ Writes bench/results/throughput.json. Every load is bounded by --seconds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +192,10 @@ def figures(h1: Host, h2: Host, p1: Any, p2: Any, dst: str, seconds: float,
     return res
 
 
-def weavenet(lab: Lab, seconds: float, *flags: str) -> dict[str, Any]:
+@contextlib.contextmanager
+def container_pair(lab: Lab, *flags: str) -> Iterator[tuple[int, int]]:
+    """weavenet launched on both hosts with ``flags``, a container on each (10.0.1.1 on host1,
+    10.0.1.2 on host2) that pings the other: yields their pids, then resets both hosts."""
     h1, h2 = lab.hosts
     h1.run(["weave", "launch", "10.0.0.1/16", *flags])
     h2.run(["weave", "launch", "10.0.0.2/16", *flags, h1.ip])
@@ -198,11 +203,20 @@ def weavenet(lab: Lab, seconds: float, *flags: str) -> dict[str, Any]:
         c1 = h1.run(["weave", "run", "10.0.1.1/24", "-t", "-i", "busybox"]).stdout.strip()
         c2 = h2.run(["weave", "run", "10.0.1.2/24", "-t", "-i", "busybox"]).stdout.strip()
         eventually_pings(h1, c1, "10.0.1.2")  # raises if the overlay never carries a ping
+        yield h1.container_pid(c1), h2.container_pid(c2)
+    finally:
+        for h in lab.hosts:
+            h.run(["weave", "reset"], check=False)
+            h.run(["sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null"], check=False)
+
+
+def weavenet(lab: Lab, seconds: float, *flags: str) -> dict[str, Any]:
+    h1, h2 = lab.hosts
+    with container_pair(lab, *flags) as (p1, p2):
         if "--no-fastdp" not in flags and "--password" not in flags:
             # give the connection its fastdp heartbeats (a few seconds at most)
             wait_for(lambda: '"overlay": "fastdp"' in h1.run(
                 ["weave", "status", "--json"]).stdout, 20, "fastdp")
-        p1, p2 = h1.container_pid(c1), h2.container_pid(c2)
         before = memory_mb(h1)
         res = figures(h1, h2, p1, p2, "10.0.1.2", seconds, overloaded=True)
         res["memory_mb"] = memory_mb(h1)
@@ -212,10 +226,6 @@ def weavenet(lab: Lab, seconds: float, *flags: str) -> dict[str, Any]:
         res["memory_mb"]["rss_growth"] = (res["memory_mb"]["rss"].get("total", 0)
                                           - before["rss"].get("total", 0))
         return res
-    finally:
-        for h in lab.hosts:
-            h.run(["weave", "reset"], check=False)
-            h.run(["sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null"], check=False)
 
 
 def measure(lab: Lab, seconds: float, password: str | None) -> dict[str, Any]:

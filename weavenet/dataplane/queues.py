@@ -46,6 +46,9 @@ def connect_queue(ctx: zmq.Context, kind: int, endpoint: str) -> zmq.Socket:
 def batches(items: Sequence[Any], max_bytes: int = MESSAGE_BYTES) -> Iterator[Sequence[Any]]:
     """``items`` (buffers) in chunks of at most MAX_BATCH items and, past the first item, at
     most ``max_bytes``: one message each."""
+    if 0 < len(items) <= MAX_BATCH and sum(map(len, items)) <= max_bytes:
+        yield items  # the usual case, without a Python step per item
+        return
     start, size = 0, 0
     for i, item in enumerate(items):
         n = len(item)
