@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +57,15 @@ def test_killed_actors_are_restarted_and_the_network_is_untouched(router: Router
     assert addr_after == addr_before
     text = router.weave("status").stdout
     assert "10.0.1.1/24" in text and "Actors:" in text
+
+
+def test_every_actor_runs_with_one_malloc_arena(router: Router):
+    router.weave("launch")
+    pids = {name: a["pid"] for name, a in router.actors().items()}
+    assert set(pids) == set(ACTORS)
+    for name, pid in pids.items():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"MALLOC_ARENA_MAX=1" in environ, name
 
 
 def test_twenty_restarts_keep_the_supervisor_fd_count_stable(router: Router):
