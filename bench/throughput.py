@@ -5,7 +5,8 @@ VXLAN path between the same hosts (netns -> veth -> bridge -> vxlan -> underlay:
 fast datapath aims at); weavenet with its default fast datapath; weavenet with --no-fastdp (the
 sleeve); and, with --password, the encrypted sleeve. Each figure is printed with its ratio to
 native and to the raw VXLAN path. For weavenet also: an overload figure (64-byte UDP offered
-at twice the best rate received, and what is still delivered, as a fraction of that best),
+at twice the best rate received, and what is still delivered, as a fraction of that best,
+beside what the receiving iperf3's full socket dropped meanwhile, per second),
 and host1's router memory, RSS and PSS summed over its processes (supervisor and actors),
 with how much the RSS grew over the run's bounded floods. Run as root:
 
@@ -104,18 +105,36 @@ def udp_pps(client: Host, server: Host, cpid: int | None, spid: int | None, dst:
     return max(got) if got else None
 
 
+def socket_drops(host: Host, pid: int | None) -> int | None:
+    """UDP datagrams the receiving namespace's sockets dropped, full (RcvbufErrors)."""
+    prefix = ["nsenter", "-t", str(pid), "-n"] if pid else []
+    lines = [line.split() for line in host.run([*prefix, "cat", "/proc/net/snmp"],
+                                                check=False).stdout.splitlines()
+             if line.startswith("Udp:")]
+    if len(lines) < 2 or "RcvbufErrors" not in lines[0]:
+        return None
+    return int(lines[1][lines[0].index("RcvbufErrors")])
+
+
 def overload(client: Host, server: Host, cpid: int | None, spid: int | None, dst: str,
              seconds: float, best: float | None) -> dict[str, float] | None:
     """64-byte UDP offered at twice ``best`` (packets/s): what is delivered, and its fraction
-    of ``best``. A sleeve that collapses when overloaded delivers far less than it can."""
+    of ``best``. A sleeve that collapses when overloaded delivers far less than it can.
+    Also how many datagrams per second the receiving iperf3's own socket dropped (it was
+    full: the receiver did not get the CPU to read it), which "delivered" does not count."""
     if not best:
         return None
+    drops_before = socket_drops(server, spid)
     r = udp64(client, server, cpid, spid, dst, seconds, 2 * best)
+    drops_after = socket_drops(server, spid)
     if r is None:
         return None
     sent, got = r
-    return {"offered_pps": 2 * best, "sent_pps": sent, "delivered_pps": got,
-            "fraction_of_best": got / best}
+    res = {"offered_pps": 2 * best, "sent_pps": sent, "delivered_pps": got,
+           "fraction_of_best": got / best}
+    if drops_before is not None and drops_after is not None:
+        res["socket_drops_pps"] = (drops_after - drops_before) / seconds
+    return res
 
 
 def ping_ms(host: Host, pid: int | None, dst: str, count: int = 50) -> float | None:
@@ -273,8 +292,8 @@ def table(res: dict[str, Any]) -> str:
         return f"{m[kind].get('total', 0):.0f}" if m else "-"
 
     out = [("path", "TCP Gbit/s", "x native", "x raw", "UDP64 pps", "x native", "x raw",
-            "UDP64 2x pps", "x best", "ping ms", "x native", "x raw", "RSS MB", "PSS MB",
-            "RSS +MB")]
+            "UDP64 2x pps", "x best", "2x sock drops", "ping ms", "x native", "x raw",
+            "RSS MB", "PSS MB", "RSS +MB")]
     for name, r in rows.items():
         over = r.get("udp64_overload")
         growth = r.get("memory_mb", {}).get("rss_growth")
@@ -286,6 +305,7 @@ def table(res: dict[str, Any]) -> str:
             ratio(r["udp64_pps"], raw.get("udp64_pps")),
             fmt(over["delivered_pps"], ",.0f") if over else "-",
             fmt(over["fraction_of_best"], ".2f") if over else "-",
+            fmt(over.get("socket_drops_pps"), ",.0f") if over else "-",
             fmt(r["ping_ms"], ".3f"), ratio(r["ping_ms"], native["ping_ms"]),
             ratio(r["ping_ms"], raw.get("ping_ms")),
             mem(r, "rss"), mem(r, "pss"), fmt(growth, "+.1f") if growth is not None else "-",
